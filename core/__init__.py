@@ -1,0 +1,36 @@
+"""PickLLM: route every LLM call to the best model of a pool, and learn from each call."""
+
+from pickllm._version import __version__
+from pickllm.errors import (
+    ConfigError,
+    DataError,
+    ExecutionError,
+    NoCandidateError,
+    PickLLMError,
+    StateError,
+    UnknownDecisionError,
+)
+from pickllm.objective import Objective, PriceRange
+from pickllm.policies import Policy, available_policies, make_policy
+from pickllm.types import Candidate, Context, Decision, Feedback, Plan
+
+__all__ = [
+    "Candidate",
+    "ConfigError",
+    "Context",
+    "DataError",
+    "Decision",
+    "ExecutionError",
+    "Feedback",
+    "NoCandidateError",
+    "Objective",
+    "PickLLMError",
+    "Plan",
+    "Policy",
+    "PriceRange",
+    "StateError",
+    "UnknownDecisionError",
+    "__version__",
+    "available_policies",
+    "make_policy",
+]

@@ -1,0 +1,71 @@
+"""Exceptions raised by PickLLM.
+
+Every error derives from :class:`PickLLMError` and from the builtin it refines, so
+callers can catch either::
+
+    PickLLMError
+    ├── ConfigError(ValueError)          bad hyperparameter, weight, price or argument
+    ├── StateError(ValueError)           a saved state that is corrupted, edited or incompatible
+    ├── DataError(ValueError)            a malformed outcome file (names file, line, column)
+    ├── NoCandidateError(LookupError)    no candidate can serve what the call requires
+    ├── UnknownDecisionError(KeyError)   a delayed score for a decision that is not pending
+    └── ExecutionError(RuntimeError)     every candidate of a decision failed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pickllm.types import Feedback
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "ExecutionError",
+    "NoCandidateError",
+    "PickLLMError",
+    "StateError",
+    "UnknownDecisionError",
+]
+
+
+class PickLLMError(Exception):
+    """Root of every exception PickLLM raises."""
+
+
+class ConfigError(PickLLMError, ValueError):
+    """A parameter has a value that is not allowed."""
+
+
+class StateError(PickLLMError, ValueError):
+    """A saved state cannot be loaded (corrupted, hand-edited or incompatible)."""
+
+
+class DataError(PickLLMError, ValueError):
+    """An outcome table is malformed."""
+
+
+class NoCandidateError(PickLLMError, LookupError):
+    """No candidate of the pool can serve what the call requires."""
+
+
+class UnknownDecisionError(PickLLMError, KeyError):
+    """A score arrived for a decision id that is not (or no longer) pending."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; our messages are sentences.
+        return str(self.args[0]) if self.args else ""
+
+
+class ExecutionError(PickLLMError, RuntimeError):
+    """Every candidate of a decision failed.
+
+    Attributes:
+        attempts: the feedback recorded for each failed attempt, in order.
+    """
+
+    def __init__(self, message: str, *, attempts: Sequence[Feedback] = ()) -> None:
+        super().__init__(message)
+        self.attempts: tuple[Feedback, ...] = tuple(attempts)

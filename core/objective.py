@@ -1,0 +1,231 @@
+"""PickLLM's weighted reward of quality, cost and latency.
+
+PickLLM scores a call as ``R = w_q*q - w_c*c - w_l*log10(t_scaling*latency)`` and needs the
+reward in [0, 1] for its learning automaton. We normalise each term to [0, 1] with fixed,
+documented bounds (never with running statistics, so a reward means the same thing on the
+first call and the millionth):
+
+* quality ``q``: the score in [0, 1] as given.
+* cost ``c``: with ``cost_scale`` set, ``min(cost / cost_scale, 1)``. Otherwise relative to
+  the pool's price range for the call's own tokens: ``(cost - lo) / (hi - lo)`` clipped to
+  [0, 1], where ``lo``/``hi`` price the call's input and output tokens at the pool's lowest and
+  highest per-token prices. A pool whose prices are all equal gives ``c = 0``.
+* latency ``l``: ``log10(max(t_scaling * latency, 1)) / log10(t_scaling * latency_max_s)``
+  clipped to [0, 1] (reading (ii) of the paper, latency in ms with the default
+  ``t_scaling=1000``): 1 ms or less costs nothing, ``latency_max_s`` or more costs fully.
+
+The reward is the weighted mean ``(w_q*q + w_c*(1-c) + w_l*(1-l)) / (w_q + w_c + w_l)``, which
+is exactly the min-max normalisation of PickLLM's ``R`` over those bounds.
+
+A failed call gets the worst reward, 0. A call with no quality score (``quality=None``) is
+scored by ``missing_quality``: ``None`` (the default) drops the quality term and averages the
+remaining terms with their weights; a number in [0, 1] is used as the score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pickllm.errors import ConfigError
+from pickllm.types import Candidate, Feedback
+
+__all__ = ["Objective", "PriceRange"]
+
+
+def _weight(name: str, value: float) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        msg = f"Objective weight {name} must be a number, got {value!r}"
+        raise TypeError(msg)
+    if not math.isfinite(value) or value < 0:
+        msg = f"Objective weight {name} must be a finite number >= 0, got {value!r}"
+        raise ConfigError(msg)
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRange:
+    """The lowest and highest per-token prices of a pool (USD per 1M tokens).
+
+    Examples:
+        >>> pr = PriceRange.of([Candidate(name="a", input_price=1, output_price=2),
+        ...                     Candidate(name="b", input_price=5, output_price=15)])
+        >>> pr.bounds(1_000_000, 0)
+        (1.0, 5.0)
+    """
+
+    min_input: float = 0.0
+    max_input: float = 0.0
+    min_output: float = 0.0
+    max_output: float = 0.0
+
+    @classmethod
+    def of(cls, candidates: Iterable[Candidate]) -> PriceRange:
+        """The price range of ``candidates`` (all zero for an empty pool)."""
+        cands = list(candidates)
+        if not cands:
+            return cls()
+        ins = [c.input_price for c in cands]
+        outs = [c.output_price for c in cands]
+        return cls(min(ins), max(ins), min(outs), max(outs))
+
+    def bounds(self, input_tokens: int, output_tokens: int) -> tuple[float, float]:
+        """Cheapest and dearest cost of a call with these tokens, in USD."""
+        lo = (input_tokens * self.min_input + output_tokens * self.min_output) / 1e6
+        hi = (input_tokens * self.max_input + output_tokens * self.max_output) / 1e6
+        return lo, hi
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Objective:
+    """What the router optimises: weights on quality, cost and latency.
+
+    Args:
+        quality: weight of the answer-quality score.
+        cost: weight of the (normalised) cost.
+        latency: weight of the (normalised, log-scaled) latency.
+        cost_scale: USD per call that counts as the full cost penalty; None normalises
+            against the pool's price range (see the module docstring).
+        t_scaling: PickLLM's time-scaling constant inside the log (1000: seconds to ms).
+        latency_max_s: latency that counts as the full latency penalty.
+        missing_quality: score used when a call has no quality score; None drops the
+            quality term for that call.
+
+    Examples:
+        >>> obj = Objective(quality=1.0, cost=0.5, latency=0.2)
+        >>> round(obj.reward(Feedback(quality=1.0, latency_s=0.001)), 4)
+        1.0
+        >>> obj.reward(Feedback(error="TimeoutError"))
+        0.0
+    """
+
+    quality: float = 1.0
+    cost: float = 0.5
+    latency: float = 0.2
+    cost_scale: float | None = None
+    t_scaling: float = 1000.0
+    latency_max_s: float = 60.0
+    missing_quality: float | None = None
+
+    def __post_init__(self) -> None:
+        total = (
+            _weight("quality", self.quality)
+            + _weight("cost", self.cost)
+            + _weight("latency", self.latency)
+        )
+        if total <= 0:
+            msg = (
+                "Objective weights must not all be zero, got "
+                f"quality={self.quality!r}, cost={self.cost!r}, latency={self.latency!r}"
+            )
+            raise ConfigError(msg)
+        if self.cost_scale is not None and not (
+            isinstance(self.cost_scale, int | float)
+            and math.isfinite(self.cost_scale)
+            and self.cost_scale > 0
+        ):
+            msg = f"Objective cost_scale must be a positive number or None, got {self.cost_scale!r}"
+            raise ConfigError(msg)
+        if not (math.isfinite(self.t_scaling) and self.t_scaling > 0):
+            msg = f"Objective t_scaling must be a positive number, got {self.t_scaling!r}"
+            raise ConfigError(msg)
+        if not (math.isfinite(self.latency_max_s) and self.t_scaling * self.latency_max_s > 1):
+            msg = (
+                "Objective latency_max_s must be finite with t_scaling * latency_max_s > 1, "
+                f"got latency_max_s={self.latency_max_s!r}"
+            )
+            raise ConfigError(msg)
+        mq = self.missing_quality
+        if mq is not None and not (0.0 <= mq <= 1.0):
+            msg = f"Objective missing_quality must be in [0, 1] or None, got {mq!r}"
+            raise ConfigError(msg)
+
+    @classmethod
+    def cost_first(cls, **overrides: Any) -> Objective:
+        """Preset weighting cost most (0.2, 0.6, 0.2)."""
+        return cls(**{"quality": 0.2, "cost": 0.6, "latency": 0.2, **overrides})
+
+    @classmethod
+    def accuracy_first(cls, **overrides: Any) -> Objective:
+        """Preset weighting quality most (0.6, 0.2, 0.2)."""
+        return cls(**{"quality": 0.6, "cost": 0.2, "latency": 0.2, **overrides})
+
+    @classmethod
+    def parse(cls, spec: str) -> Objective:
+        """Build from a string such as ``"quality=1,cost=0.5,latency=0.1"``.
+
+        Examples:
+            >>> Objective.parse("quality=1,cost=0.5,latency=0").cost
+            0.5
+        """
+        allowed = {"quality", "cost", "latency", "cost_scale", "t_scaling", "latency_max_s"}
+        values: dict[str, float] = {"quality": 0.0, "cost": 0.0, "latency": 0.0}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, raw = part.partition("=")
+            name = name.strip()
+            if not sep or name not in allowed:
+                msg = (
+                    f"objective term {part!r} is not of the form NAME=NUMBER with NAME in "
+                    f"{sorted(allowed)}"
+                )
+                raise ConfigError(msg)
+            try:
+                values[name] = float(raw)
+            except ValueError as exc:
+                msg = f"objective term {name} must be a number, got {raw.strip()!r}"
+                raise ConfigError(msg) from exc
+        return cls(**values)
+
+    def cost_penalty(self, feedback: Feedback, prices: PriceRange | None = None) -> float:
+        """The cost term in [0, 1] (0 = cheapest)."""
+        if self.cost_scale is not None:
+            return min(feedback.cost_usd / self.cost_scale, 1.0)
+        if prices is None:
+            return 0.0
+        lo, hi = prices.bounds(feedback.input_tokens, feedback.output_tokens)
+        if hi <= lo:
+            return 0.0
+        return min(max((feedback.cost_usd - lo) / (hi - lo), 0.0), 1.0)
+
+    def latency_penalty(self, latency_s: float) -> float:
+        """The latency term in [0, 1] (0 = instant)."""
+        scaled = self.t_scaling * latency_s
+        if scaled <= 1.0:
+            return 0.0
+        return min(math.log10(scaled) / math.log10(self.t_scaling * self.latency_max_s), 1.0)
+
+    def reward(self, feedback: Feedback, prices: PriceRange | None = None) -> float:
+        """The reward in [0, 1] of one call (0 for a failed call)."""
+        if feedback.error is not None:
+            return 0.0
+        num = 0.0
+        den = 0.0
+        if self.cost:
+            num += self.cost * (1.0 - self.cost_penalty(feedback, prices))
+            den += self.cost
+        if self.latency:
+            num += self.latency * (1.0 - self.latency_penalty(feedback.latency_s))
+            den += self.latency
+        if self.quality:
+            q = feedback.quality if feedback.quality is not None else self.missing_quality
+            if q is not None:
+                num += self.quality * q
+                den += self.quality
+        if den == 0.0:
+            # Only the quality term has weight and the call is unscored.
+            return 0.5
+        return num / den
+
+    def as_dict(self) -> dict[str, float | None]:
+        """The objective's parameters, JSON-ready."""
+        return {
+            "quality": self.quality,
+            "cost": self.cost,
+            "latency": self.latency,
+            "cost_scale": self.cost_scale,
+            "t_scaling": self.t_scaling,
+            "latency_max_s": self.latency_max_s,
+            "missing_quality": self.missing_quality,
+        }

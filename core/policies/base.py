@@ -1,0 +1,277 @@
+"""The policy base class: ``select(context) -> Decision`` and ``update(decision, feedback)``.
+
+A policy learns one thing: which candidate to pick. Public verbs validate and share the
+bookkeeping; each policy implements one protected hook per verb (``_select``, ``_update``)
+plus its state. Learned state is keyed by candidate *name*, so the pool may change between
+calls without losing what was learned about the candidates that stay.
+
+Policies register themselves by their class attribute ``name`` when the class is defined,
+so ``make_policy("ucb1")`` finds every policy without a list to edit.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import itertools
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+from pickllm.errors import ConfigError, NoCandidateError, StateError
+from pickllm.objective import Objective, PriceRange
+from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
+from typing_extensions import Self
+
+__all__ = [
+    "Choice",
+    "Policy",
+    "available_policies",
+    "make_policy",
+    "new_decision_id",
+]
+
+P = TypeVar("P", bound="Policy")
+
+_REGISTRY: dict[str, type[Policy]] = {}
+
+# A random per-process prefix plus a counter: unique, and an order of magnitude cheaper
+# than uuid4 on the hot path. ``next`` on itertools.count is atomic under the GIL.
+_ID_COUNTER = itertools.count(1)
+_ID_PREFIX: list[str] = []
+
+
+def new_decision_id() -> str:
+    """A process-unique decision id."""
+    if not _ID_PREFIX:
+        _ID_PREFIX.append(os.urandom(6).hex())
+    return f"{_ID_PREFIX[0]}-{next(_ID_COUNTER)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What ``_select`` returns: an index into ``context.candidates`` and how it was chosen.
+
+    Args:
+        index: the chosen candidate's position in ``context.candidates``.
+        probability: the probability with which it was chosen.
+        scores: optional score per candidate (same order as ``context.candidates``); the
+            fallback ranking sorts the others by it, highest first.
+    """
+
+    index: int
+    probability: float
+    scores: Sequence[float] | None = None
+
+
+class Policy(ABC):
+    """Base class of every routing policy.
+
+    Subclasses set the class attribute ``name``, take their hyperparameters keyword-only
+    (stored under the same name, validated in ``__init__``), keep learned state in
+    ``_``-prefixed attributes, and implement ``_select``, ``_update``, ``_get_state`` and
+    ``_set_state``. ``seed`` is normalised once into ``self._rng``.
+
+    Args:
+        seed: an int, a ``numpy.random.Generator`` or None.
+    """
+
+    name: ClassVar[str] = ""
+    contextual: ClassVar[bool] = False
+    """Whether the policy uses ``Context.features`` or ``Context.query``."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name and not inspect.isabstract(cls):
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, *, seed: SeedLike = None) -> None:
+        _check_seed(seed)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._objective = Objective()
+
+    # ------------------------------------------------------------------ public verbs
+    def select(self, context: Context) -> Decision:
+        """Choose a candidate among ``context.candidates``.
+
+        Raises:
+            NoCandidateError: if the context offers no candidate.
+        """
+        cands = context.candidates
+        if not cands:
+            msg = "select() needs at least one candidate in context.candidates, got none"
+            raise NoCandidateError(msg)
+        choice = self._select(context)
+        chosen = cands[choice.index]
+        if len(cands) == 1:
+            ranking: tuple[Candidate, ...] = cands
+            scores: tuple[float, ...] | None = (
+                None if choice.scores is None else (float(choice.scores[0]),)
+            )
+        elif choice.scores is None:
+            ranking = (chosen, *cands[: choice.index], *cands[choice.index + 1 :])
+            scores = None
+        else:
+            s = choice.scores
+            order = sorted(
+                (i for i in range(len(cands)) if i != choice.index),
+                key=lambda i: (-s[i], cands[i].input_price + cands[i].output_price),
+            )
+            ranking = (chosen, *(cands[i] for i in order))
+            scores = (float(s[choice.index]), *(float(s[i]) for i in order))
+        return Decision(
+            decision_id=new_decision_id(),
+            candidate=chosen,
+            ranking=ranking,
+            probability=choice.probability,
+            policy=self.name,
+            key=context.key,
+            scores=scores,
+        )
+
+    def update(self, decision: Decision, feedback: Feedback | float) -> None:
+        """Learn from the outcome of ``decision``.
+
+        Args:
+            decision: a decision this policy (or a clone) made; the arm updated is
+                ``decision.candidate``.
+            feedback: a reward in [0, 1], or a ``Feedback`` turned into one by the
+                policy's objective (the router passes rewards).
+        """
+        if isinstance(feedback, Feedback):
+            reward = self._objective.reward(feedback, PriceRange.of(decision.ranking))
+        else:
+            reward = float(feedback)
+            if not (0.0 <= reward <= 1.0):
+                msg = f"reward must be in [0, 1], got {feedback!r}"
+                raise ConfigError(msg)
+        self._update(decision, reward)
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _select(self, context: Context) -> Choice:
+        """Pick among ``context.candidates`` (never empty)."""
+
+    @abstractmethod
+    def _update(self, decision: Decision, reward: float) -> None:
+        """Learn from ``reward`` in [0, 1] for ``decision.candidate``."""
+
+    def _get_state(self) -> dict[str, Any]:
+        """Learned state, JSON-ready (no numpy scalars or arrays)."""
+        return {}
+
+    def _set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``_get_state`` returned; raise StateError if it is invalid."""
+
+    # ------------------------------------------------------------------ state
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters, as given to ``__init__`` (``seed`` as None if a Generator)."""
+        params: dict[str, Any] = {}
+        for pname in inspect.signature(type(self).__init__).parameters:
+            if pname == "self":
+                continue
+            value = getattr(self, pname)
+            if pname == "seed" and isinstance(value, np.random.Generator):
+                value = None
+            params[pname] = value
+        return params
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned plus the RNG state, JSON-ready."""
+        return {
+            "policy": self.name,
+            "state": self._get_state(),
+            "rng": _jsonable(self._rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a ``state_dict()``.
+
+        Raises:
+            StateError: the state is for another policy or is malformed.
+        """
+        if not isinstance(state, Mapping) or state.get("policy") != self.name:
+            got = state.get("policy") if isinstance(state, Mapping) else type(state).__name__
+            msg = f"state is for policy {got!r}, not {self.name!r}"
+            raise StateError(msg)
+        inner = state.get("state")
+        if not isinstance(inner, Mapping):
+            msg = f"state of policy {self.name!r} has no 'state' mapping"
+            raise StateError(msg)
+        try:
+            self._set_state(inner)
+            rng_state = state.get("rng")
+            if rng_state is not None:
+                bitgen = self._rng.bit_generator
+                bitgen.state = dict(rng_state)
+        except StateError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"state of policy {self.name!r} is malformed: {exc}"
+            raise StateError(msg) from exc
+
+    def clone(self, **overrides: Any) -> Self:
+        """A fresh, unfitted copy with the same hyperparameters (and the same seed).
+
+        A Generator seed is deep-copied, so the clone draws the same numbers.
+        """
+        params = self.get_params()
+        if isinstance(self.seed, np.random.Generator) and "seed" not in overrides:
+            params["seed"] = copy.deepcopy(self.seed)
+        params.update(overrides)
+        return type(self)(**params)
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        """Hyperparameters for the conformance checks (defaults unless overridden)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _check_seed(seed: object) -> None:
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int | np.random.Generator)
+    ):
+        msg = f"seed must be an int, a numpy Generator or None, got {seed!r}"
+        raise TypeError(msg)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def available_policies() -> list[str]:
+    """Names ``make_policy`` accepts."""
+    # Importing the package registers the built-in policies.
+    import pickllm.policies  # noqa: F401
+
+    return sorted(_REGISTRY)
+
+
+def make_policy(name: str, **params: Any) -> Policy:
+    """Build a policy from its short name.
+
+    Raises:
+        ConfigError: the name is unknown (the message lists the known names).
+    """
+    names = available_policies()
+    key = name.strip().lower().replace("-", "_")
+    if key not in _REGISTRY:
+        msg = f"unknown policy {name!r}; available: {', '.join(names)}"
+        raise ConfigError(msg)
+    return _REGISTRY[key](**params)

@@ -1,0 +1,271 @@
+"""Hot-path value types: candidates, contexts, decisions, plans and feedback.
+
+All are frozen, slotted, keyword-only dataclasses: cheap to build on every call, safe
+to share between threads, and impossible to mutate by accident inside a policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+from pickllm.errors import ConfigError
+
+__all__ = [
+    "Candidate",
+    "Context",
+    "Decision",
+    "Feedback",
+    "Plan",
+    "PlanKind",
+    "SeedLike",
+]
+
+SeedLike = int | np.random.Generator | None
+"""What every ``seed`` parameter accepts: an int, a ready Generator, or None (fresh entropy)."""
+
+PlanKind = Literal["single", "ensemble", "cascade"]
+
+
+def _check_price(name: str, value: float, what: str) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        msg = f"Candidate {name!r}: {what} must be a number of USD per 1M tokens, got {value!r}"
+        raise TypeError(msg)
+    if not math.isfinite(value) or value < 0:
+        msg = f"Candidate {name!r}: {what} must be a finite number >= 0, got {value!r}"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """One model of the pool, with its prices and what it can do.
+
+    Args:
+        name: unique name of the model within the pool.
+        input_price: USD per 1M input (prompt) tokens.
+        output_price: USD per 1M output (completion) tokens.
+        tool_calling: whether the model can call tools; None means unknown (assumed yes).
+        structured_output: whether it can return structured output; None means unknown
+            (assumed yes).
+        max_context_tokens: the context window, if known.
+
+    Examples:
+        >>> gpt = Candidate(name="gpt-4o", input_price=2.5, output_price=10.0)
+        >>> gpt.price_of(1_000, 200)
+        0.0045
+    """
+
+    name: str
+    input_price: float = 0.0
+    output_price: float = 0.0
+    tool_calling: bool | None = None
+    structured_output: bool | None = None
+    max_context_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            msg = f"Candidate name must be a non-empty string, got {self.name!r}"
+            raise ConfigError(msg)
+        _check_price(self.name, self.input_price, "input_price")
+        _check_price(self.name, self.output_price, "output_price")
+        if self.max_context_tokens is not None and (
+            not isinstance(self.max_context_tokens, int) or self.max_context_tokens <= 0
+        ):
+            msg = (
+                f"Candidate {self.name!r}: max_context_tokens must be a positive int or None, "
+                f"got {self.max_context_tokens!r}"
+            )
+            raise ConfigError(msg)
+
+    def price_of(self, input_tokens: int, output_tokens: int) -> float:
+        """Cost in USD of a call with this many tokens."""
+        return (input_tokens * self.input_price + output_tokens * self.output_price) / 1e6
+
+    def can_serve(self, context: Context) -> bool:
+        """Whether this candidate has every capability ``context`` requires."""
+        if context.needs_tool_calling and self.tool_calling is False:
+            return False
+        if context.needs_structured_output and self.structured_output is False:
+            return False
+        return not (
+            context.min_context_tokens is not None
+            and self.max_context_tokens is not None
+            and self.max_context_tokens < context.min_context_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Context:
+    """What a policy sees of one call.
+
+    Args:
+        query: the query text (may be empty for context-free routing).
+        key: an optional context key (topic, task tag, session) for per-context learners.
+        features: an optional feature vector for query-aware policies.
+        candidates: the arms offered for this call; the router fills them in from its
+            pool, minus those that cannot serve the call.
+        needs_tool_calling: the call binds tools.
+        needs_structured_output: the call asks for structured output.
+        min_context_tokens: the prompt's size in tokens, if known.
+        input_tokens: the (estimated) prompt tokens, for cost-aware policies.
+
+    Examples:
+        >>> Context(query="What is 2+2?", key="math").key
+        'math'
+    """
+
+    query: str = ""
+    key: str | None = None
+    features: tuple[float, ...] | None = None
+    candidates: tuple[Candidate, ...] = ()
+    needs_tool_calling: bool = False
+    needs_structured_output: bool = False
+    min_context_tokens: int | None = None
+    input_tokens: int | None = None
+
+    def with_candidates(self, candidates: Sequence[Candidate]) -> Context:
+        """A copy of this context offering ``candidates``."""
+        return replace(self, candidates=tuple(candidates))
+
+    def feature_array(self) -> np.ndarray:
+        """The feature vector as a float array (empty if there is none)."""
+        if self.features is None:
+            return np.zeros(0)
+        return np.asarray(self.features, dtype=float)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """Which models a decision runs, and how.
+
+    ``single`` runs ``members[0]`` (the rest of the ranking is for fallbacks); ``ensemble``
+    runs every member concurrently and aggregates the answers; ``cascade`` runs members in
+    order and stops when the executor's stop rule accepts an answer.
+
+    Examples:
+        >>> a, b = Candidate(name="a"), Candidate(name="b")
+        >>> Plan(kind="ensemble", members=(a, b)).kind
+        'ensemble'
+    """
+
+    kind: PlanKind = "single"
+    members: tuple[Candidate, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("single", "ensemble", "cascade"):
+            msg = f"Plan kind must be 'single', 'ensemble' or 'cascade', got {self.kind!r}"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """A routing decision.
+
+    Args:
+        decision_id: unique id, used to join delayed scores.
+        candidate: the chosen candidate (the first one to run).
+        ranking: every offered candidate, best first, starting with ``candidate``;
+            the executor falls back along it.
+        probability: the probability with which the policy chose ``candidate``.
+        policy: the policy's name.
+        key: the context key the decision was made under.
+        plan: the models to run; by default only ``candidate``.
+        scores: the policy's score per candidate of ``ranking`` (same order), if any.
+
+    Examples:
+        >>> a = Candidate(name="a")
+        >>> d = Decision(decision_id="d1", candidate=a, ranking=(a,), probability=1.0,
+        ...              policy="fixed")
+        >>> [m.name for m in d.members]
+        ['a']
+    """
+
+    decision_id: str
+    candidate: Candidate
+    ranking: tuple[Candidate, ...]
+    probability: float
+    policy: str
+    key: str | None = None
+    plan: Plan | None = None
+    scores: tuple[float, ...] | None = None
+
+    @property
+    def members(self) -> tuple[Candidate, ...]:
+        """The models this decision runs (one, unless the plan names several)."""
+        if self.plan is None or not self.plan.members:
+            return (self.candidate,)
+        return self.plan.members
+
+    @property
+    def kind(self) -> PlanKind:
+        """``single``, ``ensemble`` or ``cascade``."""
+        return "single" if self.plan is None else self.plan.kind
+
+    def retarget(self, candidate: Candidate) -> Decision:
+        """The same decision, attributed to ``candidate`` (a fallback or plan member)."""
+        if candidate == self.candidate:
+            return self
+        return replace(self, candidate=candidate)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Feedback:
+    """What one call of one candidate cost, how long it took and how good it was.
+
+    Args:
+        latency_s: wall time of the call in seconds.
+        input_tokens: prompt tokens.
+        output_tokens: completion tokens.
+        cost_usd: cost of the call in USD.
+        quality: answer quality in [0, 1], or None when not (yet) scored.
+        error: the error's class name when the call failed, else None.
+        tokens_estimated: the token counts were estimated, not reported by the provider.
+        time_to_first_token_s: for streamed calls, the time to the first chunk.
+        candidate: name of the candidate that served the call, when it differs from
+            the decision's (fallbacks, plan members).
+
+    Examples:
+        >>> Feedback(latency_s=0.8, input_tokens=120, output_tokens=30, quality=1.0).failed
+        False
+    """
+
+    latency_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    quality: float | None = None
+    error: str | None = None
+    tokens_estimated: bool = False
+    time_to_first_token_s: float | None = None
+    candidate: str | None = None
+    extra: tuple[tuple[str, float], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        q = self.quality
+        if q is not None and not (0.0 <= q <= 1.0):  # also rejects NaN
+            msg = f"Feedback quality must be in [0, 1] or None, got {q!r}"
+            raise ConfigError(msg)
+        if not (self.latency_s >= 0.0) or not (self.cost_usd >= 0.0):
+            msg = (
+                "Feedback latency_s and cost_usd must be >= 0, "
+                f"got latency_s={self.latency_s!r}, cost_usd={self.cost_usd!r}"
+            )
+            raise ConfigError(msg)
+        if self.input_tokens < 0 or self.output_tokens < 0:
+            msg = (
+                "Feedback token counts must be >= 0, got "
+                f"input_tokens={self.input_tokens!r}, output_tokens={self.output_tokens!r}"
+            )
+            raise ConfigError(msg)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the call failed."""
+        return self.error is not None
+
+    def with_quality(self, quality: float | None) -> Feedback:
+        """A copy carrying ``quality``."""
+        return replace(self, quality=quality)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from pickllm.errors import ConfigError, NoCandidateError, StateError
 from pickllm.objective import Objective, PriceRange
-from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
+from pickllm.types import Candidate, Context, Decision, Feedback, Plan, PlanKind, SeedLike
 from typing_extensions import Self
 
 __all__ = [
@@ -60,11 +60,16 @@ class Choice:
         probability: the probability with which it was chosen.
         scores: optional score per candidate (same order as ``context.candidates``); the
             fallback ranking sorts the others by it, highest first.
+        members: for a multi-model plan, the indices of the models to run (in order for
+            a cascade); None for a single-model decision.
+        kind: the plan kind when ``members`` is given (``ensemble`` or ``cascade``).
     """
 
     index: int
     probability: float
     scores: Sequence[float] | None = None
+    members: Sequence[int] | None = None
+    kind: PlanKind = "single"
 
 
 class Policy(ABC):
@@ -123,6 +128,9 @@ class Policy(ABC):
             )
             ranking = (chosen, *(cands[i] for i in order))
             scores = (float(s[choice.index]), *(float(s[i]) for i in order))
+        plan = None
+        if choice.members is not None:
+            plan = Plan(kind=choice.kind, members=tuple(cands[i] for i in choice.members))
         return Decision(
             decision_id=new_decision_id(),
             candidate=chosen,
@@ -130,6 +138,7 @@ class Policy(ABC):
             probability=choice.probability,
             policy=self.name,
             key=context.key,
+            plan=plan,
             scores=scores,
         )
 

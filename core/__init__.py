@@ -12,10 +12,12 @@ from pickllm.errors import (
 )
 from pickllm.objective import Objective, PriceRange
 from pickllm.policies import Policy, available_policies, make_policy
+from pickllm.router import CandidateStats, Router
 from pickllm.types import Candidate, Context, Decision, Feedback, Plan
 
 __all__ = [
     "Candidate",
+    "CandidateStats",
     "ConfigError",
     "Context",
     "DataError",
@@ -28,6 +30,7 @@ __all__ = [
     "Plan",
     "Policy",
     "PriceRange",
+    "Router",
     "StateError",
     "UnknownDecisionError",
     "__version__",

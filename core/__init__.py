@@ -10,8 +10,10 @@ from pickllm.errors import (
     StateError,
     UnknownDecisionError,
 )
+from pickllm.executor import ExecutionResult, Executor, MemoryRecorder, Recorder, RetryConfig
 from pickllm.objective import Objective, PriceRange
 from pickllm.policies import Policy, available_policies, make_policy
+from pickllm.pricing import PriceTable, Usage, estimate_tokens, make_feedback
 from pickllm.router import CandidateStats, Router
 from pickllm.types import Candidate, Context, Decision, Feedback, Plan
 
@@ -23,17 +25,26 @@ __all__ = [
     "DataError",
     "Decision",
     "ExecutionError",
+    "ExecutionResult",
+    "Executor",
     "Feedback",
+    "MemoryRecorder",
     "NoCandidateError",
     "Objective",
     "PickLLMError",
     "Plan",
     "Policy",
     "PriceRange",
+    "PriceTable",
+    "Recorder",
+    "RetryConfig",
     "Router",
     "StateError",
     "UnknownDecisionError",
+    "Usage",
     "__version__",
     "available_policies",
+    "estimate_tokens",
+    "make_feedback",
     "make_policy",
 ]

@@ -319,10 +319,16 @@ class Router:
             if feedback.error is not None:
                 tally.errors += 1
             entry = self._pending.get(decision.decision_id)
-            if feedback.quality is None and feedback.error is None and entry is not None:
-                if entry.early_score is not None:
+            if feedback.quality is None and feedback.error is None:
+                if entry is not None and entry.early_score is not None:
                     feedback = feedback.with_quality(entry.early_score)
                 elif await_score:
+                    if entry is None:
+                        # Another member of the same plan was already learned from.
+                        entry = _Pending(decision, self.clock())
+                        self._pending[decision.decision_id] = entry
+                        if len(self._pending) > self.max_pending:
+                            self._drop_oldest()
                     entry.awaiting.append((decision, feedback))
                     return None
             if entry is not None and not entry.awaiting and feedback.error is None:

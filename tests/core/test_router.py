@@ -308,3 +308,13 @@ def test_aggregate_defaults_to_first_answer() -> None:
     assert router.aggregate(["a", "b"]) == 0
     with pytest.raises(ConfigError):
         router.aggregate([])
+
+
+def test_waiting_member_recorded_after_a_scored_member_still_waits() -> None:
+    router = make_router()
+    d = router.route("q")
+    other = d.ranking[1].name
+    assert router.record(d, Feedback(quality=1.0)) is not None
+    assert router.record(d, Feedback(candidate=other), await_score=True) is None
+    assert router.feedback(d.decision_id, 0.5) is not None
+    assert router.pending() == 0

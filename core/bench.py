@@ -1,0 +1,1283 @@
+"""Benchmark harness: replay recorded LLM outcomes through routers and baselines.
+
+:func:`run_bench` takes an :class:`~pickllm.data.OutcomeTable`, splits it into train and
+test rows (by the ``split`` column or by a ``fold``), and evaluates on the test rows:
+
+* **Baselines** (always): every single model; ``random_model`` (a uniformly random model
+  per query, in expectation); ``best_single`` and ``best_per_task`` (the most accurate
+  model overall and per task, chosen on the train rows, cheaper first on ties);
+  ``convex_hull`` (RouterBench's "linear" baseline: random mixtures of the single models on
+  their convex Pareto front); ``oracle`` (per query the best model, the cheapest among
+  equals).
+* **Offline routers** (:class:`OfflineRouter`, registered in :data:`OFFLINE_ROUTERS`): fitted
+  on the train rows; they predict quality and cost per (query, model), and the cost-aware
+  rule of :mod:`pickllm.costaware` is fitted on the train predictions for a grid of budgets
+  (the cascade-routing paper's grid between the single models' mean test costs, see
+  :func:`~pickllm.costaware.pareto_budgets`). Each budget gives one test operating point,
+  taken in expectation over the tie mixing.
+* **Online policies** (every :class:`~pickllm.policies.Policy`, built by name): the test
+  prompts are streamed in ``seeds`` seeded random orders (the same orders for every
+  policy); at each step the policy picks a model, gets the reward of the recorded outcome
+  and learns from it. The context key is the prompt's task.
+
+Metrics (:mod:`pickllm.metrics`): accuracy (mean quality), mean cost per query, mean
+latency, mean reward under the objective; for every method its quality-cost curve (one
+point for methods without a cost knob) gives AUC x100 over ``[c_min, c_max]`` (the
+cheapest and most expensive single models' mean test costs), APGR and CPT(50%)/CPT(80%)
+(as % of the cost range) against the cheapest and the best single model on the test rows,
+and the cost per query to reach 95% and 100% of the best single model's accuracy. Online
+policies also get cumulative regret against the best fixed model in hindsight and against
+the per-query oracle (both reward-based), the step at which they settled
+(:func:`~pickllm.metrics.settle_step`) and whether they settled on the best fixed model.
+
+Reward: :class:`~pickllm.Objective` weights on quality, cost and latency. The data has
+dollars per call but no per-token prices for most models, so unless the objective sets
+``cost_scale`` the harness sets it to the most expensive model's mean cost per query on the
+train rows (that model's typical call costs the full cost penalty). Latency is the table's
+own when recorded, else simulated (:mod:`pickllm.latency`) and labelled so.
+
+Offline routers' reward is taken at ``lam = w_cost / (w_quality * cost_scale)``, the
+cost-quality exchange rate the objective implies (latency is not predicted).
+
+The same ``seed`` gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from pickllm import metrics
+from pickllm._version import __version__
+from pickllm.costaware import evaluate_fit, lambda_sweep, pareto_budgets, route_by_lambda
+from pickllm.data.table import OutcomeTable
+from pickllm.errors import ConfigError
+from pickllm.latency import LatencyModel, latency_matrix
+from pickllm.objective import Objective
+from pickllm.policies.base import Policy, available_policies, make_policy
+from pickllm.types import Candidate, Context, Decision, Feedback
+
+__all__ = [
+    "DEFAULT_ONLINE_POLICIES",
+    "OFFLINE_ROUTERS",
+    "ONLINE_FACTORIES",
+    "SETTLE_SHARE",
+    "SETTLE_WINDOW",
+    "BenchReport",
+    "MethodResult",
+    "OfflineRouter",
+    "OnlineStats",
+    "PerTaskAverage",
+    "PolicyFactory",
+    "PolicySetup",
+    "ProgressCallback",
+    "available_methods",
+    "plot_report",
+    "register_offline_router",
+    "register_online_policy",
+    "render_report",
+    "resolve_methods",
+    "run_bench",
+    "split_rows",
+]
+
+SplitColumn = Literal["split", "fold"]
+ProgressCallback = Callable[[str, int, int], None]
+"""``progress(label, done, total)``, called after each unit of work."""
+
+Kind = Literal["model", "baseline", "offline", "online"]
+
+
+@runtime_checkable
+class OfflineRouter(Protocol):
+    """A router that trains on recorded outcomes and predicts quality and cost.
+
+    ``fit`` sees the table and the train row indices; ``predict`` returns, for the given
+    rows, the predicted quality ``q_hat`` and cost ``c_hat``, both ``(len(rows), k)``. The
+    harness turns predictions into routing decisions with :mod:`pickllm.costaware`.
+    """
+
+    name: str
+
+    def fit(self, table: OutcomeTable, rows: np.ndarray) -> None:
+        """Learn from ``table`` restricted to ``rows``."""
+
+    def predict(self, table: OutcomeTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted ``(q_hat, c_hat)`` for ``rows``."""
+
+
+class PerTaskAverage:
+    """Predict each model's mean train quality and cost on the query's task.
+
+    The routing baseline of the cascade-routing paper's RouterBench setting: it knows the
+    task of each query and nothing else about it. Tasks unseen in training get the overall
+    train means. Without cost in the table, ``c_hat`` is zero.
+
+    Examples:
+        >>> import numpy as np
+        >>> from pickllm.data import OutcomeTable
+        >>> t = OutcomeTable(
+        ...     name="toy", prompt_ids=("a", "b", "c", "d"), prompts=("", "", "", ""),
+        ...     tasks=("x", "x", "y", "y"), splits=("train",) * 4, folds=np.zeros(4),
+        ...     models=("m1", "m2"), quality=np.array([[1, 0], [1, 1], [0, 1], [0, 1]]),
+        ...     cost=np.ones((4, 2)), cost_estimated=False, input_tokens=np.ones(4),
+        ...     latency=None, responses=None)
+        >>> r = PerTaskAverage()
+        >>> r.fit(t, np.arange(4))
+        >>> r.predict(t, np.array([0, 2]))[0].tolist()
+        [[1.0, 0.5], [0.0, 1.0]]
+    """
+
+    name = "per_task"
+
+    def __init__(self) -> None:
+        self._quality: dict[str, np.ndarray] = {}
+        self._cost: dict[str, np.ndarray] = {}
+        self._overall: tuple[np.ndarray, np.ndarray] | None = None
+
+    def fit(self, table: OutcomeTable, rows: np.ndarray) -> None:
+        """Average quality and cost per task over ``rows``."""
+        idx = np.asarray(rows, dtype=np.intp)
+        if idx.size == 0:
+            msg = "PerTaskAverage.fit needs at least one train row, got none"
+            raise ConfigError(msg)
+        cost = table.cost if table.cost is not None else np.zeros(table.quality.shape)
+        tasks = np.asarray(table.tasks, dtype=object)[idx]
+        self._quality, self._cost = {}, {}
+        for task in sorted(set(tasks.tolist())):
+            sel = idx[tasks == task]
+            self._quality[task] = table.quality[sel].mean(axis=0)
+            self._cost[task] = cost[sel].mean(axis=0)
+        self._overall = (table.quality[idx].mean(axis=0), cost[idx].mean(axis=0))
+
+    def predict(self, table: OutcomeTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-task train means for ``rows``."""
+        if self._overall is None:
+            msg = "PerTaskAverage.predict called before fit"
+            raise ConfigError(msg)
+        q_all, c_all = self._overall
+        picks = np.asarray(rows, dtype=np.intp).tolist()
+        q = np.array([self._quality.get(table.tasks[i], q_all) for i in picks], dtype=float)
+        c = np.array([self._cost.get(table.tasks[i], c_all) for i in picks], dtype=float)
+        k = table.n_models
+        return q.reshape(len(picks), k), c.reshape(len(picks), k)
+
+
+OFFLINE_ROUTERS: dict[str, Callable[[], OfflineRouter]] = {"per_task": PerTaskAverage}
+"""Offline routers by name: a factory returning a fresh, unfitted router."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicySetup:
+    """What an online policy factory may use to build its policy.
+
+    Args:
+        seed: the seed to give the policy.
+        table: the benchmarked table.
+        train: its train rows.
+        best_single: the most accurate model on the train rows.
+    """
+
+    seed: int
+    table: OutcomeTable
+    train: np.ndarray
+    best_single: str
+
+
+PolicyFactory = Callable[[PolicySetup], Policy]
+
+
+def _fixed(setup: PolicySetup) -> Policy:
+    # Always the model a user would pick from the training data: the best single model.
+    return make_policy("fixed", model=setup.best_single, seed=setup.seed)
+
+
+def _per_context(setup: PolicySetup) -> Policy:
+    # PickLLM's context-aware mode: one learning automaton (its core learner) per task.
+    return make_policy("per_context", policy=make_policy("learning_automaton"), seed=setup.seed)
+
+
+ONLINE_FACTORIES: dict[str, PolicyFactory] = {"fixed": _fixed, "per_context": _per_context}
+"""How to build online policies that need more than a seed; other names use
+``make_policy(name, seed=seed)``. ``fixed`` is fixed to the best single model on the train
+rows; ``per_context`` keeps one learning automaton per task."""
+
+SETTLE_WINDOW = 50
+"""Window of :func:`~pickllm.metrics.settle_step` (a quarter of the stream if shorter)."""
+
+SETTLE_SHARE = 0.8
+"""Share of a window the settled model must take."""
+
+DEFAULT_ONLINE_POLICIES: tuple[str, ...] = (
+    "learning_automaton",
+    "epsilon_greedy_q",
+    "ucb1",
+    "thompson",
+    "fixed",
+    "random",
+    "cheapest",
+    "per_context",
+)
+"""Online policies benchmarked by default (those that are registered)."""
+
+
+def register_offline_router(name: str, factory: Callable[[], OfflineRouter]) -> None:
+    """Make an offline router available to :func:`run_bench` and ``pickllm bench`` by name."""
+    if not name or not isinstance(name, str):
+        msg = f"offline router name must be a non-empty string, got {name!r}"
+        raise ConfigError(msg)
+    OFFLINE_ROUTERS[name] = factory
+
+
+def register_online_policy(name: str, factory: PolicyFactory) -> None:
+    """Build the online policy ``name`` with ``factory(setup)`` instead of ``make_policy``."""
+    if not name or not isinstance(name, str):
+        msg = f"online policy name must be a non-empty string, got {name!r}"
+        raise ConfigError(msg)
+    ONLINE_FACTORIES[name] = factory
+
+
+def available_methods() -> dict[str, list[str]]:
+    """Names ``run_bench(policies=...)`` accepts: ``{"online": [...], "offline": [...]}``."""
+    online = sorted(set(available_policies()) | set(ONLINE_FACTORIES))
+    return {"online": online, "offline": sorted(OFFLINE_ROUTERS)}
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnlineStats:
+    """Learning figures of an online policy, over ``seeds`` streams of the test prompts.
+
+    Args:
+        seeds: number of streams (random orders).
+        steps: queries per stream.
+        reward_std: standard deviation over streams of the mean reward.
+        total_cost: mean over streams of the stream's total cost (None if unavailable).
+        regret_best_fixed: mean final cumulative regret against the best fixed model.
+        regret_oracle: mean final cumulative regret against the per-query oracle.
+        regret_curve_best_fixed: mean cumulative regret after each step.
+        regret_curve_oracle: idem against the oracle.
+        best_fixed_model: the model with the best total reward on the test prompts.
+        settle_steps: per stream, the step it settled at, or None.
+        settled_models: per stream, the model it settled on, or None.
+        settled_on_best: streams that settled on ``best_fixed_model``.
+    """
+
+    seeds: int
+    steps: int
+    reward_std: float
+    total_cost: float | None
+    regret_best_fixed: float
+    regret_oracle: float
+    regret_curve_best_fixed: tuple[float, ...]
+    regret_curve_oracle: tuple[float, ...]
+    best_fixed_model: str
+    settle_steps: tuple[int | None, ...]
+    settled_models: tuple[str | None, ...]
+    settled_on_best: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MethodResult:
+    """Every figure of one method on the test rows (None: not available or not defined).
+
+    Args:
+        name: the method's name (a model, baseline, offline router or policy).
+        kind: ``"model"``, ``"baseline"``, ``"offline"`` or ``"online"``.
+        accuracy: mean quality (offline routers: at the quality-only end of the sweep).
+        mean_cost: mean cost per query in USD.
+        mean_latency: mean latency per query in seconds.
+        mean_reward: mean reward under the objective.
+        auc: quality-cost AUC x100.
+        apgr: average performance gap recovered.
+        cpt50: cost to recover 50% of the gap, in % of the cost range.
+        cpt80: idem for 80%.
+        cost_to_95: cost per query to reach 95% of the best single model's accuracy.
+        cost_to_100: idem for 100%.
+        points: the operating points ``(mean cost, mean quality)``.
+        detail: what the method chose (for example the model of ``best_single``).
+        online: learning figures, for online policies.
+    """
+
+    name: str
+    kind: Kind
+    accuracy: float
+    mean_cost: float | None
+    mean_latency: float | None
+    mean_reward: float | None
+    auc: float | None = None
+    apgr: float | None = None
+    cpt50: float | None = None
+    cpt80: float | None = None
+    cost_to_95: float | None = None
+    cost_to_100: float | None = None
+    points: tuple[tuple[float, float], ...] = ()
+    detail: str = ""
+    online: OnlineStats | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchReport:
+    """The outcome of :func:`run_bench`: setup, reference figures and one result per method.
+
+    Args:
+        data: the table's name.
+        models: the models of the pool.
+        split: how the test rows were chosen (for example ``"split=test"``).
+        n_train: train rows.
+        n_test: test rows.
+        cost_label: ``"recorded"``, ``"estimated"`` or ``"unavailable"``.
+        latency_label: ``"recorded"`` or ``"simulated"``.
+        objective: the objective the rewards used (with its ``cost_scale``).
+        seed: the base seed.
+        seeds: streams per online policy.
+        reference: ``c_min``, ``c_max``, ``q_floor``, cheapest and best single model.
+        results: every method by name, in report order.
+        notes: remarks on what is estimated, simulated or unavailable.
+    """
+
+    data: str
+    models: tuple[str, ...]
+    split: str
+    n_train: int
+    n_test: int
+    cost_label: Literal["recorded", "estimated", "unavailable"]
+    latency_label: Literal["recorded", "simulated"]
+    objective: Objective
+    seed: int
+    seeds: int
+    reference: Mapping[str, float | str | None]
+    results: Mapping[str, MethodResult]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def cost_available(self) -> bool:
+        """Whether cost metrics could be computed."""
+        return self.cost_label != "unavailable"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every figure, JSON-ready (numbers as numbers, NaN and missing as None)."""
+        results: dict[str, Any] = {}
+        for name, res in self.results.items():
+            entry: dict[str, Any] = {
+                slot: _json(getattr(res, slot))
+                for slot in MethodResult.__slots__
+                if slot != "online"
+            }
+            entry["points"] = [[_json(c), _json(q)] for c, q in res.points]
+            entry["cost_label"] = self.cost_label
+            entry["latency_label"] = self.latency_label
+            if res.online is not None:
+                entry["online"] = {
+                    slot: _json(getattr(res.online, slot)) for slot in OnlineStats.__slots__
+                }
+            results[name] = entry
+        return {
+            "pickllm_version": __version__,
+            "data": {
+                "name": self.data,
+                "models": list(self.models),
+                "split": self.split,
+                "n_train": self.n_train,
+                "n_test": self.n_test,
+                "cost": self.cost_label,
+                "latency": self.latency_label,
+            },
+            "objective": _json(self.objective.as_dict()),
+            "seed": self.seed,
+            "seeds": self.seeds,
+            "reference": _json(dict(self.reference)),
+            "notes": list(self.notes),
+            "results": results,
+        }
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_json(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- setup
+def split_rows(
+    table: OutcomeTable,
+    *,
+    split_column: SplitColumn = "split",
+    test_split: str | int = "test",
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Train rows, test rows and a label, from a split name or a fold number.
+
+    With ``split_column="split"`` the test rows are those whose split is ``test_split``;
+    with ``"fold"`` those whose fold is ``int(test_split)``. Every other row is a train row.
+
+    Raises:
+        ConfigError: unknown column, split or fold (the message lists those available), or
+            an empty train or test set.
+    """
+    if split_column == "split":
+        test = table.rows(split=str(test_split))
+        label = f"split={test_split}"
+    elif split_column == "fold":
+        try:
+            fold = int(test_split)
+        except (TypeError, ValueError):
+            msg = (
+                "with split column 'fold', the test split must be a fold number, "
+                f"got {test_split!r}"
+            )
+            raise ConfigError(msg) from None
+        test = table.rows(fold=fold)
+        label = f"fold={fold}"
+    else:
+        msg = f"unknown split column {split_column!r}; available: split, fold"
+        raise ConfigError(msg)
+    mask = np.ones(table.n_prompts, dtype=bool)
+    mask[test] = False
+    train = np.flatnonzero(mask)
+    if train.size == 0:
+        msg = f"{table.name}: no train rows left when testing on {label}"
+        raise ConfigError(msg)
+    return train, test, label
+
+
+def resolve_methods(policies: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """Split method names into ``(offline routers, online policies)``.
+
+    None gives every offline router and the registered :data:`DEFAULT_ONLINE_POLICIES`.
+    Online names are matched like ``make_policy`` does (case and ``-``/``_`` insensitive).
+
+    Raises:
+        ConfigError: an unknown name (the message lists every available one).
+    """
+    known = available_methods()
+    if policies is None:
+        online = [p for p in DEFAULT_ONLINE_POLICIES if p in known["online"]]
+        return list(known["offline"]), online
+    offline: list[str] = []
+    online = []
+    for raw in policies:
+        name = raw.strip()
+        if not name:
+            continue
+        if name in OFFLINE_ROUTERS:
+            offline.append(name)
+        elif name in known["online"]:
+            online.append(name)
+        else:
+            key = name.lower().replace("-", "_")
+            if key in known["online"]:
+                online.append(key)
+                continue
+            msg = (
+                f"unknown policy {name!r}; online policies: "
+                f"{', '.join(known['online']) or 'none'}; "
+                f"offline routers: {', '.join(known['offline'])}"
+            )
+            raise ConfigError(msg)
+    return list(dict.fromkeys(offline)), list(dict.fromkeys(online))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _TestSet:
+    """Outcomes of the test rows and the reference figures every metric uses."""
+
+    quality: np.ndarray  # (m, k)
+    cost: np.ndarray  # (m, k); zeros when unavailable
+    latency: np.ndarray  # (m, k)
+    reward: np.ndarray  # (m, k)
+    cost_available: bool
+    c_min: float
+    c_max: float
+    q_floor: float
+    q_weak: float
+    q_strong: float
+
+    def result(
+        self,
+        name: str,
+        kind: Kind,
+        *,
+        accuracy: float,
+        mean_cost: float,
+        mean_latency: float | None,
+        mean_reward: float | None,
+        points: Sequence[tuple[float, float]],
+        detail: str = "",
+        online: OnlineStats | None = None,
+    ) -> MethodResult:
+        """A result whose curve metrics come from ``points`` (if cost is available)."""
+        if not self.cost_available:
+            return MethodResult(
+                name=name,
+                kind=kind,
+                accuracy=accuracy,
+                mean_cost=None,
+                mean_latency=mean_latency,
+                mean_reward=mean_reward,
+                detail=detail,
+                online=online,
+            )
+        costs = [p[0] for p in points]
+        quals = [p[1] for p in points]
+        lo = {"c_min": self.c_min, "q_floor": self.q_floor}
+        band = {**lo, "c_max": self.c_max, "q_weak": self.q_weak, "q_strong": self.q_strong}
+        cpt50 = metrics.cpt(costs, quals, 0.5, **band)
+        cpt80 = metrics.cpt(costs, quals, 0.8, **band)
+        return MethodResult(
+            name=name,
+            kind=kind,
+            accuracy=accuracy,
+            mean_cost=mean_cost,
+            mean_latency=mean_latency,
+            mean_reward=mean_reward,
+            auc=100.0 * metrics.quality_cost_auc(costs, quals, c_max=self.c_max, **lo),
+            apgr=metrics.apgr(costs, quals, **band),
+            cpt50=None if cpt50 is None else 100.0 * cpt50,
+            cpt80=None if cpt80 is None else 100.0 * cpt80,
+            cost_to_95=metrics.cost_to_reach(costs, quals, 0.95 * self.q_strong, **lo),
+            cost_to_100=metrics.cost_to_reach(costs, quals, self.q_strong, **lo),
+            points=tuple(points),
+            detail=detail,
+            online=online,
+        )
+
+    def choice_result(
+        self, name: str, kind: Kind, choice: np.ndarray, detail: str = ""
+    ) -> MethodResult:
+        """Result of picking model ``choice[i]`` for test row ``i``."""
+        rows = np.arange(choice.shape[0])
+        acc = float(self.quality[rows, choice].mean())
+        cost = float(self.cost[rows, choice].mean())
+        return self.result(
+            name,
+            kind,
+            accuracy=acc,
+            mean_cost=cost,
+            mean_latency=float(self.latency[rows, choice].mean()),
+            mean_reward=float(self.reward[rows, choice].mean()),
+            points=[(cost, acc)],
+            detail=detail,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Setup:
+    """Everything the evaluation of one method needs."""
+
+    table: OutcomeTable
+    train: np.ndarray
+    test: np.ndarray
+    split_label: str
+    cost: np.ndarray  # (n, k) full table; zeros when unavailable
+    objective: Objective
+    simulated: bool
+    notes: tuple[str, ...]
+    ts: _TestSet
+    best_train: int  # column of the best single model on the train rows
+    cheapest: int  # column of the cheapest single model on the test rows
+    best: int  # column of the best single model on the test rows
+
+
+def _rewards(
+    objective: Objective, quality: np.ndarray, cost: np.ndarray, latency: np.ndarray
+) -> np.ndarray:
+    out = np.empty(quality.shape)
+    for i, j in np.ndindex(*quality.shape):
+        out[i, j] = objective.reward(
+            Feedback(
+                latency_s=float(latency[i, j]),
+                cost_usd=float(cost[i, j]),
+                quality=float(quality[i, j]),
+            )
+        )
+    return out
+
+
+def _best_by_quality(quality: np.ndarray, cost: np.ndarray) -> int:
+    """Column with the highest mean quality, the cheaper among equals."""
+    order = np.lexsort((cost.mean(axis=0), -quality.mean(axis=0)))
+    return int(order[0])
+
+
+def _objective_for(
+    table: OutcomeTable, train: np.ndarray, objective: Objective | None
+) -> tuple[Objective, list[str]]:
+    """The objective with a cost scale fitting the data, and what was decided."""
+    objective = objective or Objective()
+    notes: list[str] = []
+    if table.cost is None:
+        notes.append(
+            "cost unavailable: some models have neither a recorded cost nor a price; cost "
+            "metrics are not reported and the objective's cost weight is ignored"
+        )
+        if objective.cost:
+            if objective.quality == 0 and objective.latency == 0:
+                msg = (
+                    "the objective weighs only cost, but the data has no cost "
+                    "(pass a price table or --price-file)"
+                )
+                raise ConfigError(msg)
+            objective = replace(objective, cost=0.0)
+        return objective, notes
+    if objective.cost_scale is None:
+        scale = float(table.cost[train].mean(axis=0).max())
+        if scale > 0:
+            objective = replace(objective, cost_scale=scale)
+            notes.append(
+                f"reward cost term: cost / {scale:.6g} USD (the most expensive model's mean "
+                "cost per query on the train rows), capped at 1"
+            )
+    if table.cost_estimated:
+        notes.append("cost is estimated from list prices and token estimates, not recorded")
+    return objective, notes
+
+
+def _setup(
+    table: OutcomeTable,
+    *,
+    objective: Objective | None,
+    split_column: SplitColumn,
+    test_split: str | int,
+    seed: int,
+    latency_model: LatencyModel | None,
+) -> _Setup:
+    train, test, label = split_rows(table, split_column=split_column, test_split=test_split)
+    objective, notes = _objective_for(table, train, objective)
+    cost = table.cost if table.cost is not None else np.zeros(table.quality.shape)
+    rng = np.random.default_rng([seed, 7])
+    latency, simulated = latency_matrix(table, model=latency_model, seed=rng)
+    if simulated:
+        lm = latency_model or LatencyModel()
+        notes.append(
+            f"latency is simulated: lognormal per model, median {lm.base_s:g} s x "
+            f"(mean cost / cheapest mean cost)^{lm.exponent:g}, sigma {lm.sigma:g}"
+        )
+    q_test, c_test, l_test = table.quality[test], cost[test], latency[test]
+    acc_k, cost_k = q_test.mean(axis=0), c_test.mean(axis=0)
+    cheapest = int(np.lexsort((-acc_k, cost_k))[0])
+    best = _best_by_quality(q_test, c_test)
+    ts = _TestSet(
+        quality=q_test,
+        cost=c_test,
+        latency=l_test,
+        reward=_rewards(objective, q_test, c_test, l_test),
+        cost_available=table.cost is not None,
+        c_min=float(cost_k.min()),
+        c_max=float(cost_k.max()),
+        q_floor=float(acc_k.min()),
+        q_weak=float(acc_k[cheapest]),
+        q_strong=float(acc_k[best]),
+    )
+    return _Setup(
+        table=table,
+        train=train,
+        test=test,
+        split_label=label,
+        cost=cost,
+        objective=objective,
+        simulated=simulated,
+        notes=tuple(notes),
+        ts=ts,
+        best_train=_best_by_quality(table.quality[train], cost[train]),
+        cheapest=cheapest,
+        best=best,
+    )
+
+
+# --------------------------------------------------------------------------- run
+def run_bench(
+    table: OutcomeTable,
+    *,
+    policies: Sequence[str] | None = None,
+    objective: Objective | None = None,
+    split_column: SplitColumn = "split",
+    test_split: str | int = "test",
+    seeds: int = 5,
+    seed: int = 0,
+    latency_model: LatencyModel | None = None,
+    budgets_per_segment: int = 10,
+    progress: ProgressCallback | None = None,
+) -> BenchReport:
+    """Evaluate baselines, offline routers and online policies on ``table``'s test rows.
+
+    Args:
+        table: the recorded outcomes.
+        policies: online policy and offline router names; None runs every offline router
+            and the registered :data:`DEFAULT_ONLINE_POLICIES`. Baselines always run.
+        objective: reward weights; default ``Objective()``. Without ``cost_scale`` the
+            harness sets it (see the module docstring).
+        split_column: ``"split"`` or ``"fold"``.
+        test_split: the split name or fold number of the test rows.
+        seeds: streams (random orders) per online policy, ``>= 1``.
+        seed: base seed of the orders, the policies and the simulated latency.
+        latency_model: the latency simulation when the table has none.
+        budgets_per_segment: budgets per segment of the offline sweep, ``>= 2``.
+        progress: called after each offline router and each online stream.
+
+    Raises:
+        ConfigError: unknown policy, split, fold or column, or bad arguments.
+
+    Examples:
+        >>> from pickllm.data import load_outcomes
+        >>> report = run_bench(load_outcomes("routerbench_subset"), policies=[])
+        >>> round(100 * report.results["oracle"].accuracy, 2)
+        97.57
+    """
+    if not (isinstance(seeds, int) and seeds >= 1):
+        msg = f"seeds must be an int >= 1, got {seeds!r}"
+        raise ConfigError(msg)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        msg = f"seed must be an int >= 0, got {seed!r}"
+        raise ConfigError(msg)
+    if not (isinstance(budgets_per_segment, int) and budgets_per_segment >= 2):
+        msg = f"budgets_per_segment must be an int >= 2, got {budgets_per_segment!r}"
+        raise ConfigError(msg)
+    offline_names, online_names = resolve_methods(policies)
+    setup = _setup(
+        table,
+        objective=objective,
+        split_column=split_column,
+        test_split=test_split,
+        seed=seed,
+        latency_model=latency_model,
+    )
+    results = _baselines(setup)
+    total = len(offline_names) + len(online_names) * seeds
+    done = 0
+
+    def tick(label: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(label, done, total)
+
+    for name in offline_names:
+        results[_unique(name, results)] = _offline_result(name, setup, budgets_per_segment)
+        tick(name)
+    if online_names:
+        streams = _Streams.build(setup, seeds=seeds, seed=seed)
+        for name in online_names:
+            results[_unique(name, results)] = _online_result(name, setup, streams, tick)
+    ts = setup.ts
+    cost_ok = ts.cost_available
+    reference: dict[str, float | str | None] = {
+        "c_min": ts.c_min if cost_ok else None,
+        "c_max": ts.c_max if cost_ok else None,
+        "q_floor": ts.q_floor,
+        "cheapest_model": table.models[setup.cheapest] if cost_ok else None,
+        "q_cheapest": ts.q_weak if cost_ok else None,
+        "best_model": table.models[setup.best],
+        "q_best": ts.q_strong,
+    }
+    cost_label: Literal["recorded", "estimated", "unavailable"] = (
+        "unavailable" if not cost_ok else "estimated" if table.cost_estimated else "recorded"
+    )
+    return BenchReport(
+        data=table.name,
+        models=table.models,
+        split=setup.split_label,
+        n_train=int(setup.train.shape[0]),
+        n_test=int(setup.test.shape[0]),
+        cost_label=cost_label,
+        latency_label="simulated" if setup.simulated else "recorded",
+        objective=setup.objective,
+        seed=seed,
+        seeds=seeds,
+        reference=reference,
+        results=results,
+        notes=setup.notes,
+    )
+
+
+def _unique(name: str, results: Mapping[str, MethodResult]) -> str:
+    # A policy may share its name with a model or a baseline: keep both.
+    return name if name not in results else f"{name} (policy)"
+
+
+def _baselines(setup: _Setup) -> dict[str, MethodResult]:
+    table, ts = setup.table, setup.ts
+    m = setup.test.shape[0]
+    acc_k, cost_k = ts.quality.mean(axis=0), ts.cost.mean(axis=0)
+    results: dict[str, MethodResult] = {}
+    for j in np.argsort(cost_k, kind="stable").tolist():
+        results[table.models[j]] = ts.choice_result(table.models[j], "model", np.full(m, j))
+    acc, cost = float(ts.quality.mean()), float(ts.cost.mean())
+    results["random_model"] = ts.result(
+        "random_model",
+        "baseline",
+        accuracy=acc,
+        mean_cost=cost,
+        mean_latency=float(ts.latency.mean()),
+        mean_reward=float(ts.reward.mean()),
+        points=[(cost, acc)],
+        detail="a uniformly random model per query (in expectation)",
+    )
+    results["best_single"] = ts.choice_result(
+        "best_single",
+        "baseline",
+        np.full(m, setup.best_train),
+        detail=table.models[setup.best_train],
+    )
+    per_task, task_choice = _best_per_task(setup)
+    results["best_per_task"] = ts.choice_result(
+        "best_per_task",
+        "baseline",
+        per_task,
+        detail=", ".join(f"{task}: {table.models[j]}" for task, j in task_choice.items()),
+    )
+    if ts.cost_available:
+        hull = metrics.convex_hull(cost_k, acc_k).tolist()
+        results["convex_hull"] = ts.result(
+            "convex_hull",
+            "baseline",
+            accuracy=float(acc_k[hull[-1]]),
+            mean_cost=float(cost_k[hull[-1]]),
+            mean_latency=None,
+            mean_reward=None,
+            points=[(float(cost_k[j]), float(acc_k[j])) for j in hull],
+            detail=" -> ".join(table.models[j] for j in hull),
+        )
+    top = ts.quality.max(axis=1, keepdims=True)
+    oracle = np.where(ts.quality >= top, ts.cost, np.inf).argmin(axis=1)
+    results["oracle"] = ts.choice_result(
+        "oracle", "baseline", oracle, detail="the best model per query, the cheapest on ties"
+    )
+    return results
+
+
+def _best_per_task(setup: _Setup) -> tuple[np.ndarray, dict[str, int]]:
+    """Per test row, the best train model of its task (the best single for unseen tasks)."""
+    table, train = setup.table, setup.train
+    tasks = np.asarray(table.tasks, dtype=object)
+    choice: dict[str, int] = {}
+    for task in sorted(set(tasks[train].tolist())):
+        rows = train[tasks[train] == task]
+        choice[task] = _best_by_quality(table.quality[rows], setup.cost[rows])
+    test_tasks = [table.tasks[i] for i in setup.test.tolist()]
+    picks = np.array([choice.get(t, setup.best_train) for t in test_tasks], dtype=np.intp)
+    return picks, {t: choice.get(t, setup.best_train) for t in sorted(set(test_tasks))}
+
+
+def _offline_result(name: str, setup: _Setup, per_segment: int) -> MethodResult:
+    table, ts, objective = setup.table, setup.ts, setup.objective
+    router = OFFLINE_ROUTERS[name]()
+    router.fit(table, setup.train)
+    qh_train, ch_train = router.predict(table, setup.train)
+    qh_test, ch_test = router.predict(table, setup.test)
+    k = table.n_models
+    for label, arr, n in (
+        ("train q_hat", qh_train, setup.train.size),
+        ("train c_hat", ch_train, setup.train.size),
+        ("test q_hat", qh_test, setup.test.size),
+        ("test c_hat", ch_test, setup.test.size),
+    ):
+        if np.shape(arr) != (n, k):
+            msg = f"offline router {name!r}: {label} has shape {np.shape(arr)}, not {(n, k)}"
+            raise ConfigError(msg)
+    rows = np.arange(setup.test.size)
+    top = route_by_lambda(qh_test, ch_test, 0.0)
+    acc = float(ts.quality[rows, top].mean())
+    cost = float(ts.cost[rows, top].mean())
+    if objective.quality > 0 and objective.cost_scale:
+        lam = objective.cost / (objective.quality * objective.cost_scale)
+        pick = route_by_lambda(qh_test, ch_test, lam)
+    elif objective.quality > 0:
+        pick = top
+    else:
+        pick = np.asarray(ch_test).argmin(axis=1)
+    points = [(cost, acc)]
+    if ts.cost_available:
+        acc_k, cost_k = ts.quality.mean(axis=0), ts.cost.mean(axis=0)
+        budgets = pareto_budgets(cost_k, acc_k, per_segment=per_segment)
+        for fit in lambda_sweep(qh_train, ch_train, budgets):
+            q, c = evaluate_fit(fit, qh_test, ch_test, ts.quality, ts.cost)
+            points.append((c, q))
+    points.sort()
+    return ts.result(
+        name,
+        "offline",
+        accuracy=acc,
+        mean_cost=cost,
+        mean_latency=float(ts.latency[rows, top].mean()),
+        mean_reward=float(ts.reward[rows, pick].mean()),
+        points=points,
+        detail=f"{len(points)} operating points" if ts.cost_available else "quality only",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Streams:
+    """The test prompts as contexts, and the orders and policy seeds of every stream."""
+
+    contexts: tuple[Context, ...]
+    orders: tuple[np.ndarray, ...]
+    policy_seeds: tuple[int, ...]
+
+    @classmethod
+    def build(cls, setup: _Setup, *, seeds: int, seed: int) -> _Streams:
+        table = setup.table
+        cands = _candidates(table, setup.train, setup.cost)
+        contexts = tuple(
+            Context(
+                query=table.prompts[i],
+                key=table.tasks[i],
+                candidates=cands,
+                input_tokens=int(table.input_tokens[i]),
+            )
+            for i in setup.test.tolist()
+        )
+        m = len(contexts)
+        # Every policy sees the same orders and the same seeds: differences between
+        # policies are then not differences of luck.
+        return cls(
+            contexts=contexts,
+            orders=tuple(np.random.default_rng([seed, s]).permutation(m) for s in range(seeds)),
+            policy_seeds=tuple(
+                int(np.random.SeedSequence([seed, s, 1]).generate_state(1)[0]) for s in range(seeds)
+            ),
+        )
+
+
+def _candidates(table: OutcomeTable, train: np.ndarray, cost: np.ndarray) -> tuple[Candidate, ...]:
+    """Candidates priced so that price order is the models' mean-cost order.
+
+    The data records dollars per call, not per token: each model's price (input and output
+    alike) is its mean train cost per call over the mean prompt tokens, in USD per 1M.
+    Policies that look at prices (``cheapest``, tie-breaks) then rank models as the data does.
+    """
+    tokens = max(float(table.input_tokens[train].mean()), 1.0)
+    prices = cost[train].mean(axis=0) / tokens * 1e6
+    return tuple(
+        Candidate(name=model, input_price=float(prices[j]), output_price=float(prices[j]))
+        for j, model in enumerate(table.models)
+    )
+
+
+def _build_policy(name: str, setup: PolicySetup) -> Policy:
+    factory = ONLINE_FACTORIES.get(name)
+    if factory is not None:
+        return factory(setup)
+    return make_policy(name, seed=setup.seed)
+
+
+@dataclass(slots=True)
+class _Stream:
+    """What one policy did on one stream."""
+
+    chosen: np.ndarray
+    reward: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    latency: np.ndarray
+
+
+def _play(policy: Policy, setup: _Setup, streams: _Streams, order: np.ndarray) -> _Stream:
+    ts = setup.ts
+    column = {model: j for j, model in enumerate(setup.table.models)}
+    steps = order.shape[0]
+    out = _Stream(
+        chosen=np.empty(steps, dtype=np.intp),
+        reward=np.empty(steps),
+        quality=np.empty(steps),
+        cost=np.empty(steps),
+        latency=np.empty(steps),
+    )
+    for t, i in enumerate(order.tolist()):
+        decision = policy.select(streams.contexts[i])
+        j = column[decision.candidate.name]
+        out.chosen[t] = j
+        if len(decision.members) > 1:
+            outcome = _plan_outcome(decision, column, ts, setup.objective, i)
+        else:
+            outcome = (ts.reward[i, j], ts.quality[i, j], ts.cost[i, j], ts.latency[i, j])
+        out.reward[t], out.quality[t], out.cost[t], out.latency[t] = outcome
+        policy.update(decision, float(out.reward[t]))
+    return out
+
+
+def _online_result(
+    name: str, setup: _Setup, streams: _Streams, tick: Callable[[str], None]
+) -> MethodResult:
+    table, ts = setup.table, setup.ts
+    best_fixed = metrics.best_fixed_arm(ts.reward)
+    base = PolicySetup(
+        seed=0, table=table, train=setup.train, best_single=table.models[setup.best_train]
+    )
+    played: list[_Stream] = []
+    n_streams = len(streams.orders)
+    for s, order in enumerate(streams.orders):
+        policy = _build_policy(name, replace(base, seed=streams.policy_seeds[s]))
+        played.append(_play(policy, setup, streams, order))
+        tick(f"{name} (stream {s + 1}/{n_streams})")
+    curve_fixed = np.mean(
+        [
+            metrics.cumulative_regret(p.reward, ts.reward[o], against="best_fixed")
+            for p, o in zip(played, streams.orders, strict=True)
+        ],
+        axis=0,
+    )
+    curve_oracle = np.mean(
+        [
+            metrics.cumulative_regret(p.reward, ts.reward[o], against="oracle")
+            for p, o in zip(played, streams.orders, strict=True)
+        ],
+        axis=0,
+    )
+    steps = len(streams.contexts)
+    window = min(SETTLE_WINDOW, max(1, steps // 4))
+    settles = [metrics.settle_step(p.chosen, window=window, share=SETTLE_SHARE) for p in played]
+    rewards = [float(p.reward.mean()) for p in played]
+    totals = [float(p.cost.sum()) for p in played]
+    stats = OnlineStats(
+        seeds=n_streams,
+        steps=steps,
+        reward_std=float(np.std(rewards)),
+        total_cost=float(np.mean(totals)) if ts.cost_available else None,
+        regret_best_fixed=float(curve_fixed[-1]) if steps else 0.0,
+        regret_oracle=float(curve_oracle[-1]) if steps else 0.0,
+        regret_curve_best_fixed=tuple(float(v) for v in curve_fixed),
+        regret_curve_oracle=tuple(float(v) for v in curve_oracle),
+        best_fixed_model=table.models[best_fixed],
+        settle_steps=tuple(st.step for st in settles),
+        settled_models=tuple(None if st.arm is None else table.models[st.arm] for st in settles),
+        settled_on_best=sum(1 for st in settles if st.arm == best_fixed),
+    )
+    acc = float(np.mean([p.quality.mean() for p in played]))
+    mean_cost = float(np.mean(totals)) / max(steps, 1)
+    return ts.result(
+        name,
+        "online",
+        accuracy=acc,
+        mean_cost=mean_cost,
+        mean_latency=float(np.mean([p.latency.mean() for p in played])),
+        mean_reward=float(np.mean(rewards)),
+        points=[(mean_cost, acc)],
+        online=stats,
+    )
+
+
+def _plan_outcome(
+    decision: Decision, column: Mapping[str, int], ts: _TestSet, objective: Objective, i: int
+) -> tuple[float, float, float, float]:
+    """Reward, quality, cost and latency of a multi-model plan on test row ``i``.
+
+    Every member runs (an upper bound on a cascade's cost); the best member's answer
+    counts; latency adds up for a cascade and is the slowest member's for an ensemble.
+    """
+    cols = [column[c.name] for c in decision.members]
+    quality = float(ts.quality[i, cols].max())
+    cost = float(ts.cost[i, cols].sum())
+    lat = ts.latency[i, cols]
+    latency = float(lat.sum() if decision.kind == "cascade" else lat.max())
+    reward = objective.reward(Feedback(latency_s=latency, cost_usd=cost, quality=quality))
+    return reward, quality, cost, latency
+
+
+# --------------------------------------------------------------------------- rendering
+_COST_TAGS = {"recorded": "", "estimated": " (estimated)", "unavailable": " (unavailable)"}
+
+
+def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return "-"
+    return format(value * scale, spec)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
+    widths = [max([len(h), *(len(r[c]) for r in rows)]) for c, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            cell.ljust(widths[c]) if align[c] == "l" else cell.rjust(widths[c])
+            for c, cell in enumerate(cells)
+        ]
+        return "  ".join(out).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+def _header_lines(report: BenchReport) -> list[str]:
+    obj = report.objective
+    scale = f", cost_scale={obj.cost_scale:.6g} USD" if obj.cost_scale else ""
+    lines = [
+        (
+            f"pickllm bench: {report.data}, test on {report.split} ({report.n_test} test / "
+            f"{report.n_train} train prompts, {len(report.models)} models)"
+        ),
+        (
+            f"objective: quality={obj.quality:g}, cost={obj.cost:g}, latency={obj.latency:g}"
+            f"{scale}; seed {report.seed}, {report.seeds} stream(s) per online policy"
+        ),
+        f"cost: {report.cost_label}; latency: {report.latency_label}",
+    ]
+    ref = report.reference
+    if report.cost_available:
+        lines.append(
+            f"reference: cheapest {ref['cheapest_model']} ({_fmt(ref['q_cheapest'], '.2f', 100)}"
+            f"%), best {ref['best_model']} ({_fmt(ref['q_best'], '.2f', 100)}%); AUC over "
+            f"${_fmt(ref['c_min'], '.6f')} .. ${_fmt(ref['c_max'], '.6f')} per query"
+        )
+    return lines
+
+
+def _online_lines(report: BenchReport, cost_tag: str) -> list[str]:
+    online = [(r, r.online) for r in report.results.values() if r.online is not None]
+    if not online:
+        return []
+    header = [
+        "policy",
+        "reward",
+        "+-",
+        "acc %",
+        f"total ${cost_tag}",
+        "regret vs best fixed",
+        "regret vs oracle",
+        "settled",
+        "median step",
+        "on best fixed",
+    ]
+    rows = []
+    for r, st in online:
+        steps = [s for s in st.settle_steps if s is not None]
+        rows.append(
+            [
+                r.name,
+                _fmt(r.mean_reward, ".4f"),
+                _fmt(st.reward_std, ".4f"),
+                _fmt(r.accuracy, ".2f", 100),
+                _fmt(st.total_cost, ".4f"),
+                _fmt(st.regret_best_fixed, ".1f"),
+                _fmt(st.regret_oracle, ".1f"),
+                f"{len(steps)}/{st.seeds}",
+                str(int(np.median(steps))) if steps else "-",
+                f"{st.settled_on_best}/{st.seeds}",
+            ]
+        )
+    return [
+        "",
+        f"online learning over {report.seeds} stream(s) of the {report.n_test} test prompts:",
+        *_table(header, rows, "lrrrrrrrrr"),
+        f"best fixed model in hindsight (by reward): {online[0][1].best_fixed_model}",
+    ]
+
+
+def render_report(report: BenchReport) -> str:
+    """The report as aligned plain text: setup, a quality-cost table and an online table."""
+    cost_tag = _COST_TAGS[report.cost_label]
+    lat_tag = " (simulated)" if report.latency_label == "simulated" else ""
+    header = [
+        "method",
+        "kind",
+        "acc %",
+        f"$/query{cost_tag}",
+        f"latency s{lat_tag}",
+        "reward",
+        "AUC",
+        "APGR",
+        "CPT50 %",
+        "CPT80 %",
+        "$ to 95%",
+        "$ to 100%",
+    ]
+    rows = [
+        [
+            r.name,
+            r.kind,
+            _fmt(r.accuracy, ".2f", 100),
+            _fmt(r.mean_cost, ".6f"),
+            _fmt(r.mean_latency, ".3f"),
+            _fmt(r.mean_reward, ".4f"),
+            _fmt(r.auc, ".2f"),
+            _fmt(r.apgr, ".3f"),
+            _fmt(r.cpt50, ".1f"),
+            _fmt(r.cpt80, ".1f"),
+            _fmt(r.cost_to_95, ".6f"),
+            _fmt(r.cost_to_100, ".6f"),
+        ]
+        for r in report.results.values()
+    ]
+    lines = [
+        *_header_lines(report),
+        "",
+        *_table(header, rows, "llrrrrrrrrrr"),
+        *_online_lines(report, cost_tag),
+    ]
+    lines.extend(
+        f"{name}: {report.results[name].detail}"
+        for name in ("best_single", "best_per_task", "convex_hull")
+        if name in report.results and report.results[name].detail
+    )
+    lines += [f"note: {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(report: BenchReport, path: str | Path) -> None:
+    """Save a PNG of the quality-cost curves and the online regret curves.
+
+    Needs matplotlib (the ``plot`` extra); draws on the Agg backend without touching
+    pyplot's global state.
+
+    Raises:
+        ImportError: matplotlib is not installed (the message names ``pickllm[plot]``).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        msg = "plotting needs matplotlib: pip install 'pickllm[plot]'"
+        raise ImportError(msg) from exc
+    online = [r for r in report.results.values() if r.online is not None]
+    fig = Figure(figsize=(18, 5) if online else (9, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3 if online else 1, squeeze=False)[0]
+    _plot_curves(axes[0], report)
+    if online:
+        for ax, attr, title in (
+            (axes[1], "regret_curve_best_fixed", "regret vs the best fixed model"),
+            (axes[2], "regret_curve_oracle", "regret vs the per-query oracle"),
+        ):
+            for r in online:
+                curve = getattr(r.online, attr)
+                ax.plot(np.arange(1, len(curve) + 1), curve, lw=1.2, label=r.name)
+            ax.set_xlabel("query")
+            ax.set_ylabel("cumulative regret (reward)")
+            ax.set_title(f"{title} (mean of {report.seeds} stream(s))", fontsize=9)
+            ax.legend(fontsize=6)
+    fig.savefig(str(path), dpi=120)
+
+
+def _plot_curves(ax: Any, report: BenchReport) -> None:
+    styles: dict[str, dict[str, Any]] = {
+        "offline": {"marker": ".", "lw": 1.5},
+        "online": {"marker": "o", "ls": "none", "ms": 5},
+        "baseline": {"marker": "x", "ls": "none", "ms": 6},
+    }
+    for r in report.results.values():
+        if not r.points:
+            continue
+        xs = [p[0] for p in r.points]
+        ys = [100 * p[1] for p in r.points]
+        if r.kind == "model":
+            ax.plot(xs, ys, "o", mfc="white", mec="grey", ms=4)
+            ax.annotate(r.name.rsplit("/", 1)[-1], (xs[0], ys[0]), fontsize=6, color="grey")
+        elif r.name == "convex_hull":
+            ax.plot(xs, ys, "--", color="black", lw=1, label="convex hull")
+        elif r.name == "oracle":
+            ax.plot(xs, ys, "*", ms=12, color="gold", mec="black", label="oracle")
+        else:
+            ax.plot(xs, ys, label=f"{r.name} ({r.kind})", **styles[r.kind])
+    ax.set_xscale("log")
+    ax.set_xlabel(f"mean cost per query (USD{_COST_TAGS[report.cost_label]})")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"{report.data}: quality vs cost, test on {report.split}", fontsize=9)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))

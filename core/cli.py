@@ -1,0 +1,201 @@
+"""The ``pickllm`` console script.
+
+Each subcommand is one function that adds its parser to the subparsers and sets
+``handler`` to a function ``(args) -> exit code``; :data:`SUBCOMMANDS` lists them. Errors
+a user can fix (unknown names, malformed files, bad options) print one line on stderr and
+exit with status 2, without a traceback.
+
+Examples:
+    >>> main(["bench", "--policies", "nope"])
+    2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from pickllm._version import __version__
+from pickllm.errors import PickLLMError
+
+__all__ = ["SUBCOMMANDS", "main"]
+
+_USAGE_ERROR = 2
+
+
+class _Progress:
+    """A counter on stderr: a bar redrawn in place on a terminal, one line per unit otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if self._tty:
+            width = 30
+            filled = width * done // max(total, 1)
+            text = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}"
+            self._stream.write(text.ljust(80))
+            if done >= total:
+                self._stream.write("\n")
+        else:
+            self._stream.write(f"[{done}/{total}] {label}\n")
+        self._stream.flush()
+
+
+def _add_bench(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="replay recorded LLM outcomes through routers and baselines",
+        description=(
+            "Replay recorded per-query outcomes of real LLMs through the routing policies and "
+            "report accuracy, cost, quality-cost AUC, APGR/CPT and online regret against the "
+            "baselines (single models, random, best single, best per task, convex hull, oracle)."
+        ),
+    )
+    parser.add_argument(
+        "--data",
+        default="routerbench_subset",
+        metavar="NAME|PATH",
+        help="a bundled data set (routerbench_subset, llmrouter_9llm) or a long-format "
+        "CSV(.gz) file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--policies",
+        default=None,
+        metavar="A,B,...",
+        help="comma-separated online policies and offline routers, or 'all' "
+        "(default: the offline routers and the core online policies)",
+    )
+    parser.add_argument(
+        "--objective",
+        default=None,
+        metavar="SPEC",
+        help="reward weights, e.g. quality=1,cost=0.5,latency=0.1 (default: 1, 0.5, 0.2)",
+    )
+    parser.add_argument(
+        "--split-column",
+        choices=("split", "fold"),
+        default="split",
+        help="choose test rows by split name or by fold number (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test-split",
+        default="test",
+        metavar="NAME|FOLD",
+        help="the split name or fold number of the test rows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=5, metavar="N", help="streams per online policy (default: 5)"
+    )
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default: 0)")
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="PATH", help="write every figure as JSON"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write a PNG of the quality-cost and regret curves (needs pickllm[plot])",
+    )
+    parser.add_argument(
+        "--price-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="prices (CSV or JSON, USD per 1M tokens) to estimate missing costs",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pickllm.bench import (
+        available_methods,
+        plot_report,
+        render_report,
+        resolve_methods,
+        run_bench,
+    )
+    from pickllm.data import load_outcomes
+    from pickllm.objective import Objective
+
+    objective = Objective.parse(args.objective) if args.objective is not None else None
+    policies: list[str] | None = None
+    if args.policies is not None:
+        names = [p.strip() for p in args.policies.split(",") if p.strip()]
+        if names == ["all"]:
+            known = available_methods()
+            names = [*known["offline"], *known["online"]]
+        policies = names
+        resolve_methods(policies)  # fail on a typo before loading the data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = load_outcomes(args.data, price_table=args.price_file)
+    for warning in caught:
+        print(f"pickllm bench: warning: {warning.message}", file=sys.stderr)
+    report = run_bench(
+        table,
+        policies=policies,
+        objective=objective,
+        split_column=args.split_column,
+        test_split=args.test_split,
+        seeds=args.seeds,
+        seed=args.seed,
+        progress=None if args.quiet else _Progress(sys.stderr),
+    )
+    sys.stdout.write(render_report(report))
+    if args.json is not None:
+        text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
+        args.json.write_text(text + "\n", encoding="utf-8")
+    if args.plot is not None:
+        plot_report(report, args.plot)
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_bench]
+"""Functions adding one subcommand each to the ``pickllm`` parser."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pickllm",
+        description="PickLLM: route LLM calls by quality, cost and latency.",
+    )
+    parser.add_argument("--version", action="version", version=f"pickllm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``pickllm`` command line and return its exit status.
+
+    Args:
+        argv: the arguments (without the program name); None reads ``sys.argv``.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else _USAGE_ERROR
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return _USAGE_ERROR
+    try:
+        return handler(args)
+    except (PickLLMError, ImportError, OSError) as exc:
+        print(f"pickllm {args.command}: error: {exc}", file=sys.stderr)
+        return _USAGE_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through the console script
+    sys.exit(main())

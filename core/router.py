@@ -244,7 +244,8 @@ class Router:
         """Choose the candidate for one call.
 
         Args:
-            context: a ``Context``, or the query text, or None.
+            context: a ``Context``, or the query text, or None. A Context that names
+                ``candidates`` limits the call to those (they must be in the pool).
             key: context key (topic, task, session) when ``context`` is not a Context.
             needs_tool_calling: only candidates that can call tools may serve.
             needs_structured_output: only candidates with structured output may serve.
@@ -256,6 +257,15 @@ class Router:
         pool = self._pool
         if isinstance(context, Context):
             ctx = context
+            if ctx.candidates:
+                # The caller narrows this call to some candidates of the pool.
+                unknown = [c.name for c in ctx.candidates if c.name not in self._by_name]
+                if unknown:
+                    msg = (
+                        f"context.candidates {unknown} are not in the pool {sorted(self._by_name)}"
+                    )
+                    raise ConfigError(msg)
+                pool = ctx.candidates
         else:
             ctx = Context(
                 query=context or "",
@@ -305,19 +315,7 @@ class Router:
         if name is not None and name != decision.candidate.name:
             decision = decision.retarget(self._member(decision, name))
         with self._lock:
-            tally = self._tallies.get(decision.candidate.name)
-            if tally is None:
-                # A candidate removed since routing still gets its call counted.
-                tally = self._tallies[decision.candidate.name] = _Tally(
-                    latencies=deque(maxlen=self.latency_window)
-                )
-            tally.calls += 1
-            tally.cost += feedback.cost_usd
-            tally.input_tokens += feedback.input_tokens
-            tally.output_tokens += feedback.output_tokens
-            tally.latencies.append(feedback.latency_s)
-            if feedback.error is not None:
-                tally.errors += 1
+            tally = self._count(decision.candidate.name, feedback)
             entry = self._pending.get(decision.decision_id)
             if feedback.quality is None and feedback.error is None:
                 if entry is not None and entry.early_score is not None:
@@ -385,6 +383,20 @@ class Router:
             before = self._expired
             self._expire(self.clock())
             return self._expired - before
+
+    def _count(self, name: str, feedback: Feedback) -> _Tally:
+        tally = self._tallies.get(name)
+        if tally is None:
+            # A candidate removed since routing still gets its call counted.
+            tally = self._tallies[name] = _Tally(latencies=deque(maxlen=self.latency_window))
+        tally.calls += 1
+        tally.cost += feedback.cost_usd
+        tally.input_tokens += feedback.input_tokens
+        tally.output_tokens += feedback.output_tokens
+        tally.latencies.append(feedback.latency_s)
+        if feedback.error is not None:
+            tally.errors += 1
+        return tally
 
     def _learn(self, decision: Decision, feedback: Feedback, tally: _Tally) -> float:
         reward = self.objective.reward(feedback, self._prices)

@@ -318,3 +318,13 @@ def test_waiting_member_recorded_after_a_scored_member_still_waits() -> None:
     assert router.record(d, Feedback(candidate=other), await_score=True) is None
     assert router.feedback(d.decision_id, 0.5) is not None
     assert router.pending() == 0
+
+
+def test_context_candidates_narrow_the_call() -> None:
+    router = make_router()
+    for _ in range(4):
+        d = router.route(Context(query="q", candidates=(POOL[0], POOL[2])))
+        assert d.candidate.name in {"small", "large"}
+        assert {c.name for c in d.ranking} == {"small", "large"}
+    with pytest.raises(ConfigError, match="not in the pool"):
+        router.route(Context(query="q", candidates=(Candidate(name="ghost"),)))

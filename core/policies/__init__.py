@@ -1,10 +1,29 @@
-"""Routing policies: one module per algorithm, all behind :class:`Policy`."""
+"""Routing policies: one module per algorithm, all behind :class:`Policy`.
+
+Importing this package registers every built-in policy with :func:`make_policy`.
+"""
 
 from pickllm.policies.base import Choice, Policy, available_policies, make_policy
+from pickllm.policies.cheapest import Cheapest
+from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
+from pickllm.policies.fixed import Fixed
+from pickllm.policies.learning_automaton import LearningAutomaton
+from pickllm.policies.per_context import PerContext
+from pickllm.policies.thompson_sampling import ThompsonSampling
+from pickllm.policies.ucb1 import UCB1
+from pickllm.policies.uniform_random import Random
 
 __all__ = [
+    "UCB1",
+    "Cheapest",
     "Choice",
+    "EpsilonGreedyQ",
+    "Fixed",
+    "LearningAutomaton",
+    "PerContext",
     "Policy",
+    "Random",
+    "ThompsonSampling",
     "available_policies",
     "make_policy",
 ]

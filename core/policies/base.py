@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import inspect
 import itertools
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -86,7 +87,16 @@ class Policy(ABC):
 
     name: ClassVar[str] = ""
     contextual: ClassVar[bool] = False
-    """Whether the policy uses ``Context.features`` or ``Context.query``."""
+    """Whether the policy uses ``Context.features``, ``Context.query`` or ``Context.key``."""
+    # The last candidate tuple ranked by ``select`` and its prices: a per-instance cache
+    # (assigned on first use), not learned state.
+    _priced: tuple[Candidate, ...] = ()
+    _prices: Sequence[float] = ()
+
+    learning: ClassVar[bool] = True
+    """Whether the policy learns from feedback; the fixed baselines (``fixed``, ``random``,
+    ``cheapest``) set it to False, and the conformance suite then does not ask them to
+    beat random choice."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -122,12 +132,20 @@ class Policy(ABC):
             scores = None
         else:
             s = choice.scores
-            order = sorted(
-                (i for i in range(len(cands)) if i != choice.index),
-                key=lambda i: (-s[i], cands[i].input_price + cands[i].output_price),
-            )
-            ranking = (chosen, *(cands[i] for i in order))
-            scores = (float(s[choice.index]), *(float(s[i]) for i in order))
+            idx = choice.index
+            if cands is not self._priced:
+                # Routers offer the same pool tuple call after call: price it once.
+                self._prices = [c.input_price + c.output_price for c in cands]
+                self._priced = cands
+            prices = self._prices
+            # Sorting (-score, price, index) tuples is the stable sort by (-score, price)
+            # without a Python key function per element: the cheapest way for small pools.
+            keyed = [(-s[i], prices[i], i) for i in range(len(cands))]
+            del keyed[idx]
+            keyed.sort()
+            ranking = (chosen, *[cands[k[2]] for k in keyed])
+            # float(): scores may come as numpy scalars (float32 is no float subclass).
+            scores = (float(s[idx]), *[float(-k[0]) for k in keyed])
         plan = None
         if choice.members is not None:
             plan = Plan(kind=choice.kind, members=tuple(cands[i] for i in choice.members))
@@ -211,15 +229,22 @@ class Policy(ABC):
         if not isinstance(inner, Mapping):
             msg = f"state of policy {self.name!r} has no 'state' mapping"
             raise StateError(msg)
+        rng_state = state.get("rng")
         try:
-            self._set_state(inner)
-            rng_state = state.get("rng")
+            # Check the RNG state on a scratch generator first, so a bad state leaves the
+            # policy untouched instead of half loaded.
             if rng_state is not None:
-                bitgen = self._rng.bit_generator
-                bitgen.state = dict(rng_state)
+                if not isinstance(rng_state, Mapping):
+                    msg = f"'rng' must be a mapping, got {type(rng_state).__name__}"
+                    raise TypeError(msg)
+                scratch = copy.deepcopy(self._rng.bit_generator)
+                scratch.state = dict(rng_state)
+            self._set_state(inner)
+            if rng_state is not None:
+                self._rng.bit_generator.state = dict(rng_state)
         except StateError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             msg = f"state of policy {self.name!r} is malformed: {exc}"
             raise StateError(msg) from exc
 
@@ -262,6 +287,85 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.floating):
         return float(value)
     return value
+
+
+def check_number(
+    owner: str,
+    name: str,
+    value: object,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """``value`` as a float if it is a finite number in the given interval, else raise.
+
+    For the policies' ``__init__``: the message names ``owner``'s parameter, the value
+    and the allowed interval.
+
+    Raises:
+        TypeError: ``value`` is not an int or float (bools are refused).
+        ConfigError: ``value`` is NaN, infinite or outside the interval.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{owner} {name} must be a number, got {value!r}"
+        raise TypeError(msg)
+    v = float(value)
+    too_low = v <= low if low_open else v < low
+    too_high = v >= high if high_open else v > high
+    if not math.isfinite(v) or too_low or too_high:
+        left = "(" if low_open or math.isinf(low) else "["
+        right = ")" if high_open or math.isinf(high) else "]"
+        hi = "inf" if math.isinf(high) else f"{high:g}"
+        lo = "-inf" if math.isinf(low) else f"{low:g}"
+        msg = f"{owner} {name} must be a finite number in {left}{lo}, {hi}{right}, got {value!r}"
+        raise ConfigError(msg)
+    return v
+
+
+def state_float(
+    policy: str, field: str, value: object, *, low: float = -math.inf, high: float = math.inf
+) -> float:
+    """A finite float in [low, high] read from a saved state, else StateError."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"state of policy {policy!r}: {field} must be a number, got {value!r}"
+        raise StateError(msg)
+    v = float(value)
+    if not math.isfinite(v) or not low <= v <= high:
+        msg = (
+            f"state of policy {policy!r}: {field} must be a finite number in "
+            f"[{low:g}, {high:g}], got {value!r}"
+        )
+        raise StateError(msg)
+    return v
+
+
+def state_count(policy: str, field: str, value: object) -> int:
+    """A non-negative int read from a saved state, else StateError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        msg = f"state of policy {policy!r}: {field} must be an int >= 0, got {value!r}"
+        raise StateError(msg)
+    return value
+
+
+def state_names(policy: str, field: str, value: object) -> Mapping[str, Any]:
+    """A mapping keyed by candidate names read from a saved state, else StateError."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k for k in value):
+        msg = (
+            f"state of policy {policy!r}: {field} must be a mapping keyed by candidate "
+            f"names, got {value!r}"
+        )
+        raise StateError(msg)
+    return value
+
+
+def state_field(policy: str, state: Mapping[str, Any], field: str) -> Any:
+    """``state[field]``, or StateError naming the missing field."""
+    if field not in state:
+        msg = f"state of policy {policy!r} has no {field!r} (it has {sorted(state)})"
+        raise StateError(msg)
+    return state[field]
 
 
 def available_policies() -> list[str]:

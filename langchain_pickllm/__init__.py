@@ -1,1 +1,33 @@
-"""placeholder."""
+"""LangChain integration of PickLLM: ``ChatPickLLM`` routes every call and learns from it.
+
+* :class:`ChatPickLLM`: a chat model over several chat models, routed per call.
+* :class:`ReplayChatModel`: answers bundled benchmark prompts with recorded responses.
+* :class:`LLMJudge` and the adapters in :mod:`langchain_pickllm.evaluators`: evaluators.
+* :class:`FakeToolChatModel` (:mod:`langchain_pickllm.testing`): an offline model that can
+  call tools, for tests and examples.
+
+Needs the ``langchain`` extra: ``pip install "pickllm[langchain]"``.
+"""
+
+try:
+    import langchain_core  # noqa: F401 - only checks that the extra is installed
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    msg = (
+        "langchain_pickllm needs langchain-core, which is not installed; install the extra "
+        'with: pip install "pickllm[langchain]"'
+    )
+    raise ImportError(msg) from exc
+
+from langchain_pickllm.chat_models import ChatPickLLM
+from langchain_pickllm.evaluators import LLMJudge, from_langsmith, from_messages
+from langchain_pickllm.replay import ReplayChatModel
+from langchain_pickllm.testing import FakeToolChatModel
+
+__all__ = [
+    "ChatPickLLM",
+    "FakeToolChatModel",
+    "LLMJudge",
+    "ReplayChatModel",
+    "from_langsmith",
+    "from_messages",
+]

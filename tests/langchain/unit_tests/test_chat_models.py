@@ -1,0 +1,686 @@
+"""ChatPickLLM: construction, routing facts, streaming, failures, capabilities, feedback, state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from langchain_core.callbacks import get_usage_metadata_callback
+from langchain_core.language_models import FakeListChatModel, FakeMessagesListChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.tools import tool
+from langchain_core.tracers.context import collect_runs
+from pickllm import (
+    ConfigError,
+    Context,
+    Decision,
+    ExecutionError,
+    NoCandidateError,
+    Router,
+    UnknownDecisionError,
+    make_policy,
+)
+from pickllm.executor import RetryConfig
+from pickllm.policies import Choice, Policy
+from pickllm.pricing import PriceTable
+from pickllm.replay import ReplayStore
+from pydantic import BaseModel
+
+from langchain_pickllm import ChatPickLLM, FakeToolChatModel, ReplayChatModel
+from tests.langchain.unit_tests.conftest import PRICES, FakeClock, fakes
+
+MakeLLM = Callable[..., ChatPickLLM]
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+class Person(BaseModel):
+    """A person."""
+
+    name: str
+    age: int
+
+
+class EnsembleBoth(Policy):
+    """Test policy: runs every candidate, answers with the longest text, records contexts."""
+
+    name: ClassVar[str] = "test_ensemble_both"
+    seen_keys: ClassVar[list[str | None]] = []
+
+    def _select(self, context: Context) -> Choice:
+        self.seen_keys.append(context.key)
+        n = len(context.candidates)
+        return Choice(index=0, probability=1.0, members=list(range(n)), kind="ensemble")
+
+    def _update(self, decision: Decision, reward: float) -> None:
+        pass
+
+    def aggregate(self, answers: list[str]) -> int:
+        return max(range(len(answers)), key=lambda i: len(answers[i]))
+
+
+def fixed(name: str) -> Policy:
+    return make_policy("fixed", model=name, seed=0)
+
+
+# ---------------------------------------------------------------------- construction
+def test_a_list_of_models_is_named_by_model_name() -> None:
+    llm = ChatPickLLM(
+        models=[FakeToolChatModel(model="a"), FakeToolChatModel(model="b")],
+        prices={"a": (1.0, 2.0), "b": (3.0, 4.0)},
+    )
+    assert list(llm.models) == ["a", "b"]
+    assert llm.router is not None
+    assert [(c.name, c.input_price, c.output_price) for c in llm.router.candidates] == [
+        ("a", 1.0, 2.0),
+        ("b", 3.0, 4.0),
+    ]
+
+
+def test_duplicate_and_unnamed_models_are_clear_errors() -> None:
+    with pytest.raises(ConfigError, match="two models are named 'a'"):
+        ChatPickLLM(models=[FakeToolChatModel(model="a"), FakeToolChatModel(model="a")], cost=0)
+    with pytest.raises(ConfigError, match="FakeListChatModel in models has no model_name"):
+        ChatPickLLM(models=[FakeListChatModel(responses=["x"])], cost=0)
+    with pytest.raises(ConfigError, match="at least one"):
+        ChatPickLLM(models={}, cost=0)
+
+
+def test_a_missing_price_is_an_error_only_when_cost_matters() -> None:
+    with pytest.raises(ConfigError, match=r"no price for model\(s\) \['large'\].*cost=0.5"):
+        ChatPickLLM(models=fakes(), prices={"small": (0.1, 0.4)}, cost=0.5)
+    llm = ChatPickLLM(models=fakes(), prices={"small": (0.1, 0.4)}, cost=0.0)
+    assert llm.router is not None
+    assert llm.router.candidate("large").input_price == 0.0
+
+
+def test_prices_may_be_a_price_table_and_weights_an_objective() -> None:
+    from pickllm import Objective
+
+    objective = Objective(quality=1.0, cost=0.1, latency=0.0)
+    llm = ChatPickLLM(models=fakes(), prices=PriceTable(PRICES), objective=objective)
+    assert llm.router is not None
+    assert llm.router.objective is objective
+    assert llm.router.candidate("large").output_price == 10.0
+
+
+def test_a_given_router_must_route_between_the_models() -> None:
+    other = Router(ChatPickLLM(models=fakes(), prices=PRICES).router.candidates[:1])  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="router's candidates"):
+        ChatPickLLM(models=fakes(), router=other)
+    router = ChatPickLLM(models=fakes(), prices=PRICES).router
+    with pytest.raises(ConfigError, match="cannot be given together with router"):
+        ChatPickLLM(models=fakes(), router=router, policy="ucb1")
+
+
+def test_capability_overrides_are_checked() -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        ChatPickLLM(models=fakes(), prices=PRICES, capabilities={"small": {"vision": True}})
+    with pytest.raises(ConfigError, match="not among the models"):
+        ChatPickLLM(models=fakes(), prices=PRICES, capabilities={"tiny": {"tool_calling": True}})
+
+
+def test_capabilities_come_from_profiles_and_bind_tools() -> None:
+    models: dict[str, Any] = {
+        "a": FakeToolChatModel(model="a", profile={"tool_calling": True, "max_input_tokens": 1000}),
+        "b": FakeToolChatModel(
+            model="b",
+            profile={"tool_calling": True, "max_input_tokens": 500, "structured_output": False},
+        ),
+        "c": FakeListChatModel(responses=["x"]),
+    }
+    llm = ChatPickLLM(models=models, cost=0)
+    assert llm.router is not None
+    a, b, c = llm.router.candidates
+    assert (a.tool_calling, a.structured_output, a.max_context_tokens) == (True, None, 1000)
+    assert (b.tool_calling, b.structured_output, b.max_context_tokens) == (True, False, 500)
+    assert (c.tool_calling, c.structured_output) == (False, False)
+    # The router promises only what every candidate promises.
+    two = ChatPickLLM(models={"a": models["a"], "b": models["b"]}, cost=0)
+    assert two.profile == {"tool_calling": True, "max_input_tokens": 500}
+
+
+# ---------------------------------------------------------------------- invoke
+def test_invoke_reports_the_chosen_model_usage_and_routing_facts(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=fixed("large"))
+    answer = llm.invoke("What is the capital of France?")
+    assert isinstance(answer, AIMessage)
+    assert answer.content == "Paris, France."
+    assert answer.response_metadata["model_name"] == "large-fake"
+    assert answer.usage_metadata == {"input_tokens": 8, "output_tokens": 4, "total_tokens": 12}
+    routed = answer.response_metadata["pickllm"]
+    assert set(routed) == {
+        "decision_id",
+        "model",
+        "chosen",
+        "probability",
+        "policy",
+        "plan",
+        "cost_usd",
+        "cost_estimated",
+        "latency_s",
+        "attempts",
+    }
+    assert (routed["model"], routed["chosen"], routed["policy"], routed["plan"]) == (
+        "large",
+        "large",
+        "fixed",
+        "single",
+    )
+    assert routed["probability"] == 1.0
+    assert routed["cost_usd"] == pytest.approx((8 * 2.5 + 4 * 10.0) / 1e6)
+    assert routed["cost_estimated"] is False
+    assert routed["latency_s"] == pytest.approx(0.01)  # one tick of the fake clock
+    assert routed["attempts"] == 1
+    stats = llm.stats()
+    assert (stats["large"].calls, stats["small"].calls) == (1, 0)
+    assert stats["large"].total_cost_usd == pytest.approx(routed["cost_usd"])
+
+
+def test_a_model_without_usage_gets_estimated_tokens(make_llm: MakeLLM) -> None:
+    llm = make_llm(
+        models={"small": FakeListChatModel(responses=["Paris."]), "large": fakes()["large"]},
+        policy=fixed("small"),
+    )
+    answer = llm.invoke("What is the capital of France?")
+    assert answer.usage_metadata is None
+    routed = answer.response_metadata["pickllm"]
+    # 30 prompt characters -> 8 tokens; "Paris." -> 2 tokens, at (0.1, 0.4) USD / 1M.
+    assert routed["cost_estimated"] is True
+    assert routed["cost_usd"] == pytest.approx((8 * 0.1 + 2 * 0.4) / 1e6)
+    assert answer.response_metadata["model_name"] == "small"
+
+
+def test_batch_and_abatch_route_each_item(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy="random")
+    answers = llm.batch(["q1", "q2", "q3", "q4", "q5", "q6"])
+    ids = {a.response_metadata["pickllm"]["decision_id"] for a in answers}
+    assert len(ids) == 6
+    more = asyncio.run(llm.abatch(["q7", "q8", "q9"]))
+    ids |= {a.response_metadata["pickllm"]["decision_id"] for a in more}
+    assert len(ids) == 9
+    assert sum(s.calls for s in llm.stats().values()) == 9
+
+
+# ---------------------------------------------------------------------- streaming
+def _merge(chunks: list[AIMessageChunk]) -> AIMessageChunk:
+    full = chunks[0]
+    for chunk in chunks[1:]:
+        full = full + chunk
+    return full
+
+
+def test_stream_puts_routing_facts_on_the_last_chunk_only(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=fixed("small"))
+    chunks = list(llm.stream("What is the capital of France?"))
+    assert [c.content for c in chunks] == ["Paris.", ""]
+    assert ["pickllm" in c.response_metadata for c in chunks] == [False, True]
+    full = _merge(chunks)
+    assert full.response_metadata["model_name"] == "small-fake"  # not concatenated
+    assert full.usage_metadata == {"input_tokens": 8, "output_tokens": 2, "total_tokens": 10}
+    routed = full.response_metadata["pickllm"]
+    assert routed["model"] == "small"
+    assert 0 < routed["time_to_first_token_s"] <= routed["latency_s"]
+    assert llm.stats()["small"].calls == 1
+
+
+async def test_astream_routes_and_records(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=fixed("large"))
+    chunks = [c async for c in llm.astream("What is the capital of France?")]
+    full = _merge(chunks)
+    assert full.content == "Paris, France."
+    assert full.response_metadata["model_name"] == "large-fake"
+    assert full.response_metadata["pickllm"]["time_to_first_token_s"] > 0
+    assert llm.stats()["large"].calls == 1
+
+
+async def test_a_model_that_cannot_stream_still_streams_one_chunk(make_llm: MakeLLM) -> None:
+    child = FakeMessagesListChatModel(responses=[AIMessage(content="Paris.")])
+    llm = make_llm(models={"small": child, "large": fakes()["large"]}, policy=fixed("small"))
+    full = _merge(list(llm.stream("Capital of France?")))
+    assert full.content == "Paris."
+    assert full.response_metadata["model_name"] == "small"
+    async_full = _merge([c async for c in llm.astream("Capital of France?")])
+    assert async_full.content == "Paris."
+
+
+def test_invoke_streams_when_streaming_is_set(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=fixed("small"), streaming=True)
+    answer = llm.invoke("Capital of France?")
+    assert answer.content == "Paris."
+    assert "time_to_first_token_s" in answer.response_metadata["pickllm"]
+
+
+# ---------------------------------------------------------------------- failures
+def test_an_error_falls_back_to_the_next_model(make_llm: MakeLLM) -> None:
+    small = FakeToolChatModel(model="small-fake", answer="Paris.", errors=[ValueError("boom")])
+    llm = make_llm(models=fakes(small=small), policy=fixed("small"))
+    answer = llm.invoke("Capital of France?")
+    routed = answer.response_metadata["pickllm"]
+    assert (routed["chosen"], routed["model"], routed["attempts"]) == ("small", "large", 2)
+    assert answer.content == "Paris, France."
+    stats = llm.stats()
+    assert (stats["small"].calls, stats["small"].errors, stats["large"].calls) == (1, 1, 1)
+
+
+def test_a_transient_error_is_retried_with_the_injected_sleep(make_llm: MakeLLM) -> None:
+    waits: list[float] = []
+    small = FakeToolChatModel(model="small-fake", answer="Paris.", errors=[TimeoutError()])
+    llm = make_llm(
+        models=fakes(small=small),
+        policy=fixed("small"),
+        retry=RetryConfig(max_attempts=2, initial_wait_s=0.5, jitter_s=0.0),
+        sleep=waits.append,
+    )
+    answer = llm.invoke("Capital of France?")
+    assert answer.response_metadata["pickllm"]["model"] == "small"
+    assert answer.response_metadata["pickllm"]["attempts"] == 2
+    assert waits == [0.5]
+
+
+def test_every_model_failing_raises_execution_error(make_llm: MakeLLM) -> None:
+    models = fakes(
+        small=FakeToolChatModel(model="s", errors=[ValueError("a")]),
+        large=FakeToolChatModel(model="l", errors=[ValueError("b")]),
+    )
+    llm = make_llm(models=models, policy=fixed("small"))
+    with pytest.raises(ExecutionError) as info:
+        llm.invoke("Capital of France?")
+    assert [f.candidate for f in info.value.attempts] == ["small", "large"]
+    assert llm.stats()["large"].errors == 1
+
+
+def test_a_fatal_error_is_raised_without_fallback(make_llm: MakeLLM) -> None:
+    class AuthenticationError(Exception):
+        pass
+
+    small = FakeToolChatModel(model="s", errors=[AuthenticationError("bad key")])
+    llm = make_llm(models=fakes(small=small), policy=fixed("small"))
+    with pytest.raises(AuthenticationError):
+        llm.invoke("Capital of France?")
+    stats = llm.stats()
+    assert (stats["small"].errors, stats["large"].calls) == (1, 0)
+
+
+def test_stream_falls_back_before_the_first_chunk(make_llm: MakeLLM) -> None:
+    small = FakeToolChatModel(model="small-fake", errors=[ValueError("boom")])
+    llm = make_llm(models=fakes(small=small), policy=fixed("small"))
+    full = _merge(list(llm.stream("Capital of France?")))
+    assert full.content == "Paris, France."
+    assert full.response_metadata["pickllm"]["model"] == "large"
+
+
+# ---------------------------------------------------------------------- capabilities
+def _pool_without_tools() -> dict[str, Any]:
+    store = ReplayStore.load()
+    return {
+        "tools": FakeToolChatModel(model="tools"),
+        "replay": ReplayChatModel(model="gpt-4-1106-preview", store=store),
+        "list": FakeListChatModel(responses=["plain"]),
+    }
+
+
+def test_tool_calls_go_only_to_models_that_can_call_tools(clock: FakeClock) -> None:
+    llm = ChatPickLLM(models=_pool_without_tools(), cost=0, policy="random", seed=0, clock=clock)
+    bound = llm.bind_tools([add])
+    served = {
+        bound.invoke("What is 3 + 3?").response_metadata["pickllm"]["model"] for _ in range(20)
+    }
+    assert served == {"tools"}
+    message = bound.invoke("What is 3 + 3?")
+    assert isinstance(message, AIMessage)
+    assert message.tool_calls[0]["args"] == {"a": 3, "b": 3}
+
+
+def test_profile_and_overrides_exclude_tool_calling(clock: FakeClock) -> None:
+    models = fakes(small=FakeToolChatModel(model="small-fake", profile={"tool_calling": False}))
+    llm = ChatPickLLM(models=models, cost=0, policy="random", seed=0, clock=clock)
+    bound = llm.bind_tools([add])
+    assert {bound.invoke("3 + 3?").response_metadata["pickllm"]["model"] for _ in range(10)} == {
+        "large"
+    }
+    override = ChatPickLLM(
+        models=fakes(),
+        cost=0,
+        policy="random",
+        seed=0,
+        capabilities={"large": {"tool_calling": False}},
+    )
+    bound = override.bind_tools([add])
+    assert {bound.invoke("3 + 3?").response_metadata["pickllm"]["model"] for _ in range(10)} == {
+        "small"
+    }
+
+
+def test_no_model_able_to_call_tools_is_a_clear_error() -> None:
+    pool = _pool_without_tools()
+    del pool["tools"]
+    llm = ChatPickLLM(models=pool, cost=0)
+    with pytest.raises(NoCandidateError, match="no candidate can call tools"):
+        llm.bind_tools([add])
+    llm2 = ChatPickLLM(models=fakes(), cost=0, capabilities={"small": {"tool_calling": False}})
+    bound = llm2.bind_tools([add])
+    assert bound.invoke("3 + 3?").response_metadata["pickllm"]["model"] == "large"
+
+
+def test_context_window_excludes_small_models(clock: FakeClock) -> None:
+    llm = ChatPickLLM(
+        models=fakes(),
+        cost=0,
+        policy="random",
+        seed=0,
+        clock=clock,
+        capabilities={"small": {"max_context_tokens": 10}},
+    )
+    long_prompt = "word " * 40  # 200 characters, about 50 tokens
+    served = {llm.invoke(long_prompt).response_metadata["pickllm"]["model"] for _ in range(10)}
+    assert served == {"large"}
+    short = {llm.invoke("Hi").response_metadata["pickllm"]["model"] for _ in range(20)}
+    assert short == {"small", "large"}
+    tiny = ChatPickLLM(
+        models=fakes(),
+        cost=0,
+        capabilities={n: {"max_context_tokens": 10} for n in ("small", "large")},
+    )
+    with pytest.raises(NoCandidateError, match="context window"):
+        tiny.invoke(long_prompt)
+
+
+def test_native_structured_output_excludes_models_without_it(clock: FakeClock) -> None:
+    llm = ChatPickLLM(
+        models=fakes(),
+        cost=0,
+        policy="random",
+        seed=0,
+        clock=clock,
+        capabilities={"small": {"structured_output": False}},
+    )
+    bound = llm.bind(response_format={"type": "json_object"})
+    assert {bound.invoke("Hi").response_metadata["pickllm"]["model"] for _ in range(10)} == {
+        "large"
+    }
+
+
+def test_with_structured_output_in_an_lcel_chain(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy="random")
+    prompt = ChatPromptTemplate.from_messages([("human", "Extract the person from: {text}")])
+    chain = prompt | llm.with_structured_output(Person)
+    person = chain.invoke({"text": "'Ada' is 36."})
+    assert person == Person(name="Ada", age=3)
+    raw: Any = (prompt | llm.with_structured_output(Person, include_raw=True)).invoke(
+        {"text": "'Bo'"}
+    )
+    assert raw["parsed"] == Person(name="Bo", age=3)
+    assert raw["raw"].response_metadata["pickllm"]["model"] in {"small", "large"}
+
+
+# ---------------------------------------------------------------------- usage callback
+def test_usage_callback_counts_each_call_once(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=fixed("small"))
+    with get_usage_metadata_callback() as cb:
+        llm.invoke("What is the capital of France?")
+        list(llm.stream("What is the capital of France?"))
+    once = {"input_tokens": 8, "output_tokens": 2, "total_tokens": 10}
+    assert cb.usage_metadata == {"small-fake": {k: 2 * v for k, v in once.items()}}
+
+
+async def test_usage_callback_counts_async_calls_once(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=fixed("large"))
+    with get_usage_metadata_callback() as cb:
+        await llm.ainvoke("What is the capital of France?")
+    assert cb.usage_metadata == {
+        "large-fake": {"input_tokens": 8, "output_tokens": 4, "total_tokens": 12}
+    }
+
+
+# ---------------------------------------------------------------------- feedback
+def test_delayed_feedback_by_decision_id(make_llm: MakeLLM) -> None:
+    llm = make_llm(await_feedback=True)
+    answer = llm.invoke("Capital of France?")
+    router = llm.router
+    assert router is not None
+    assert router.pending() == 1
+    name = answer.response_metadata["pickllm"]["model"]
+    reward = llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0)
+    assert reward is not None
+    assert 0.0 <= reward <= 1.0
+    assert router.pending() == 0
+    assert llm.stats()[name].mean_reward == pytest.approx(reward)
+    with pytest.raises(UnknownDecisionError):
+        llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0)
+
+
+def test_delayed_feedback_by_run_id_and_message_id(make_llm: MakeLLM) -> None:
+    llm = make_llm(await_feedback=True)
+    with collect_runs() as runs:
+        first = llm.invoke("Capital of France?")
+        llm.invoke("Capital of Spain?")
+        list(llm.stream("Capital of Italy?"))
+    invoke_run, second_run, stream_run = runs.traced_runs
+    assert llm.decision_id(invoke_run.id) == first.response_metadata["pickllm"]["decision_id"]
+    assert llm.feedback(invoke_run.id, 1.0) is not None
+    assert llm.feedback(str(stream_run.id), 0.0) is not None
+    # The message id LangChain gives an invoke answer is "lc_run--<run id>-0".
+    assert llm.feedback(f"lc_run--{second_run.id}-0", 0.5) is not None
+    assert llm.router is not None
+    assert llm.router.pending() == 0
+
+
+def test_feedback_after_learning_is_unknown(make_llm: MakeLLM) -> None:
+    llm = make_llm()
+    answer = llm.invoke("Capital of France?")
+    with pytest.raises(UnknownDecisionError, match="not pending"):
+        llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0)
+
+
+def test_the_run_id_map_is_bounded(make_llm: MakeLLM) -> None:
+    llm = make_llm(max_tracked_runs=3)
+    with collect_runs() as runs:
+        for q in ("a", "b", "c", "d", "e"):
+            llm.invoke(q)
+    oldest, newest = runs.traced_runs[0].id, runs.traced_runs[-1].id
+    assert llm.decision_id(oldest) == str(oldest)  # forgotten
+    assert llm.decision_id(newest) != str(newest)
+
+
+# ---------------------------------------------------------------------- evaluators
+class Recorder:
+    def __init__(self, score: float | None = 1.0) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.score = score
+
+    def __call__(self, prompt: str, answer: str, **kwargs: Any) -> float | None:
+        self.calls.append((prompt, answer, kwargs))
+        return self.score
+
+
+def test_inline_evaluator_scores_and_the_policy_learns(make_llm: MakeLLM) -> None:
+    evaluator = Recorder(score=1.0)
+    llm = make_llm(policy=fixed("small"), evaluator=evaluator)
+    answer = llm.invoke([HumanMessage(content="Be brief."), HumanMessage(content="Capital?")])
+    prompt, text, kwargs = evaluator.calls[0]
+    assert (prompt, text) == ("Capital?", "Paris.")
+    assert kwargs["model"] == "small"
+    assert kwargs["decision_id"] == answer.response_metadata["pickllm"]["decision_id"]
+    assert [m.content for m in kwargs["messages"]] == ["Be brief.", "Capital?"]
+    assert kwargs["message"].content == "Paris."
+    assert llm.router is not None
+    assert llm.router.pending() == 0
+    assert llm.evaluation is not None
+    assert llm.evaluation.scored == 1
+
+
+def test_streamed_answers_are_evaluated_too(make_llm: MakeLLM) -> None:
+    evaluator = Recorder(score=0.0)
+    llm = make_llm(policy=fixed("large"), evaluator=evaluator)
+    list(llm.stream("Capital?"))
+    assert evaluator.calls[0][:2] == ("Capital?", "Paris, France.")
+    assert llm.router is not None
+    assert llm.router.pending() == 0
+
+
+def test_an_unscored_answer_waits_for_feedback(make_llm: MakeLLM) -> None:
+    llm = make_llm(evaluator=Recorder(score=None))
+    answer = llm.invoke("Capital?")
+    assert llm.router is not None
+    assert llm.router.pending() == 1
+    assert llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0) is not None
+
+
+def test_a_failing_evaluator_is_logged_and_the_call_succeeds(
+    make_llm: MakeLLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(prompt: str, answer: str) -> float:
+        msg = "judge is down"
+        raise RuntimeError(msg)
+
+    llm = make_llm(evaluator=broken)
+    with caplog.at_level(logging.ERROR, logger="pickllm.evaluation"):
+        answer = llm.invoke("Capital?")
+    assert answer.content in {"Paris.", "Paris, France."}
+    assert llm.evaluation is not None
+    assert llm.evaluation.errors == 1
+    assert "judge is down" in caplog.text
+
+
+def test_background_evaluator_scores_after_the_call_returns(make_llm: MakeLLM) -> None:
+    gate = threading.Event()
+
+    def slow(prompt: str, answer: str) -> float:
+        gate.wait(timeout=10)
+        return 1.0
+
+    llm = make_llm(evaluator=slow, evaluate_in_background=True)
+    llm.invoke("Capital?")
+    runner = llm.evaluation
+    assert runner is not None
+    assert llm.router is not None
+    assert runner.scored == 0
+    assert llm.router.pending() == 1
+    gate.set()
+    assert runner.join(timeout=10)
+    assert runner.scored == 1
+    assert llm.router.pending() == 0
+
+
+async def test_async_calls_use_the_evaluators_async_method(make_llm: MakeLLM) -> None:
+    class Judge:
+        def __init__(self) -> None:
+            self.used: list[str] = []
+
+        def __call__(self, prompt: str, answer: str) -> float:
+            self.used.append("sync")
+            return 1.0
+
+        async def aevaluate(self, prompt: str, answer: str) -> float:
+            self.used.append("async")
+            return 1.0
+
+    judge = Judge()
+    llm = make_llm(evaluator=judge)
+    await llm.ainvoke("Capital?")
+    _ = [c async for c in llm.astream("Capital?")]
+    llm.invoke("Capital?")
+    assert judge.used == ["async", "async", "sync"]
+
+
+# ---------------------------------------------------------------------- concurrency
+def test_many_threads_share_one_model(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy="thompson", evaluator=Recorder(score=1.0))
+
+    def work(i: int) -> list[str]:
+        return [
+            llm.invoke(f"q{i}-{j}").response_metadata["pickllm"]["decision_id"] for j in range(25)
+        ]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = [d for batch in pool.map(work, range(8)) for d in batch]
+    assert len(set(ids)) == 200
+    stats = llm.stats()
+    assert sum(s.calls for s in stats.values()) == 200
+    assert llm.router is not None
+    assert llm.router.pending() == 0
+    assert llm.evaluation is not None
+    assert llm.evaluation.scored == 200
+
+
+async def test_many_tasks_share_one_model(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy="ucb1", await_feedback=True)
+    answers = await asyncio.gather(*(llm.ainvoke(f"q{i}") for i in range(100)))
+    ids = {a.response_metadata["pickllm"]["decision_id"] for a in answers}
+    assert len(ids) == 100
+    for decision_id in ids:
+        llm.feedback(decision_id, 1.0)
+    assert sum(s.calls for s in llm.stats().values()) == 100
+    assert llm.router is not None
+    assert llm.router.pending() == 0
+
+
+# ---------------------------------------------------------------------- state
+def test_save_and_load_continue_where_it_left_off(make_llm: MakeLLM, tmp_path: Path) -> None:
+    llm = make_llm(policy="thompson")
+    for i in range(30):
+        llm.invoke(f"warm-up {i}")
+    path = tmp_path / "router.json"
+    llm.save(path)
+    loaded = ChatPickLLM.load(path, models=fakes(), clock=FakeClock(), sleep=lambda _s: None)
+    assert loaded.router is not None
+    assert llm.router is not None
+    assert loaded.router.policy.state_dict() == llm.router.policy.state_dict()
+    assert {n: s.calls for n, s in loaded.stats().items()} == {
+        n: s.calls for n, s in llm.stats().items()
+    }
+    picks = [llm.invoke(f"q{i}").response_metadata["pickllm"]["model"] for i in range(10)]
+    again = [loaded.invoke(f"q{i}").response_metadata["pickllm"]["model"] for i in range(10)]
+    assert again == picks
+
+
+def test_load_checks_the_models(make_llm: MakeLLM, tmp_path: Path) -> None:
+    path = tmp_path / "router.json"
+    make_llm().save(path)
+    with pytest.raises(ConfigError, match="router's candidates"):
+        ChatPickLLM.load(path, models={"small": FakeToolChatModel(model="s")})
+
+
+# ---------------------------------------------------------------------- plans, overrides
+def test_ensemble_answer_is_aggregated_with_summed_usage(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=EnsembleBoth(seed=0), context_key=lambda messages: "geo")
+    answer = llm.invoke("What is the capital of France?")
+    routed = answer.response_metadata["pickllm"]
+    assert answer.content == "Paris, France."  # the longest, by the policy's aggregate
+    assert (routed["plan"], routed["model"]) == ("ensemble", "large")
+    assert answer.response_metadata["model_name"] == "large-fake"
+    assert answer.usage_metadata == {"input_tokens": 16, "output_tokens": 6, "total_tokens": 22}
+    stats = llm.stats()
+    assert (stats["small"].calls, stats["large"].calls) == (1, 1)
+    assert EnsembleBoth.seen_keys[-1] == "geo"
+    streamed = _merge(list(llm.stream("What is the capital of France?")))
+    assert streamed.content == "Paris, France."
+    assert streamed.response_metadata["pickllm"]["plan"] == "ensemble"
+
+
+def test_model_kwarg_forces_a_candidate(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy=fixed("small"))
+    answer = llm.invoke("Capital?", model="large")
+    assert answer.response_metadata["pickllm"]["model"] == "large"
+    assert answer.response_metadata["pickllm"]["probability"] == 1.0
+    with pytest.raises(ConfigError, match="no candidate named 'huge'"):
+        llm.invoke("Capital?", model="huge")
+
+
+def test_identifying_params_name_the_models_and_policy(make_llm: MakeLLM) -> None:
+    llm = make_llm(policy="ucb1")
+    params: Mapping[str, Any] = llm._identifying_params
+    assert params == {"model_name": "pickllm", "models": ["large", "small"], "policy": "ucb1"}
+    assert llm._llm_type == "pickllm"

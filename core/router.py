@@ -120,7 +120,11 @@ class Router:
 
     Args:
         candidates: the pool (names must be unique).
-        policy: a policy object, or a short name for ``pickllm.make_policy``.
+        policy: a policy object, or a short name for ``pickllm.make_policy``. The default,
+            Thompson sampling, had the best online reward of the built-in policies on the
+            bundled RouterBench replay (``pickllm bench``) and needs no tuning; PickLLM's
+            own learners (``learning_automaton``, ``epsilon_greedy_q``) converge to one
+            model, which suits stationary sessions.
         objective: the reward's weights; defaults to ``Objective()``.
         seed: seed for a policy given by name (ignored for a policy object).
         max_pending: how many decisions may wait for a delayed score.
@@ -146,7 +150,7 @@ class Router:
     def __init__(
         self,
         candidates: Iterable[Candidate],
-        policy: Policy | str = "epsilon_greedy_q",
+        policy: Policy | str = "thompson",
         objective: Objective | None = None,
         *,
         seed: SeedLike = None,

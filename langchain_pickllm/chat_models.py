@@ -373,7 +373,7 @@ class ChatPickLLM(BaseChatModel):
     """The candidate chat models by name."""
     prices: InstanceOf[PriceTable] | dict[str, tuple[float, float]] | None = None
     """USD per 1M input and output tokens, per model."""
-    policy: InstanceOf[Policy] | str = "epsilon_greedy_q"
+    policy: InstanceOf[Policy] | str = "thompson"
     """The routing policy, or its short name."""
     quality: float = 1.0
     """Weight of the answer quality."""

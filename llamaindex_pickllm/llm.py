@@ -425,7 +425,7 @@ class PickLLM(FunctionCallingLLM):
         default_factory=dict, description="USD per 1M (input, output) tokens, by candidate."
     )
     policy: Any = Field(
-        default="epsilon_greedy_q", exclude=True, description="Policy object or name."
+        default="thompson", exclude=True, description="Policy object or name."
     )
     quality: float = Field(default=1.0, description="Weight of the quality score.")
     cost: float = Field(default=0.5, description="Weight of the normalised cost.")
@@ -454,7 +454,7 @@ class PickLLM(FunctionCallingLLM):
         llms: Mapping[str, LLM] | Sequence[LLM],
         *,
         prices: Mapping[str, tuple[float, float]] | PriceTable | None = None,
-        policy: Policy | str = "epsilon_greedy_q",
+        policy: Policy | str = "thompson",
         quality: float = 1.0,
         cost: float = 0.5,
         latency: float = 0.2,

@@ -131,7 +131,7 @@ class PickLLMSelector(BaseSelector):
     def __init__(
         self,
         *,
-        policy: Policy | str = "epsilon_greedy_q",
+        policy: Policy | str = "thompson",
         objective: Objective | None = None,
         seed: SeedLike = None,
         key: Callable[[QueryBundle], str | None] | None = None,

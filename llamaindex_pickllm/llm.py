@@ -424,9 +424,7 @@ class PickLLM(FunctionCallingLLM):
     prices: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="USD per 1M (input, output) tokens, by candidate."
     )
-    policy: Any = Field(
-        default="thompson", exclude=True, description="Policy object or name."
-    )
+    policy: Any = Field(default="thompson", exclude=True, description="Policy object or name.")
     quality: float = Field(default=1.0, description="Weight of the quality score.")
     cost: float = Field(default=0.5, description="Weight of the normalised cost.")
     latency: float = Field(default=0.2, description="Weight of the normalised latency.")

@@ -24,13 +24,11 @@ def test_quality_only_reward_is_the_score() -> None:
 
 def test_cost_term_spans_the_pool_price_range() -> None:
     obj = Objective(quality=0.0, cost=1.0, latency=0.0)
-    tokens = {"input_tokens": 1_000, "output_tokens": 100}
     cheap = (1_000 * 0.5 + 100 * 1.5) / 1e6
     dear = (1_000 * 10.0 + 100 * 30.0) / 1e6
-    assert obj.reward(Feedback(cost_usd=cheap, **tokens), POOL) == pytest.approx(1.0)
-    assert obj.reward(Feedback(cost_usd=dear, **tokens), POOL) == pytest.approx(0.0)
-    mid = (cheap + dear) / 2
-    assert obj.reward(Feedback(cost_usd=mid, **tokens), POOL) == pytest.approx(0.5)
+    for cost, expected in ((cheap, 1.0), (dear, 0.0), ((cheap + dear) / 2, 0.5)):
+        fb = Feedback(cost_usd=cost, input_tokens=1_000, output_tokens=100)
+        assert obj.reward(fb, POOL) == pytest.approx(expected)
 
 
 def test_cost_scale_overrides_the_pool() -> None:
@@ -78,7 +76,7 @@ def test_missing_quality_drops_the_term_or_imputes() -> None:
 )
 def test_bad_objectives_name_the_value(kwargs: dict[str, float], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        Objective(**kwargs)  # type: ignore[arg-type]
+        Objective(**kwargs)
 
 
 def test_parse() -> None:

@@ -261,7 +261,7 @@ class Router:
         pool = self._pool
         if isinstance(context, Context):
             ctx = context
-            if ctx.candidates:
+            if ctx.candidates and ctx.candidates is not pool:
                 # The caller narrows this call to some candidates of the pool.
                 unknown = [c.name for c in ctx.candidates if c.name not in self._by_name]
                 if unknown:

@@ -1,6 +1,7 @@
 """PickLLM: route every LLM call to the best model of a pool, and learn from each call."""
 
 from pickllm._version import __version__
+from pickllm.data import OutcomeTable, load_outcomes
 from pickllm.errors import (
     ConfigError,
     DataError,
@@ -12,39 +13,61 @@ from pickllm.errors import (
 )
 from pickllm.executor import ExecutionResult, Executor, MemoryRecorder, Recorder, RetryConfig
 from pickllm.objective import Objective, PriceRange
-from pickllm.policies import Policy, available_policies, make_policy
+from pickllm.policies import (
+    UCB1,
+    Cheapest,
+    EpsilonGreedyQ,
+    Fixed,
+    LearningAutomaton,
+    PerContext,
+    Policy,
+    Random,
+    ThompsonSampling,
+    available_policies,
+    make_policy,
+)
 from pickllm.pricing import PriceTable, Usage, estimate_tokens, make_feedback
 from pickllm.router import CandidateStats, Router
 from pickllm.types import Candidate, Context, Decision, Feedback, Plan
 
 __all__ = [
+    "UCB1",
     "Candidate",
     "CandidateStats",
+    "Cheapest",
     "ConfigError",
     "Context",
     "DataError",
     "Decision",
+    "EpsilonGreedyQ",
     "ExecutionError",
     "ExecutionResult",
     "Executor",
     "Feedback",
+    "Fixed",
+    "LearningAutomaton",
     "MemoryRecorder",
     "NoCandidateError",
     "Objective",
+    "OutcomeTable",
+    "PerContext",
     "PickLLMError",
     "Plan",
     "Policy",
     "PriceRange",
     "PriceTable",
+    "Random",
     "Recorder",
     "RetryConfig",
     "Router",
     "StateError",
+    "ThompsonSampling",
     "UnknownDecisionError",
     "Usage",
     "__version__",
     "available_policies",
     "estimate_tokens",
+    "load_outcomes",
     "make_feedback",
     "make_policy",
 ]

@@ -62,6 +62,7 @@ from pickllm.policies.base import Policy, available_policies, make_policy
 from pickllm.types import Candidate, Context, Decision, Feedback
 
 __all__ = [
+    "DEFAULT_OFFLINE_ROUTERS",
     "DEFAULT_ONLINE_POLICIES",
     "OFFLINE_ROUTERS",
     "ONLINE_FACTORIES",
@@ -168,7 +169,21 @@ class PerTaskAverage:
 
 
 OFFLINE_ROUTERS: dict[str, Callable[[], OfflineRouter]] = {"per_task": PerTaskAverage}
-"""Offline routers by name: a factory returning a fresh, unfitted router."""
+"""Offline routers by name: a factory returning a fresh, unfitted router. The learned
+routers of :mod:`pickllm.learn` (SelectLLM and Zooter configurations) are added below."""
+
+DEFAULT_OFFLINE_ROUTERS: tuple[str, ...] = ("per_task", "selectllm", "zooter")
+"""Offline routers benchmarked by default; the other registered ones run on request."""
+
+
+def _register_learned_routers() -> None:
+    from pickllm.learn.offline import offline_routers
+
+    for name, factory in offline_routers().items():
+        OFFLINE_ROUTERS.setdefault(name, factory)
+
+
+_register_learned_routers()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,7 +258,8 @@ def register_online_policy(name: str, factory: PolicyFactory) -> None:
 
 def available_methods() -> dict[str, list[str]]:
     """Names ``run_bench(policies=...)`` accepts: ``{"online": [...], "offline": [...]}``."""
-    online = sorted(set(available_policies()) | set(ONLINE_FACTORIES))
+    # A learned policy needs a trained router: it is benchmarked through its offline router.
+    online = sorted((set(available_policies()) - {"learned"}) | set(ONLINE_FACTORIES))
     return {"online": online, "offline": sorted(OFFLINE_ROUTERS)}
 
 
@@ -453,7 +469,7 @@ def split_rows(
 def resolve_methods(policies: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """Split method names into ``(offline routers, online policies)``.
 
-    None gives every offline router and the registered :data:`DEFAULT_ONLINE_POLICIES`.
+    None gives the :data:`DEFAULT_OFFLINE_ROUTERS` and :data:`DEFAULT_ONLINE_POLICIES`.
     Online names are matched like ``make_policy`` does (case and ``-``/``_`` insensitive).
 
     Raises:
@@ -462,7 +478,7 @@ def resolve_methods(policies: Sequence[str] | None) -> tuple[list[str], list[str
     known = available_methods()
     if policies is None:
         online = [p for p in DEFAULT_ONLINE_POLICIES if p in known["online"]]
-        return list(known["offline"]), online
+        return [p for p in DEFAULT_OFFLINE_ROUTERS if p in OFFLINE_ROUTERS], online
     offline: list[str] = []
     online = []
     for raw in policies:
@@ -712,7 +728,7 @@ def run_bench(
 
     Args:
         table: the recorded outcomes.
-        policies: online policy and offline router names; None runs every offline router
+        policies: online policy and offline router names; None runs the default offline routers
             and the registered :data:`DEFAULT_ONLINE_POLICIES`. Baselines always run.
         objective: reward weights; default ``Objective()``. Without ``cost_scale`` the
             harness sets it (see the module docstring).

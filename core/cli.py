@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 from pickllm._version import __version__
 from pickllm.errors import PickLLMError
 
@@ -159,7 +160,90 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_bench]
+def _add_train(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a query-aware router (SelectLLM or Zooter) on recorded outcomes",
+        description=(
+            "Train a SelectLLM or Zooter router on the train rows of an outcome table and save "
+            "it (JSON + npz) to a directory that Router, ChatPickLLM and PickLLM accept through "
+            "pickllm.learn.LearnedPolicy(router=DIR)."
+        ),
+    )
+    parser.add_argument(
+        "--data",
+        default="routerbench_subset",
+        metavar="NAME|PATH",
+        help="a bundled data set or a long-format CSV(.gz) file (default: routerbench_subset)",
+    )
+    parser.add_argument(
+        "--policy", required=True, choices=["selectllm", "zooter"], help="the router to train"
+    )
+    parser.add_argument(
+        "--split-column",
+        choices=["split", "fold"],
+        default="split",
+        help="hold out test rows by split name or by fold number (default: split)",
+    )
+    parser.add_argument(
+        "--test-split",
+        default="test",
+        metavar="NAME|FOLD",
+        help="the split name or fold number left out of training (default: test)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a hyperparameter of the router, e.g. tag_beta=0.3 (repeatable; JSON values)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument("--price-file", type=Path, default=None, metavar="PATH")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to save")
+    parser.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pickllm.data import load_outcomes
+    from pickllm.errors import ConfigError
+    from pickllm.learn import train
+
+    params: dict[str, Any] = {"seed": args.seed}
+    for item in args.param:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            msg = f"--param must be NAME=VALUE, got {item!r}"
+            raise ConfigError(msg)
+        try:
+            params[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name.strip()] = raw
+    table = load_outcomes(args.data, price_table=args.price_file)
+    if args.split_column == "split":
+        rows = [i for i, s in enumerate(table.splits) if s != args.test_split]
+    else:
+        try:
+            fold = int(args.test_split)
+        except ValueError as exc:
+            got = args.test_split
+            msg = f"--test-split must be a fold number with --split-column fold, got {got!r}"
+            raise ConfigError(msg) from exc
+        rows = table.rows(exclude_fold=fold).tolist()
+    try:
+        router = train(table, args.policy, rows=np.asarray(rows, dtype=np.intp), **params)
+    except TypeError as exc:
+        msg = f"bad --param for {args.policy}: {exc}"
+        raise ConfigError(msg) from exc
+    path = router.save(args.out)
+    print(
+        f"trained {args.policy} on {len(rows)} prompts x {len(table.models)} models of "
+        f"{table.name}; saved to {path}"
+    )
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_train]
 """Functions adding one subcommand each to the ``pickllm`` parser."""
 
 

@@ -30,12 +30,15 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pickllm.errors import ConfigError, NoCandidateError, StateError, UnknownDecisionError
 from pickllm.objective import Objective, PriceRange
 from pickllm.policies.base import Policy, make_policy
 from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
+
+if TYPE_CHECKING:
+    from pickllm.learn.base import LearnedRouter
 
 __all__ = ["CandidateStats", "Router", "policy_config", "policy_from_config"]
 
@@ -120,7 +123,9 @@ class Router:
 
     Args:
         candidates: the pool (names must be unique).
-        policy: a policy object, or a short name for ``pickllm.make_policy``. The default,
+        policy: a policy object, a short name for ``pickllm.make_policy``, or a trained
+            SelectLLM/Zooter router (``pickllm train``; wrapped in
+            ``pickllm.learn.LearnedPolicy``, which also takes the saved directory). The default,
             Thompson sampling, had the best online reward of the built-in policies on the
             bundled RouterBench replay (``pickllm bench``) and needs no tuning; PickLLM's
             own learners (``learning_automaton``, ``epsilon_greedy_q``) converge to one
@@ -150,7 +155,7 @@ class Router:
     def __init__(
         self,
         candidates: Iterable[Candidate],
-        policy: Policy | str = "thompson",
+        policy: Policy | str | LearnedRouter = "thompson",
         objective: Objective | None = None,
         *,
         seed: SeedLike = None,
@@ -164,8 +169,7 @@ class Router:
         if isinstance(policy, str):
             policy = make_policy(policy, seed=seed)
         elif not isinstance(policy, Policy):
-            msg = f"policy must be a Policy or a policy name, got {policy!r}"
-            raise TypeError(msg)
+            policy = _learned_policy(policy, seed)
         if objective is None:
             objective = Objective()
         elif not isinstance(objective, Objective):
@@ -606,6 +610,17 @@ class Router:
 
 
 # ---------------------------------------------------------------------- helpers
+def _learned_policy(router: object, seed: SeedLike) -> Policy:
+    """Wrap a trained SelectLLM/Zooter router in its policy."""
+    from pickllm.learn.base import LearnedRouter
+    from pickllm.learn.policy import LearnedPolicy
+
+    if not isinstance(router, LearnedRouter):
+        msg = f"policy must be a Policy, a policy name or a trained router, got {router!r}"
+        raise TypeError(msg)
+    return LearnedPolicy(router=router, seed=seed)
+
+
 def _checksum(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -370,7 +370,9 @@ def state_field(policy: str, state: Mapping[str, Any], field: str) -> Any:
 
 def available_policies() -> list[str]:
     """Names ``make_policy`` accepts."""
-    # Importing the package registers the built-in policies.
+    # Importing the packages registers the built-in policies (the learned one included,
+    # so a saved router that uses it can be rebuilt by name).
+    import pickllm.learn.policy
     import pickllm.policies  # noqa: F401
 
     return sorted(_REGISTRY)

@@ -198,44 +198,21 @@ class Objective:
 
     def reward(self, feedback: Feedback, prices: PriceRange | None = None) -> float:
         """The reward in [0, 1] of one call (0 for a failed call)."""
-        # Runs on every recorded call: the penalties are inlined (see cost_penalty and
-        # latency_penalty for the same rules, one term at a time).
         if feedback.error is not None:
             return 0.0
         num = 0.0
         den = 0.0
-        w = self.cost
-        if w:
-            scale = self.cost_scale
-            cost = feedback.cost_usd
-            if scale is not None:
-                penalty = cost / scale
-                penalty = 1.0 if penalty > 1.0 else penalty
-            elif prices is None:
-                penalty = 0.0
-            else:
-                tin = feedback.input_tokens
-                tout = feedback.output_tokens
-                lo = (tin * prices.min_input + tout * prices.min_output) / 1e6
-                hi = (tin * prices.max_input + tout * prices.max_output) / 1e6
-                if hi <= lo:
-                    penalty = 0.0
-                else:
-                    penalty = min(max((cost - lo) / (hi - lo), 0.0), 1.0)
-            num += w * (1.0 - penalty)
-            den += w
-        w = self.latency
-        if w:
-            num += w * (1.0 - self.latency_penalty(feedback.latency_s))
-            den += w
-        w = self.quality
-        if w:
-            q = feedback.quality
-            if q is None:
-                q = self.missing_quality
+        if self.cost:
+            num += self.cost * (1.0 - self.cost_penalty(feedback, prices))
+            den += self.cost
+        if self.latency:
+            num += self.latency * (1.0 - self.latency_penalty(feedback.latency_s))
+            den += self.latency
+        if self.quality:
+            q = feedback.quality if feedback.quality is not None else self.missing_quality
             if q is not None:
-                num += w * q
-                den += w
+                num += self.quality * q
+                den += self.quality
         if den == 0.0:
             # Only the quality term has weight and the call is unscored.
             return 0.5

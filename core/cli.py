@@ -154,8 +154,10 @@ def _bench(args: argparse.Namespace) -> int:
     sys.stdout.write(render_report(report))
     if args.json is not None:
         text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n", encoding="utf-8")
     if args.plot is not None:
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, args.plot)
     return 0
 

@@ -62,7 +62,7 @@ def _prices(folder: Path) -> Path:
 
 
 def test_json_has_one_object_per_method_with_numbers(tmp_path: Path, user_csv: Path) -> None:
-    out = tmp_path / "report.json"
+    out = tmp_path / "new-folder" / "report.json"  # the folder is created
     code = main(
         [
             "bench",

@@ -88,10 +88,10 @@ class Policy(ABC):
     name: ClassVar[str] = ""
     contextual: ClassVar[bool] = False
     """Whether the policy uses ``Context.features``, ``Context.query`` or ``Context.key``."""
-    # The last candidate tuple ranked by ``select`` and its prices: a per-instance cache
+    # The last candidate tuple ranked by ``select`` and its indices by price: a cache
     # (assigned on first use), not learned state.
     _priced: tuple[Candidate, ...] = ()
-    _prices: Sequence[float] = ()
+    _price_order: list[int] = []  # noqa: RUF012 - replaced per instance, never mutated
 
     learning: ClassVar[bool] = True
     """Whether the policy learns from feedback; the fixed baselines (``fixed``, ``random``,
@@ -134,18 +134,17 @@ class Policy(ABC):
             s = choice.scores
             idx = choice.index
             if cands is not self._priced:
-                # Routers offer the same pool tuple call after call: price it once.
-                self._prices = [c.input_price + c.output_price for c in cands]
+                # Routers offer the same pool tuple call after call: order it by price once.
+                prices = [c.input_price + c.output_price for c in cands]
+                self._price_order = sorted(range(len(cands)), key=prices.__getitem__)
                 self._priced = cands
-            prices = self._prices
-            # Sorting (-score, price, index) tuples is the stable sort by (-score, price)
-            # without a Python key function per element: the cheapest way for small pools.
-            keyed = [(-s[i], prices[i], i) for i in range(len(cands))]
-            del keyed[idx]
-            keyed.sort()
-            ranking = (chosen, *[cands[k[2]] for k in keyed])
+            # A stable sort by score of the price order: ties go to the cheaper candidate.
+            # The key is a C-level getter, the cheapest sort for the small pools we route.
+            order = sorted(self._price_order, key=s.__getitem__, reverse=True)
+            order.remove(idx)
+            ranking = (chosen, *[cands[i] for i in order])
             # float(): scores may come as numpy scalars (float32 is no float subclass).
-            scores = (float(s[idx]), *[float(-k[0]) for k in keyed])
+            scores = (float(s[idx]), *[float(s[i]) for i in order])
         plan = None
         if choice.members is not None:
             plan = Plan(kind=choice.kind, members=tuple(cands[i] for i in choice.members))

@@ -380,6 +380,28 @@ class Router:
                 )
             return reward
 
+    def release(self, decision_id: str) -> float | None:
+        """Learn now, without a quality score, from a decision that waits for one.
+
+        For a score that will not come (an evaluator that abstained or failed): the
+        recorded call is learned from with the objective's ``missing_quality`` rule at once
+        instead of when the entry expires. An unknown or already learned decision is
+        ignored.
+
+        Returns:
+            The reward learned from, or None if nothing was waiting.
+        """
+        with self._lock:
+            entry = self._pending.pop(decision_id, None)
+            if entry is None:
+                return None
+            reward = None
+            for decision, fb in entry.awaiting:
+                tally = self._tallies.get(decision.candidate.name)
+                if tally is not None:
+                    reward = self._learn(decision, fb, tally)
+            return reward
+
     def pending(self) -> int:
         """How many decisions are pending (routed and not yet fully learned from)."""
         with self._lock:

@@ -328,3 +328,17 @@ def test_context_candidates_narrow_the_call() -> None:
         assert {c.name for c in d.ranking} == {"small", "large"}
     with pytest.raises(ConfigError, match="not in the pool"):
         router.route(Context(query="q", candidates=(Candidate(name="ghost"),)))
+
+
+def test_release_learns_without_the_score_at_once() -> None:
+    router = make_router()
+    policy = router.policy
+    assert isinstance(policy, CountingPolicy)
+    d = router.route("q")
+    router.record(d, Feedback(latency_s=0.1), await_score=True)
+    assert router.release(d.decision_id) is not None
+    assert policy._updates == {d.candidate.name: 1}
+    assert router.pending() == 0
+    assert router.release(d.decision_id) is None
+    with pytest.raises(UnknownDecisionError):
+        router.feedback(d.decision_id, 1.0)

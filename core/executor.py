@@ -59,6 +59,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError, ExecutionError
 from pickllm.pricing import Usage, estimate_tokens, make_feedback
 from pickllm.types import Candidate, Decision, Feedback, SeedLike
@@ -244,6 +245,7 @@ class RetryConfig(BaseModel):
             raise ConfigError(msg) from exc
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionResult(Generic[T]):
     """What running a decision produced.
@@ -697,6 +699,50 @@ class Executor:
 
         return attempt
 
+    def _run_recovering(
+        self,
+        decision: Decision,
+        call: Callable[[Candidate], T],
+        usage: Callable[[Candidate, T], Usage],
+        first: Exception,
+        *,
+        latency_s: float,
+        await_score: bool,
+        prompt_text: str,
+        completion_text: Callable[[T], str] | None,
+    ) -> ExecutionResult[T]:
+        """:meth:`run` of a single model after its first attempt failed with ``first``."""
+        attempts: list[Feedback] = []
+        self._fail(
+            decision,
+            decision.candidate,
+            first,
+            latency_s=latency_s,
+            prompt_text=prompt_text,
+            attempts=attempts,
+        )
+        attempt = self._attempt(
+            decision,
+            call,
+            usage,
+            prompt_text=prompt_text,
+            completion_text=completion_text,
+            attempts=attempts,
+        )
+        candidate, (value, feedback) = self._recover(decision, attempt, attempts, first)
+        served = _retarget(decision, candidate)
+        reward = self.recorder.record(served, feedback, await_score=await_score)
+        attempts.append(feedback)
+        return ExecutionResult(
+            value=value,
+            decision=served,
+            feedback=feedback,
+            attempts=tuple(attempts),
+            reward=reward,
+            values=(value,),
+            served_by=(candidate.name,),
+        )
+
     # ------------------------------------------------------------------ run
     def run(
         self,
@@ -756,24 +802,39 @@ class Executor:
                 prompt_text=prompt_text,
                 completion_text=completion_text,
             )
-        attempts: list[Feedback] = []
-        attempt = self._attempt(
-            decision,
-            call,
-            usage,
-            prompt_text=prompt_text,
-            completion_text=completion_text,
-            attempts=attempts,
-        )
-        candidate, (value, feedback) = self._serve(decision, attempt, attempts)
-        served = _retarget(decision, candidate)
-        reward = self.recorder.record(served, feedback, await_score=await_score)
-        attempts.append(feedback)
+        # The first attempt is inlined: it is the whole call on the hot path, and building
+        # the retrying closure only when it fails saves its cost on every call that works.
+        candidate = decision.candidate
+        clock = self.clock
+        start = clock()
+        try:
+            value = call(candidate)
+            latency = clock() - start
+            feedback = self._success(
+                candidate,
+                usage(candidate, value),
+                latency_s=latency,
+                prompt_text=prompt_text,
+                completion_text=completion_text,
+                value=value,
+            )
+        except Exception as exc:  # noqa: BLE001 - classified and re-raised in _recover
+            return self._run_recovering(
+                decision,
+                call,
+                usage,
+                exc,
+                latency_s=clock() - start,
+                await_score=await_score,
+                prompt_text=prompt_text,
+                completion_text=completion_text,
+            )
+        reward = self.recorder.record(decision, feedback, await_score=await_score)
         return ExecutionResult(
             value=value,
-            decision=served,
+            decision=decision,
             feedback=feedback,
-            attempts=tuple(attempts),
+            attempts=(feedback,),
             reward=reward,
             values=(value,),
             served_by=(candidate.name,),

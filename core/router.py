@@ -108,14 +108,18 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-@dataclass(slots=True)
 class _Pending:
-    decision: Decision
-    since: float
-    # Recorded calls waiting for their score (an ensemble records one per member).
-    awaiting: list[tuple[Decision, Feedback]] = field(default_factory=list)
-    # A score that arrived before the call was recorded.
-    early_score: float | None = None
+    """A routed decision not yet fully learned from (a plain slotted class: built per call)."""
+
+    __slots__ = ("awaiting", "decision", "early_score", "since")
+
+    def __init__(self, decision: Decision, since: float) -> None:
+        self.decision = decision
+        self.since = since
+        # Recorded calls waiting for their score (an ensemble records one per member).
+        self.awaiting: list[tuple[Decision, Feedback]] = []
+        # A score that arrived before the call was recorded.
+        self.early_score: float | None = None
 
 
 class Router:
@@ -293,9 +297,11 @@ class Router:
             decision = self.policy.select(ctx)
             if self.max_pending:
                 now = self.clock()
-                self._expire(now)
-                self._pending[decision.decision_id] = _Pending(decision, now)
-                if len(self._pending) > self.max_pending:
+                pending = self._pending
+                if pending:
+                    self._expire(now)
+                pending[decision.decision_id] = _Pending(decision, now)
+                if len(pending) > self.max_pending:
                     self._drop_oldest()
         return decision
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError
 
 __all__ = [
@@ -97,6 +98,7 @@ class Candidate:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """What a policy sees of one call.
@@ -137,6 +139,7 @@ class Context:
         return np.asarray(self.features, dtype=float)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """Which models a decision runs, and how.
@@ -160,6 +163,7 @@ class Plan:
             raise ConfigError(msg)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """A routing decision.
@@ -211,6 +215,7 @@ class Decision:
         return replace(self, candidate=candidate)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Feedback:
     """What one call of one candidate cost, how long it took and how good it was.

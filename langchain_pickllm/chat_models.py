@@ -61,8 +61,14 @@ def _model_name_of(model: BaseChatModel) -> str | None:
     return None
 
 
+def _text(message: BaseMessage) -> str:
+    """The message's text; a plain string content is used as is (``.text`` wraps it)."""
+    content = message.content
+    return content if isinstance(content, str) else str(message.text)
+
+
 def _message_text(message: BaseMessage) -> str:
-    text: str = message.text
+    text = _text(message)
     calls = getattr(message, "tool_calls", None)
     if calls:
         # Tool-call arguments are output tokens too; a provider without usage is billed
@@ -723,9 +729,9 @@ class ChatPickLLM(BaseChatModel):
         prompt: str
         query: str
         if len(messages) == 1:
-            prompt = query = messages[0].text
+            prompt = query = _text(messages[0])
         else:
-            texts = [m.text for m in messages]
+            texts = [_text(m) for m in messages]
             prompt = "\n".join(texts)
             query = _last_user_text(messages, texts)
         request = _Request(
@@ -810,13 +816,11 @@ class ChatPickLLM(BaseChatModel):
         message = value.generations[0].message
         metadata = message.response_metadata
         reported = _reported_cost(metadata) is not None
-        tagged = dict(metadata)
-        if "model_name" not in tagged:
-            tagged["model_name"] = _model_name_of(self.models[served]) or served
-        tagged["pickllm"] = self._routing_info(decision, served, result, reported_cost=reported)
-        # The child built this message for this call, so it is tagged in place rather than
-        # copied (a copy costs a pydantic validation per call).
-        message.response_metadata = tagged
+        # The child built this message and its metadata for this call, so both are tagged
+        # in place (a copied message costs a pydantic validation per call).
+        if "model_name" not in metadata:
+            metadata["model_name"] = _model_name_of(self.models[served]) or served
+        metadata["pickllm"] = self._routing_info(decision, served, result, reported_cost=reported)
         if len(result.values) > 1 and isinstance(message, AIMessage):
             total = _summed_usage(result.values)
             if total is not None:
@@ -904,7 +908,7 @@ class ChatPickLLM(BaseChatModel):
             state.remember(run_manager.run_id, decision.decision_id)
         result = self._run(state, decision, request, run_manager, forced=forced)
         out, served, message = self._finish(decision, result)
-        if not forced:
+        if not forced and state.runner is not None:
             self._evaluate(
                 state,
                 request,
@@ -1036,7 +1040,7 @@ class ChatPickLLM(BaseChatModel):
             state.remember(run_manager.run_id, decision.decision_id)
         result = await self._arun(state, decision, request, run_manager, forced=forced)
         out, served, message = self._finish(decision, result)
-        if not forced:
+        if not forced and state.runner is not None:
             await self._aevaluate(
                 state,
                 request,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError, NoCandidateError, StateError
 from pickllm.objective import Objective, PriceRange
 from pickllm.types import Candidate, Context, Decision, Feedback, Plan, PlanKind, SeedLike
@@ -52,6 +53,7 @@ def new_decision_id() -> str:
     return f"{_ID_PREFIX[0]}-{next(_ID_COUNTER)}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Choice:
     """What ``_select`` returns: an index into ``context.candidates`` and how it was chosen.
@@ -130,6 +132,10 @@ class Policy(ABC):
         elif choice.scores is None:
             ranking = (chosen, *cands[: choice.index], *cands[choice.index + 1 :])
             scores = None
+        elif len(cands) == 2:  # the common pool of two: no sort needed
+            other = 1 - choice.index
+            ranking = (chosen, cands[other])
+            scores = (float(choice.scores[choice.index]), float(choice.scores[other]))
         else:
             s = choice.scores
             idx = choice.index

@@ -455,8 +455,20 @@ class Executor:
         value: object,
         ttft: float | None = None,
     ) -> Feedback:
+        i, o = usage.input_tokens, usage.output_tokens
+        if i is not None and o is not None:
+            # Reported usage (the common case): nothing to estimate.
+            cost = usage.cost_usd
+            return Feedback(
+                latency_s=max(latency_s, 0.0),
+                input_tokens=i,
+                output_tokens=o,
+                cost_usd=candidate.price_of(i, o) if cost is None else float(cost),
+                time_to_first_token_s=ttft,
+                candidate=candidate.name,
+            )
         text = ""
-        if usage.output_tokens is None:
+        if o is None:
             if completion_text is not None:
                 text = completion_text(value)
             elif isinstance(value, str):

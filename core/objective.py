@@ -202,12 +202,14 @@ class Objective:
             return 0.0
         num = 0.0
         den = 0.0
-        if self.cost:
-            num += self.cost * (1.0 - self.cost_penalty(feedback, prices))
-            den += self.cost
-        if self.latency:
-            num += self.latency * (1.0 - self.latency_penalty(feedback.latency_s))
-            den += self.latency
+        w = self.cost
+        if w:
+            num += w * (1.0 - self.cost_penalty(feedback, prices))
+            den += w
+        w = self.latency
+        if w:
+            num += w * (1.0 - self.latency_penalty(feedback.latency_s))
+            den += w
         if self.quality:
             q = feedback.quality if feedback.quality is not None else self.missing_quality
             if q is not None:

@@ -164,6 +164,19 @@ def _run_key(run_id: object) -> uuid.UUID | None:
         return None
 
 
+def _cache_hook_signatures(cls: type) -> None:
+    """Store the signatures of ``cls``'s own ``_generate``/``_agenerate`` on them.
+
+    LangChain reads the hook's signature on every call to decide whether to pass
+    ``run_manager``; computed from the code object, that costs about 10 us a call, and a
+    stored ``__signature__`` is returned by ``inspect.signature`` as is.
+    """
+    for name in ("_generate", "_agenerate"):
+        hook = cls.__dict__.get(name)
+        if inspect.isfunction(hook) and "__signature__" not in hook.__dict__:
+            hook.__signature__ = inspect.signature(hook)  # type: ignore[attr-defined]
+
+
 class _State:
     """Per-instance state read on every call.
 
@@ -427,6 +440,11 @@ class ChatPickLLM(BaseChatModel):
     """Default stop sequences passed to the chosen model."""
 
     _state: _State = PrivateAttr()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _cache_hook_signatures(cls)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -1195,3 +1213,6 @@ def _takes_run_manager(model: BaseChatModel) -> bool:
         return "run_manager" in inspect.signature(model._generate).parameters
     except (TypeError, ValueError):
         return False
+
+
+_cache_hook_signatures(ChatPickLLM)

@@ -174,7 +174,9 @@ class Policy(ABC):
             feedback: a reward in [0, 1], or a ``Feedback`` turned into one by the
                 policy's objective (the router passes rewards).
         """
-        if isinstance(feedback, Feedback):
+        if type(feedback) is float and 0.0 <= feedback <= 1.0:
+            reward = feedback  # what the router passes: checked in one step
+        elif isinstance(feedback, Feedback):
             reward = self._objective.reward(feedback, PriceRange.of(decision.ranking))
         else:
             reward = float(feedback)

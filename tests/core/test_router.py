@@ -156,6 +156,24 @@ def test_score_that_arrives_before_the_record_is_kept() -> None:
     assert low < high
 
 
+def test_routed_entries_expire_in_route_order_with_an_integer_clock() -> None:
+    # A routed-only decision is queued as its bare route time; an int clock must work too.
+    now = [0]
+    router = make_router(clock=lambda: now[0], pending_ttl_s=10.0)
+    first = router.route("q")
+    now[0] = 4
+    second = router.route("q")
+    assert router.feedback(first.decision_id, 1.0) is None  # early score, keeps its place
+    now[0] = 11
+    assert router.expire() == 1
+    with pytest.raises(UnknownDecisionError):
+        router.feedback(first.decision_id, 1.0)
+    assert router.feedback(second.decision_id, 0.5) is None
+    now[0] = 15
+    assert router.expire() == 1
+    assert router.pending() == 0
+
+
 def test_bad_scores_are_rejected_with_the_value() -> None:
     router = make_router()
     d = router.route("q")

@@ -684,3 +684,34 @@ def test_identifying_params_name_the_models_and_policy(make_llm: MakeLLM) -> Non
     params: Mapping[str, Any] = llm._identifying_params
     assert params == {"model_name": "pickllm", "models": ["large", "small"], "policy": "ucb1"}
     assert llm._llm_type == "pickllm"
+
+
+# ---------------------------------------------------------------------- hook signatures
+class _NoRunManager(ChatPickLLM):
+    """A subclass whose ``_generate`` takes no ``run_manager``."""
+
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def _generate(self, messages: Any, stop: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.seen.append(dict(kwargs))
+        return super()._generate(messages, stop=stop)
+
+
+def test_langchain_passes_run_manager_per_each_class_own_hook_signature(
+    make_llm: MakeLLM,
+) -> None:
+    # ChatPickLLM stores its hooks' signatures (LangChain reads them on every call); a
+    # subclass's own hook must get its own, or LangChain would pass run_manager to it.
+    llm = make_llm(policy=fixed("small"))
+    with collect_runs() as cb:
+        message = llm.invoke("What is the capital of France?")
+    # run_manager reached ChatPickLLM._generate: the run id maps to the decision.
+    run_id = cb.traced_runs[0].id
+    assert llm.decision_id(run_id) == message.response_metadata["pickllm"]["decision_id"]
+    assert "run_manager" in ChatPickLLM._generate.__signature__.parameters  # type: ignore[attr-defined]
+    assert "run_manager" in ChatPickLLM._agenerate.__signature__.parameters  # type: ignore[attr-defined]
+
+    sub = _NoRunManager(models=llm.models, prices=PRICES, policy=fixed("small"), seed=0)
+    assert sub.invoke("What is the capital of France?").text
+    assert sub.seen == [{}]
+    assert "run_manager" not in _NoRunManager._generate.__signature__.parameters  # type: ignore[attr-defined]

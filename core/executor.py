@@ -792,7 +792,7 @@ class Executor:
             ExecutionError: every candidate (or every plan member) failed.
             Exception: a fatal error, re-raised as is.
         """
-        kind = decision.kind
+        kind = "single" if decision.plan is None else decision.plan.kind
         if kind == "ensemble":
             return self._run_ensemble(
                 decision,
@@ -869,7 +869,7 @@ class Executor:
         If the calling task is cancelled, the in-flight attempt(s) are recorded as failed
         with ``error="CancelledError"`` and the cancellation propagates.
         """
-        kind = decision.kind
+        kind = "single" if decision.plan is None else decision.plan.kind
         if kind == "ensemble":
             return await self._arun_ensemble(
                 decision,

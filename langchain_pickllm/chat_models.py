@@ -86,6 +86,8 @@ def _last_user_text(messages: Sequence[BaseMessage], texts: Sequence[str]) -> st
 
 def _reported_cost(metadata: Mapping[str, Any]) -> float | None:
     cost = metadata.get("cost_usd")
+    if cost is None:  # the common case, checked first
+        return None
     if isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0:
         return float(cost)
     return None

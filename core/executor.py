@@ -711,6 +711,29 @@ class Executor:
 
         return attempt
 
+    def _served(  # noqa: PLR0917 - the parts of one result, internal
+        self,
+        decision: Decision,
+        candidate: Candidate,
+        value: T,
+        feedback: Feedback,
+        attempts: list[Feedback],
+        await_score: bool,
+    ) -> ExecutionResult[T]:
+        """Record the answer of a single-model run and wrap it up."""
+        served = _retarget(decision, candidate)
+        reward = self.recorder.record(served, feedback, await_score=await_score)
+        attempts.append(feedback)
+        return ExecutionResult(
+            value=value,
+            decision=served,
+            feedback=feedback,
+            attempts=tuple(attempts),
+            reward=reward,
+            values=(value,),
+            served_by=(candidate.name,),
+        )
+
     def _run_recovering(
         self,
         decision: Decision,
@@ -742,18 +765,7 @@ class Executor:
             attempts=attempts,
         )
         candidate, (value, feedback) = self._recover(decision, attempt, attempts, first)
-        served = _retarget(decision, candidate)
-        reward = self.recorder.record(served, feedback, await_score=await_score)
-        attempts.append(feedback)
-        return ExecutionResult(
-            value=value,
-            decision=served,
-            feedback=feedback,
-            attempts=tuple(attempts),
-            reward=reward,
-            values=(value,),
-            served_by=(candidate.name,),
-        )
+        return self._served(decision, candidate, value, feedback, attempts, await_score)
 
     # ------------------------------------------------------------------ run
     def run(
@@ -901,18 +913,7 @@ class Executor:
             attempts=attempts,
         )
         candidate, (value, feedback) = await self._aserve(decision, attempt, attempts)
-        served = _retarget(decision, candidate)
-        reward = self.recorder.record(served, feedback, await_score=await_score)
-        attempts.append(feedback)
-        return ExecutionResult(
-            value=value,
-            decision=served,
-            feedback=feedback,
-            attempts=tuple(attempts),
-            reward=reward,
-            values=(value,),
-            served_by=(candidate.name,),
-        )
+        return self._served(decision, candidate, value, feedback, attempts, await_score)
 
     # ------------------------------------------------------------------ plans
     def _run_ensemble(

@@ -184,10 +184,7 @@ class Objective:
             return min(feedback.cost_usd / self.cost_scale, 1.0)
         if prices is None:
             return 0.0
-        # PriceRange.bounds, inlined: this runs on every recorded call.
-        i, o = feedback.input_tokens, feedback.output_tokens
-        lo = (i * prices.min_input + o * prices.min_output) / 1e6
-        hi = (i * prices.max_input + o * prices.max_output) / 1e6
+        lo, hi = prices.bounds(feedback.input_tokens, feedback.output_tokens)
         if hi <= lo:
             return 0.0
         return min(max((feedback.cost_usd - lo) / (hi - lo), 0.0), 1.0)

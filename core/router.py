@@ -360,12 +360,7 @@ class Router:
                 and not (isinstance(entry, _Pending) and entry.awaiting)
             ):
                 del pending[did]
-            # _learn, inlined: this is the path of every call that is not kept waiting.
-            reward = self.objective.reward(feedback, self._prices)
-            self.policy.update(decision, reward)
-            tally.rewarded += 1
-            tally.reward_sum += reward
-            return reward
+            return self._learn(decision, feedback, tally)
 
     def feedback(self, decision_id: str, score: float) -> float | None:
         """Join a quality score that arrived later to its decision and learn from it.

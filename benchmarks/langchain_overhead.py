@@ -25,10 +25,10 @@ from typing import Any
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
-from pickllm import Context
 
 from langchain_pickllm import ChatPickLLM, FakeToolChatModel
 from langchain_pickllm.chat_models import _result_text, _result_usage
+from pickllm import Context
 
 TARGET_RATIO = 1.25
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from pickllm.bench import register_offline_router, run_bench
 from pickllm.data import OutcomeTable, load_outcomes
 from pickllm.latency import latency_matrix

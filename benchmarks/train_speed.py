@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from pickllm.data import load_outcomes
 from pickllm.learn import HashedNgramFeaturizer, LearnedRouter, SelectLLM, Zooter
 

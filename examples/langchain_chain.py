@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from pickllm.evaluation import MultipleChoice
-from pickllm.replay import ReplayStore
 
 from langchain_pickllm import ChatPickLLM, ReplayChatModel
+from pickllm.evaluation import MultipleChoice
+from pickllm.replay import ReplayStore
 
 MODELS = ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "mistralai/mistral-7b-chat")
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 from langchain_core.tracers.context import collect_runs
-from pickllm.evaluation import MultipleChoice
-from pickllm.replay import ReplayStore
 
 from langchain_pickllm import ChatPickLLM, ReplayChatModel
+from pickllm.evaluation import MultipleChoice
+from pickllm.replay import ReplayStore
 
 MODELS = ("gpt-3.5-turbo-1106", "mistralai/mistral-7b-chat")
 

@@ -31,9 +31,9 @@ from llama_index.core.llms import CustomLLM, MockLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.query_engine import RouterQueryEngine
 from llama_index.core.tools import QueryEngineTool
-from pickllm.evaluation import Contains
 
 from llamaindex_pickllm import PickLLMSelector
+from pickllm.evaluation import Contains
 
 CURRENT = [
     "The capital of Germany is Berlin.",

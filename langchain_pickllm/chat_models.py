@@ -37,6 +37,8 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, ValidationError, model_validator
+
 from pickllm.errors import ConfigError, NoCandidateError, PickLLMError
 from pickllm.evaluation import EvaluationRunner
 from pickllm.executor import ExecutionResult, Executor, RetryConfig
@@ -45,7 +47,6 @@ from pickllm.policies.base import Policy, new_decision_id
 from pickllm.pricing import PriceTable, Usage, estimate_tokens
 from pickllm.router import CandidateStats, Router
 from pickllm.types import Candidate, Context, Decision
-from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, ValidationError, model_validator
 
 __all__ = ["ChatPickLLM"]
 

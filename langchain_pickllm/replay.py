@@ -24,9 +24,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, ValidationError
+
 from pickllm.errors import PickLLMError
 from pickllm.replay import ReplayRecord, ReplayStore
-from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, ValidationError
 
 __all__ = ["ReplayChatModel"]
 

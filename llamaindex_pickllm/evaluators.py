@@ -43,6 +43,7 @@ from llama_index.core.evaluation import (
     EvaluationResult,
     SemanticSimilarityEvaluator,
 )
+
 from pickllm.errors import ConfigError
 
 __all__ = ["LlamaIndexEvaluator", "evaluation_score"]

@@ -74,6 +74,8 @@ from llama_index.core.llms import LLM
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
+
+from llamaindex_pickllm.evaluators import LlamaIndexEvaluator
 from pickllm.errors import ConfigError
 from pickllm.evaluation import EvaluationRunner
 from pickllm.executor import ExecutionResult, Executor, RetryConfig
@@ -82,8 +84,6 @@ from pickllm.policies.base import Policy
 from pickllm.pricing import PriceTable, Usage, estimate_tokens
 from pickllm.router import CandidateStats, Router
 from pickllm.types import Candidate, Context, Decision
-
-from llamaindex_pickllm.evaluators import LlamaIndexEvaluator
 
 __all__ = ["PickLLM", "PickLLMRouteEvent", "TrackedCalls"]
 

@@ -31,6 +31,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+
 from pickllm.replay import ReplayRecord, ReplayStore
 
 __all__ = ["ReplayLLM"]

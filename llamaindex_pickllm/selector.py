@@ -39,6 +39,7 @@ from llama_index.core.base.base_selector import (
 from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import ToolMetadata
+
 from pickllm.errors import ConfigError, UnknownDecisionError
 from pickllm.objective import Objective
 from pickllm.policies.base import Policy

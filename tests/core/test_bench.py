@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from pickllm import ConfigError, Objective
 from pickllm.bench import (
     OFFLINE_ROUTERS,

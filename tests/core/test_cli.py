@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pickllm.cli import SUBCOMMANDS, main
 
 USER_CSV = "\n".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pickllm.policies import Choice, PerContext, Policy, available_policies
 from pickllm.policies.base import _REGISTRY
 from pickllm.testing import PolicyCheck, check_policy, policy_checks

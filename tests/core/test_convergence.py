@@ -18,6 +18,7 @@ noise model); each test prints its measured settle rate and median settle step.
 from __future__ import annotations
 
 import pytest
+
 from pickllm.policies import EpsilonGreedyQ, LearningAutomaton
 from pickllm.testing import (
     ConvergenceSetting,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pickllm import Candidate, ConfigError, DataError
 from pickllm.data import (
     DEFAULT_OUTPUT_TOKENS,

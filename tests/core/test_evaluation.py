@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+
 from pickllm import Candidate, ConfigError, Feedback, Router, UnknownDecisionError
 from pickllm.evaluation import (
     Contains,

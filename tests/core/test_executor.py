@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
+
 from pickllm import Candidate, ConfigError, Context, Decision, ExecutionError, Feedback, Plan
 from pickllm.executor import (
     DEFAULT_FATAL_NAMES,

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
+
 from pickllm import Candidate, ConfigError, Decision, Feedback
 from pickllm._fastinit import fast_init
 from pickllm.policies import Choice

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from pickllm.errors import ConfigError
 from pickllm.learn.aggregate import Vote, choice_letter, exact_string, get_extractor, number
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+
 from pickllm.errors import ConfigError, StateError
 from pickllm.learn.featurizers import (
     ContextSignals,

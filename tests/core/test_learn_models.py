@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from pickllm.errors import ConfigError, StateError
 from pickllm.learn.models import MLP, LogisticRegression, model_from_state
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pickllm import Candidate, Context, Feedback
 from pickllm.bench import run_bench
 from pickllm.data import load_outcomes

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from pickllm.costaware import route_sides
 from pickllm.errors import ConfigError, StateError
 from pickllm.learn import (

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from pickllm import policies
 from pickllm.errors import ConfigError, NoCandidateError, StateError
 from pickllm.objective import Objective, PriceRange

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from pickllm import Candidate, ConfigError, DataError
 from pickllm.pricing import PriceTable, Usage, estimate_tokens, make_feedback
 

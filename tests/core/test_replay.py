@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from pickllm import ConfigError, DataError, PickLLMError
 from pickllm.data import OutcomeTable
 from pickllm.evaluation import MultipleChoice

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pickllm import Candidate, Feedback, Router
 from pickllm.cli import main
 from pickllm.data import OutcomeTable, load_outcomes

@@ -21,10 +21,10 @@ from llama_index.core.evaluation import (
 )
 from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.prompts.mixin import PromptDictType
-from pickllm.errors import ConfigError
-from pickllm.policies import Fixed
 
 from llamaindex_pickllm import LlamaIndexEvaluator, PickLLM, evaluation_score
+from pickllm.errors import ConfigError
+from pickllm.policies import Fixed
 from tests.llamaindex.fakes import UsageLLM
 
 

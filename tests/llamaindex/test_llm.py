@@ -16,14 +16,14 @@ from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler
 from llama_index.core.llms import MockLLM
 from llama_index.core.rate_limiter import BaseRateLimiter
 from llama_index.core.tools import FunctionTool
+
+from llamaindex_pickllm import PickLLM
 from pickllm import Router
 from pickllm.errors import ConfigError, ExecutionError, StateError, UnknownDecisionError
 from pickllm.executor import RetryConfig
 from pickllm.policies import Fixed, Policy
 from pickllm.policies.base import Choice
 from pickllm.types import Context, Decision
-
-from llamaindex_pickllm import PickLLM
 from tests.llamaindex.fakes import EventCounter, UsageLLM, adder
 
 PRICES = {"small": (0.1, 0.2), "large": (5.0, 15.0)}

@@ -10,12 +10,12 @@ import pytest
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, CompletionResponse, MessageRole
 from llama_index.core.llms import MockLLM
+
+from llamaindex_pickllm import PickLLM, ReplayLLM
 from pickllm.errors import ConfigError, UnknownDecisionError
 from pickllm.evaluation import MultipleChoice
 from pickllm.policies import Fixed
 from pickllm.replay import ReplayStore, UnknownPromptError
-
-from llamaindex_pickllm import PickLLM, ReplayLLM
 
 STORE = ReplayStore.load()
 MODELS = ("mistralai/mistral-7b-chat", "zero-one-ai/Yi-34B-Chat", "gpt-4-1106-preview")

@@ -15,13 +15,13 @@ from llama_index.core.query_engine import RouterQueryEngine
 from llama_index.core.retrievers import RouterRetriever
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools import QueryEngineTool, RetrieverTool, ToolMetadata
+
+from llamaindex_pickllm import PickLLMSelection, PickLLMSelector, choice_names
 from pickllm.errors import ConfigError, StateError, UnknownDecisionError
 from pickllm.evaluation import Contains
 from pickllm.policies import Fixed, PerContext, Policy, ThompsonSampling
 from pickllm.policies.base import Choice
 from pickllm.types import Context, Decision
-
-from llamaindex_pickllm import PickLLMSelection, PickLLMSelector, choice_names
 from tests.llamaindex.fakes import UsageLLM
 
 TOOLS = [

@@ -8,11 +8,11 @@ from langchain.agents import create_agent
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 from langchain_core.tools import tool
-from pickllm import make_policy
-from pickllm.replay import ReplayStore
 from pydantic import BaseModel
 
 from langchain_pickllm import ChatPickLLM, FakeToolChatModel, ReplayChatModel
+from pickllm import make_policy
+from pickllm.replay import ReplayStore
 from tests.langchain.unit_tests.conftest import FakeClock
 
 QUESTION: Any = {"messages": [("user", "What is 3 + 3?")]}

@@ -17,6 +17,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langchain_core.tracers.context import collect_runs
+from pydantic import BaseModel
+
+from langchain_pickllm import ChatPickLLM, FakeToolChatModel, ReplayChatModel
 from pickllm import (
     ConfigError,
     Context,
@@ -31,9 +34,6 @@ from pickllm.executor import RetryConfig
 from pickllm.policies import Choice, Policy
 from pickllm.pricing import PriceTable
 from pickllm.replay import ReplayStore
-from pydantic import BaseModel
-
-from langchain_pickllm import ChatPickLLM, FakeToolChatModel, ReplayChatModel
 from tests.langchain.unit_tests.conftest import PRICES, FakeClock, fakes
 
 MakeLLM = Callable[..., ChatPickLLM]

@@ -9,10 +9,10 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from pickllm import ConfigError
-from pickllm.evaluation import EvaluationRunner
 
 from langchain_pickllm import ChatPickLLM, LLMJudge, from_langsmith, from_messages
+from pickllm import ConfigError
+from pickllm.evaluation import EvaluationRunner
 from tests.langchain.unit_tests.conftest import FakeClock, fakes
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import AIMessage
-from pickllm.data import OutcomeTable, load_outcomes
-from pickllm.learn import LearnedPolicy, SelectLLM, train
 
 from langchain_pickllm import ChatPickLLM, ReplayChatModel
+from pickllm.data import OutcomeTable, load_outcomes
+from pickllm.learn import LearnedPolicy, SelectLLM, train
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
+from langchain_pickllm import ChatPickLLM, ReplayChatModel
 from pickllm import Candidate, Feedback, Objective, PriceRange
 from pickllm.evaluation import MultipleChoice
 from pickllm.replay import ReplayStore
-
-from langchain_pickllm import ChatPickLLM, ReplayChatModel
 from tests.langchain.unit_tests.conftest import FakeClock
 
 MODELS = ("gpt-4-1106-preview", "gpt-3.5-turbo-1106", "mistralai/mistral-7b-chat")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage
-from pickllm import ConfigError
-from pickllm.replay import ReplayStore, UnknownPromptError
 
 from langchain_pickllm import ReplayChatModel
+from pickllm import ConfigError
+from pickllm.replay import ReplayStore, UnknownPromptError
 
 PROMPT_ID = "arc-challenge.test.1108"
 

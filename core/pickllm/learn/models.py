@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
+
 from pickllm.errors import ConfigError, StateError
 from pickllm.types import SeedLike
-from typing_extensions import Self
 
 __all__ = ["MLP", "LogisticRegression", "Output", "SoftLoss", "model_from_state"]
 

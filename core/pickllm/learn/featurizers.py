@@ -24,12 +24,12 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
+
 from pickllm.errors import ConfigError, StateError
 from pickllm.types import SeedLike
-from typing_extensions import Self
 
 __all__ = [
     "ContextSignals",

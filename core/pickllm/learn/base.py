@@ -37,9 +37,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
+
 from pickllm.costaware import LambdaFit, apply, fit_lambda, route_by_lambda
 from pickllm.errors import ConfigError, StateError
 from pickllm.learn.featurizers import (
@@ -52,7 +53,6 @@ from pickllm.learn.featurizers import (
 from pickllm.learn.models import MLP, LogisticRegression, Output, SoftLoss, model_from_state
 from pickllm.pricing import estimate_tokens
 from pickllm.types import SeedLike
-from typing_extensions import Self
 
 __all__ = [
     "Calibration",

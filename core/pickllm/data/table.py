@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
+
 from pickllm.errors import ConfigError, DataError
 
 __all__ = ["OutcomeTable"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
+
 from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError
 

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+
 from pickllm.errors import ConfigError
 from pickllm.learn.aggregate import Extractor, Vote
 from pickllm.learn.base import Calibration, LearnedRouter, Tagger, _Stacker

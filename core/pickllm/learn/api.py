@@ -12,6 +12,7 @@ import os
 from typing import Any, Literal, TypeAlias
 
 import numpy as np
+
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError
 from pickllm.learn.base import LearnedRouter, Tagger

@@ -19,14 +19,14 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
+
 from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError, NoCandidateError, StateError
 from pickllm.objective import Objective, PriceRange
 from pickllm.types import Candidate, Context, Decision, Feedback, Plan, PlanKind, SeedLike
-from typing_extensions import Self
 
 __all__ = [
     "Choice",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from pickllm._version import __version__
 from pickllm.errors import StateError
 from pickllm.learn.base import LearnedRouter, Tagger

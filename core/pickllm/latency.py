@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError
 from pickllm.types import SeedLike

@@ -60,6 +60,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
+
 from pickllm.errors import StateError
 from pickllm.policies.base import Policy
 from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ

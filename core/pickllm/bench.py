@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
+
 from pickllm import metrics
 from pickllm._version import __version__
 from pickllm.costaware import evaluate_fit, lambda_sweep, pareto_budgets, route_by_lambda

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+
 from pickllm._version import __version__
 from pickllm.errors import PickLLMError
 

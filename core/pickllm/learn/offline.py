@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError, StateError
 from pickllm.learn.base import LearnedRouter

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+
 from pickllm.errors import ConfigError
 from pickllm.learn.base import Calibration, LearnedRouter, Tagger, _Stacker
 from pickllm.learn.featurizers import Featurizer, TagsLike

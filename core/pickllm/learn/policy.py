@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+
 from pickllm.costaware import LambdaFit
 from pickllm.errors import ConfigError, StateError
 from pickllm.learn.base import LearnedRouter

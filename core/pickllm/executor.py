@@ -59,10 +59,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
-from pickllm._fastinit import fast_init
-from pickllm.errors import ConfigError, ExecutionError
-from pickllm.pricing import Usage, estimate_tokens, make_feedback
-from pickllm.types import Candidate, Decision, Feedback, SeedLike
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -71,6 +67,11 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+
+from pickllm._fastinit import fast_init
+from pickllm.errors import ConfigError, ExecutionError
+from pickllm.pricing import Usage, estimate_tokens, make_feedback
+from pickllm.types import Candidate, Decision, Feedback, SeedLike
 
 __all__ = [
     "DEFAULT_FATAL_NAMES",
@@ -588,7 +589,7 @@ class Executor:
         for candidate in order[1:]:
             try:
                 return candidate, self._try(candidate, attempt)
-            except Exception as exc:  # noqa: PERF203 - one candidate after the other, by design
+            except Exception as exc:
                 if self._kind(exc) == _FATAL:
                     raise
                 last = exc
@@ -626,7 +627,7 @@ class Executor:
         for candidate in order[1:]:
             try:
                 return candidate, await self._atry(candidate, attempt)
-            except Exception as exc:  # noqa: PERF203 - one candidate after the other, by design
+            except Exception as exc:
                 if self._kind(exc) == _FATAL:
                     raise
                 last = exc

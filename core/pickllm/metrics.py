@@ -29,6 +29,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+
 from pickllm.errors import ConfigError
 
 __all__ = [

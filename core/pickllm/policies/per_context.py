@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
 from pickllm.errors import ConfigError, StateError
 from pickllm.policies.base import Choice, Policy, state_field
 from pickllm.types import Context, Decision, SeedLike

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
 from pickllm.errors import StateError
 from pickllm.policies.base import (
     Choice,

@@ -54,6 +54,7 @@ from types import MappingProxyType
 from typing import IO, Any, TypeAlias
 
 import numpy as np
+
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError, DataError
 from pickllm.pricing import PriceTable, estimate_tokens

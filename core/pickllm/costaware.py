@@ -36,6 +36,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+
 from pickllm.errors import ConfigError
 from pickllm.metrics import convex_hull
 

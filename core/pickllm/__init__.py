@@ -2,6 +2,7 @@
 
 from pickllm._version import __version__
 from pickllm.data import OutcomeTable, load_outcomes
+from pickllm.engine import ExecutionResult, Executor, MemoryRecorder, Recorder, RetryConfig
 from pickllm.errors import (
     ConfigError,
     DataError,
@@ -11,7 +12,6 @@ from pickllm.errors import (
     StateError,
     UnknownDecisionError,
 )
-from pickllm.executor import ExecutionResult, Executor, MemoryRecorder, Recorder, RetryConfig
 from pickllm.objective import Objective, PriceRange
 from pickllm.policies import (
     UCB1,

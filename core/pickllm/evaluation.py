@@ -485,6 +485,9 @@ class EvaluationRunner:
         max_workers: threads of the background pool.
         max_queued: background evaluations that may wait at a time.
         on_error: called with the decision id and the exception of each failure.
+        release_unscored: when an answer gets no score (the evaluator returned None or
+            failed), call ``sink.release(decision_id)`` so the call is learned from at
+            once without one, instead of waiting for a score that will not come.
 
     Examples:
         >>> class Sink:
@@ -507,6 +510,7 @@ class EvaluationRunner:
         max_workers: int = 2,
         max_queued: int = 1000,
         on_error: Callable[[str, BaseException], None] | None = None,
+        release_unscored: bool = False,
     ) -> None:
         if not callable(evaluator):
             msg = f"evaluator must be callable as evaluator(prompt, answer), got {evaluator!r}"
@@ -527,6 +531,10 @@ class EvaluationRunner:
         self.max_workers = max_workers
         self.max_queued = max_queued
         self.on_error = on_error
+        self.release_unscored = release_unscored
+        if release_unscored and not callable(getattr(sink, "release", None)):
+            msg = f"sink must have a release(decision_id) method to release_unscored, got {sink!r}"
+            raise TypeError(msg)
         self._keywords = _accepted_keywords(evaluator)
         async_fn = getattr(evaluator, "aevaluate", None)
         self._async_fn: Callable[..., Awaitable[Any]] | None = (
@@ -586,14 +594,22 @@ class EvaluationRunner:
                 prompt, answer, **self._kwargs(kwargs, self._async_keywords)
             )
         else:
-            result = self.evaluator(prompt, answer, **self._kwargs(kwargs, self._keywords))
+            # A sync evaluator may block (an HTTP judge): it runs off the event loop.
+            result = await asyncio.to_thread(
+                self.evaluator, prompt, answer, **self._kwargs(kwargs, self._keywords)
+            )
             if inspect.isawaitable(result):
                 result = await result
         return check_score(result)
 
+    def _unscored(self, decision_id: str) -> None:
+        if self.release_unscored:
+            self.sink.release(decision_id)  # type: ignore[attr-defined]
+
     def _join(self, decision_id: str, score: float | None) -> None:
         if score is None:
-            logger.debug("no score for decision %s; it stays pending until it expires", decision_id)
+            logger.debug("no score for decision %s", decision_id)
+            self._unscored(decision_id)
             return
         self.sink.feedback(decision_id, score)
         with self._lock:
@@ -625,6 +641,7 @@ class EvaluationRunner:
             self._join(decision_id, score)
         except Exception as exc:  # noqa: BLE001 - logged and counted in _failed
             self._failed(decision_id, exc)
+            self._unscored(decision_id)
             return None
         return score
 
@@ -636,6 +653,7 @@ class EvaluationRunner:
             self._join(decision_id, score)
         except Exception as exc:  # noqa: BLE001 - logged and counted in _failed
             self._failed(decision_id, exc)
+            self._unscored(decision_id)
             return None
         return score
 

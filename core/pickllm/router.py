@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from pickllm.errors import ConfigError, NoCandidateError, StateError, UnknownDecisionError
 from pickllm.objective import Objective, PriceRange
-from pickllm.policies.base import Policy, make_policy
+from pickllm.policies.base import Policy, make_policy, new_decision_id
 from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
 
 if TYPE_CHECKING:
@@ -228,6 +228,21 @@ class Router:
             msg = f"no candidate named {name!r}; the pool has {sorted(self._by_name)}"
             raise ConfigError(msg) from None
 
+    @property
+    def names(self) -> frozenset[str]:
+        """The names of the pool's candidates."""
+        return frozenset(self._by_name)
+
+    @property
+    def knows_context_limits(self) -> bool:
+        """Whether any candidate declares its context window (then prompts are measured)."""
+        return any(c.max_context_tokens is not None for c in self._pool)
+
+    def is_pending(self, decision_id: str) -> bool:
+        """Whether ``decision_id`` is routed and not yet fully learned from."""
+        with self._lock:
+            return decision_id in self._pending
+
     def add_candidate(self, candidate: Candidate) -> None:
         """Add a model to the pool; what was learned about the others is kept."""
         with self._lock:
@@ -259,6 +274,7 @@ class Router:
         needs_tool_calling: bool = False,
         needs_structured_output: bool = False,
         min_context_tokens: int | None = None,
+        pin: str | None = None,
     ) -> Decision:
         """Choose the candidate for one call.
 
@@ -269,9 +285,14 @@ class Router:
             needs_tool_calling: only candidates that can call tools may serve.
             needs_structured_output: only candidates with structured output may serve.
             min_context_tokens: only candidates with a large enough context window may serve.
+            pin: the name of a candidate to use as is (the caller chose it): the policy is
+                bypassed, and the call is recorded and learned from as an observation of
+                that candidate made with probability 1, with no fallback.
 
         Raises:
-            NoCandidateError: no candidate of the pool can serve the call.
+            NoCandidateError: no candidate of the pool can serve the call (or the pinned
+                one cannot).
+            ConfigError: ``pin`` names no candidate of the pool.
         """
         pool = self._pool
         if isinstance(context, Context):
@@ -301,7 +322,7 @@ class Router:
         if ctx.candidates is not offered:
             ctx = ctx.with_candidates(offered)
         with self._lock:
-            decision = self.policy.select(ctx)
+            decision = self.policy.select(ctx) if pin is None else self._pinned(ctx, pin)
             if self.max_pending:
                 now = self.clock()
                 pending = self._pending
@@ -311,6 +332,20 @@ class Router:
                 if len(pending) > self.max_pending:
                     self._drop_oldest()
         return decision
+
+    def _pinned(self, context: Context, name: str) -> Decision:
+        candidate = self.candidate(name)
+        if candidate not in context.candidates:
+            msg = f"the pinned model {name!r} cannot serve this call ({_needs(context)})"
+            raise NoCandidateError(msg)
+        return Decision(
+            decision_id=new_decision_id(),
+            candidate=candidate,
+            ranking=(candidate,),
+            probability=1.0,
+            policy=self.policy.name,
+            key=context.key,
+        )
 
     # ------------------------------------------------------------------ record
     def record(
@@ -493,17 +528,26 @@ class Router:
             if tally is not None:
                 self._learn(decision, fb, tally)
 
-    def aggregate(self, answers: Sequence[str]) -> int:
+    def aggregate(self, answers: Sequence[str], decision: Decision | None = None) -> int:
         """Which of a multi-model plan's answers is the answer (an index into ``answers``).
 
-        Policies that run several models (SelectLLM) define ``aggregate``; otherwise the
-        first answer, the plan's best-ranked member, wins.
+        Policies that run several models (SelectLLM) define ``aggregate``; with the
+        ``decision`` the answers come from, a policy that weighs its members
+        (``member_weights(decision)``, SelectLLM's WeightedMaxConf) votes with those
+        weights. Otherwise the first answer, the plan's best-ranked member, wins.
         """
         if not answers:
             msg = "aggregate() needs at least one answer, got none"
             raise ConfigError(msg)
         combine = getattr(self.policy, "aggregate", None)
-        return int(combine(answers)) if callable(combine) else 0
+        if not callable(combine):
+            return 0
+        weigh = getattr(self.policy, "member_weights", None)
+        if decision is not None and callable(weigh):
+            weights = list(weigh(decision))
+            if len(weights) == len(answers):
+                return int(combine(answers, weights))
+        return int(combine(answers))
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> dict[str, CandidateStats]:
@@ -685,6 +729,17 @@ def _check_pool(pool: tuple[Candidate, ...]) -> None:
             msg = f"candidate names must be unique, {c.name!r} appears twice"
             raise ConfigError(msg)
         seen.add(c.name)
+
+
+def _needs(ctx: Context) -> str:
+    needs = []
+    if ctx.needs_tool_calling:
+        needs.append("tool calling")
+    if ctx.needs_structured_output:
+        needs.append("structured output")
+    if ctx.min_context_tokens is not None:
+        needs.append(f"a context window of {ctx.min_context_tokens} tokens")
+    return "it needs " + " and ".join(needs) if needs else "it is not offered"
 
 
 def _no_candidate_message(ctx: Context, pool: Sequence[Candidate]) -> str:

@@ -53,8 +53,9 @@ import copy
 import inspect
 import json
 import math
+import re
 import statistics
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -66,6 +67,7 @@ from pickllm.policies.base import Policy
 from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
 from pickllm.policies.learning_automaton import LearningAutomaton
 from pickllm.policies.uniform_random import Random
+from pickllm.pricing import Usage
 from pickllm.types import Candidate, Context, Decision, Feedback
 
 __all__ = [
@@ -74,6 +76,7 @@ __all__ = [
     "Convergence",
     "ConvergenceSetting",
     "ConvergenceSummary",
+    "EchoCalls",
     "PolicyCheck",
     "check_policy",
     "converge",
@@ -848,3 +851,67 @@ def _automaton(learning_rate: float, seed: int) -> Policy:
 
 def _q_learning(epsilon_decay: float, seed: int) -> Policy:
     return EpsilonGreedyQ(alpha=None, epsilon_decay=epsilon_decay, seed=seed)
+
+
+class EchoCalls:
+    """A fake framework for the :class:`~pickllm.engine.Engine`: each model echoes the prompt.
+
+    The answer of model ``m`` to query ``q`` is ``"m: q"``; streamed, it comes word by
+    word. ``fail`` maps a model name to an exception it raises; ``calls`` lists the models
+    called, in order. Usage is reported as one token per word.
+
+    Examples:
+        >>> from pickllm import Candidate
+        >>> EchoCalls(query="hi").call(Candidate(name="m"))
+        'm: hi'
+    """
+
+    def __init__(self, *, query: str = "Hi", fail: dict[str, Exception] | None = None) -> None:
+        self.query = query
+        self.fail = dict(fail or {})
+        self.calls: list[str] = []
+
+    def _answer(self, candidate: Candidate) -> str:
+        self.calls.append(candidate.name)
+        error = self.fail.get(candidate.name)
+        if error is not None:
+            raise error
+        return f"{candidate.name}: {self.query}"
+
+    def call(self, candidate: Candidate) -> str:
+        """The answer."""
+        return self._answer(candidate)
+
+    async def acall(self, candidate: Candidate) -> str:
+        """The answer, awaited."""
+        return self._answer(candidate)
+
+    def stream(self, candidate: Candidate) -> Iterator[str]:
+        """The answer, word by word."""
+        yield from self.as_chunks(self._answer(candidate))
+
+    async def astream(self, candidate: Candidate) -> AsyncIterator[str]:
+        """The answer, word by word, async."""
+        for chunk in self.as_chunks(self._answer(candidate)):
+            yield chunk
+
+    def usage(self, candidate: Candidate, answer: str) -> Usage:
+        """One input token per word of the query, one output token per word."""
+        del candidate
+        return Usage(input_tokens=len(self.query.split()), output_tokens=len(answer.split()))
+
+    def text(self, answer: str) -> str:
+        """The answer itself."""
+        return answer
+
+    def chunks_usage(self, candidate: Candidate, chunks: list[str]) -> Usage:
+        """The usage of the joined chunks."""
+        return self.usage(candidate, "".join(chunks))
+
+    def chunks_text(self, chunks: list[str]) -> str:
+        """The joined chunks."""
+        return "".join(chunks)
+
+    def as_chunks(self, answer: str) -> list[str]:
+        """The answer split after each space."""
+        return re.findall(r"\S+\s*", answer)

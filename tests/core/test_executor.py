@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pickllm import Candidate, ConfigError, Context, Decision, ExecutionError, Feedback, Plan
-from pickllm.executor import (
+from pickllm.engine import (
     DEFAULT_FATAL_NAMES,
     DEFAULT_RETRY_ON_NAMES,
     ExecutionResult,
@@ -496,7 +496,7 @@ def test_concurrent_runs_record_every_attempt() -> None:
 
 
 # ---------------------------------------------------------------- ensembles
-def test_ensemble_runs_members_concurrently_and_aggregates() -> None:
+def test_ensemble_runs_members_concurrently_and_chooses() -> None:
     h = Harness(max_attempts=1)
     barrier = threading.Barrier(2, timeout=10)
     threads: set[str] = set()
@@ -507,15 +507,19 @@ def test_ensemble_runs_members_concurrently_and_aggregates() -> None:
         threads.add(threading.current_thread().name)
         return candidate.name * 3
 
-    def longest(values: Sequence[str]) -> str:
-        return "+".join(values)
+    chosen: list[Sequence[str]] = []
 
-    result = h.executor.run(decide(A, B, kind="ensemble"), call, usage, aggregate=longest)
-    assert result.value == "aaa+bbb"
+    def second(values: Sequence[str]) -> int:
+        chosen.append(values)
+        return 1
+
+    result = h.executor.run(decide(A, B, kind="ensemble"), call, usage, choose=second)
+    assert chosen == [("aaa", "bbb")]
+    assert result.value == "bbb"
     assert result.values == ("aaa", "bbb")
     assert result.served_by == ("a", "b")
     assert len(threads) == 2
-    assert result.decision.candidate == A
+    assert result.decision.candidate == B
     fb = result.feedback
     assert (fb.input_tokens, fb.output_tokens) == (20, 6)
     assert fb.cost_usd == pytest.approx(A.price_of(10, 3) + B.price_of(10, 3))
@@ -610,12 +614,17 @@ def test_ensemble_fatal_error_is_reraised_after_recording_the_answers() -> None:
     assert sorted(h.recorded()) == [("a", None, False), ("b", "BadRequestError", False)]
 
 
-def test_ensemble_await_score_waits_on_every_answering_member() -> None:
+def test_ensemble_await_score_waits_on_the_returned_member_only() -> None:
+    # The delayed score judges the answer returned: its member waits, and is recorded
+    # first; the other answering member is learned from at once.
     h = Harness(max_attempts=1, max_workers=1)
     script = Script(a=["x"], b=[ValueError()], c=["z"])
-    result = h.executor.run(decide(A, B, C, kind="ensemble"), script, usage, await_score=True)
+    result = h.executor.run(
+        decide(A, B, C, kind="ensemble"), script, usage, await_score=True, choose=lambda v: 1
+    )
+    assert result.value == "z"
     assert result.reward is None
-    assert h.recorded() == [("b", "ValueError", False), ("a", None, True), ("c", None, True)]
+    assert h.recorded() == [("b", "ValueError", False), ("c", None, True), ("a", None, False)]
 
 
 # ---------------------------------------------------------------- cascades
@@ -686,7 +695,7 @@ def test_cascade_aggregate_and_await_score_on_the_accepted_member_only() -> None
         script,
         usage,
         stop=lambda c, v: len(v) > 10,
-        aggregate=lambda values: max(values, key=len),
+        choose=lambda values: max(range(len(values)), key=lambda i: len(values[i])),
         await_score=True,
     )
     assert result.value == "a longer answer"
@@ -929,8 +938,10 @@ async def test_arun_ensemble_runs_members_concurrently() -> None:
         await meeting.wait()
         return candidate.name
 
-    result = await h.executor.arun(decide(A, B, C, kind="ensemble"), call, usage, aggregate="".join)
-    assert result.value == "abc"
+    result = await h.executor.arun(
+        decide(A, B, C, kind="ensemble"), call, usage, choose=lambda values: 2
+    )
+    assert result.value == "c"
     assert result.served_by == ("a", "b", "c")
     assert result.feedback.output_tokens == 3
     assert result.reward == 0.8

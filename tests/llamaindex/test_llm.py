@@ -20,7 +20,7 @@ from llama_index.core.tools import FunctionTool
 from llamaindex_pickllm import PickLLM
 from pickllm import Router
 from pickllm.errors import ConfigError, ExecutionError, StateError, UnknownDecisionError
-from pickllm.executor import RetryConfig
+from pickllm.engine import RetryConfig
 from pickllm.policies import Fixed, Policy
 from pickllm.policies.base import Choice
 from pickllm.types import Context, Decision

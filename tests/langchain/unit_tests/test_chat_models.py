@@ -30,7 +30,7 @@ from pickllm import (
     UnknownDecisionError,
     make_policy,
 )
-from pickllm.executor import RetryConfig
+from pickllm.engine import RetryConfig
 from pickllm.policies import Choice, Policy
 from pickllm.pricing import PriceTable
 from pickllm.replay import ReplayStore

@@ -52,7 +52,7 @@ def test_pickllm_core_does_not_import_langchain() -> None:
     done = _run(
         """
         import sys
-        import pickllm, pickllm.evaluation, pickllm.replay, pickllm.executor
+        import pickllm, pickllm.evaluation, pickllm.replay, pickllm.engine
         print(any(m.startswith("langchain") for m in sys.modules))
         """
     )

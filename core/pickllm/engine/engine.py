@@ -1,0 +1,470 @@
+"""The engine: one routed call, from the request to the recorded reward.
+
+:class:`Engine` is the only place that sequences a call; both framework wrappers use it.
+
+1. **route**: ``Router.route`` picks a decision among the candidates that can serve the
+   request (a model the caller pins, or the model that started a tool loop, is used as is,
+   with probability 1);
+2. **execute**: the decision's plan runs with the wrapper's ``call`` (retries, fallbacks,
+   ensembles, cascades, streams: :mod:`pickllm.engine.plans`), one feedback per attempt;
+3. **evaluate**: the evaluator scores the answer returned, inline or in the background, and
+   the score joins the decision (``Router.feedback``);
+4. **record**: the router turns each feedback into a reward and updates the policy.
+
+Rules decided here, once:
+
+* the evaluator sees the request's ``query`` (the last user message) as its prompt, the
+  answer's text, and ``model`` plus whatever the wrapper puts in ``evaluator_kwargs``
+  (the framework's messages);
+* an answer waits for a delayed score when there is an evaluator or ``await_feedback``;
+  an answer that will get no score (the evaluator returned None or failed, and nobody
+  awaits feedback) is learned from at once, without a quality score;
+* an ensemble's answer is chosen by ``Router.aggregate`` (the policy's vote, with its
+  member weights), and only the member whose answer is returned waits for the score;
+* streaming a multi-model plan runs the plan and emits the answer returned, as the
+  wrapper's chunks; a single model streams with retries and fallback until its first chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from pickllm.engine.attempts import RetryConfig
+from pickllm.engine.executor import Executor
+from pickllm.engine.plans import ExecutionResult
+from pickllm.errors import ConfigError, UnknownDecisionError
+from pickllm.evaluation import EvaluationRunner
+from pickllm.pricing import Usage, estimate_tokens
+from pickllm.router import Router
+from pickllm.types import Candidate, Context, Decision
+
+__all__ = ["Answer", "Calls", "Engine", "Request"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+C = TypeVar("C")
+
+
+class Calls(Protocol[T_co, C]):
+    """How the engine talks to a framework for one call: the wrapper's side.
+
+    ``call``/``acall`` ask one candidate for a whole answer, ``stream``/``astream`` open
+    its stream of chunks; ``usage``/``text`` read an answer, ``chunks_usage``/
+    ``chunks_text`` a list of chunks; ``as_chunks`` turns a whole answer into chunks (to
+    stream a multi-model plan's answer). Each takes a :class:`~pickllm.Candidate`.
+    """
+
+    def call(self, candidate: Candidate) -> T_co:
+        """The candidate's answer."""
+        ...
+
+    def acall(self, candidate: Candidate) -> Awaitable[T_co]:
+        """The candidate's answer, awaited."""
+        ...
+
+    def stream(self, candidate: Candidate) -> Iterator[C]:
+        """The candidate's answer, as chunks."""
+        ...
+
+    def astream(self, candidate: Candidate) -> AsyncIterator[C]:
+        """The candidate's answer, as async chunks."""
+        ...
+
+    def usage(self, candidate: Candidate, answer: Any) -> Usage:
+        """The usage an answer reports."""
+        ...
+
+    def text(self, answer: Any) -> str:
+        """The text of an answer."""
+        ...
+
+    def chunks_usage(self, candidate: Candidate, chunks: list[C]) -> Usage:
+        """The usage reported by a stream's chunks."""
+        ...
+
+    def chunks_text(self, chunks: list[C]) -> str:
+        """The text of a stream's chunks."""
+        ...
+
+    def as_chunks(self, answer: Any) -> list[C]:
+        """A whole answer as chunks."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Request:
+    """What a wrapper knows of one call, in the core's terms.
+
+    Args:
+        query: the text the policy routes on and the evaluator scores against (the last
+            user message).
+        prompt: the whole prompt's text, for token estimates (default: ``query``).
+        key: the context key for per-context policies.
+        needs_tool_calling: the call binds tools.
+        needs_structured_output: the call asks for structured output.
+        pin: a model the caller names for this call (the policy is bypassed).
+        tool_loop_model: the model whose tool call this turn answers; it serves the turn,
+            so a tool loop stays on the model that started it.
+        evaluator_kwargs: extra keyword arguments for the evaluator (the messages).
+
+    Examples:
+        >>> Request(query="What is 2+2?").prompt_text
+        'What is 2+2?'
+    """
+
+    query: str
+    prompt: str | None = None
+    key: str | None = None
+    needs_tool_calling: bool = False
+    needs_structured_output: bool = False
+    pin: str | None = None
+    tool_loop_model: str | None = None
+    evaluator_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt's text (the query when no prompt was given)."""
+        return self.query if self.prompt is None else self.prompt
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer(Generic[T]):
+    """The outcome of one routed call.
+
+    Args:
+        value: the answer returned.
+        decision: the routing decision, as made.
+        result: what running it produced (attempts, feedback, members' answers).
+    """
+
+    value: T
+    decision: Decision
+    result: ExecutionResult[Any]
+
+    @property
+    def model(self) -> str:
+        """The name of the model whose answer is returned."""
+        return self.result.decision.candidate.name
+
+    def info(self) -> dict[str, Any]:
+        """The routing facts a wrapper puts in the response's metadata."""
+        feedback = self.result.feedback
+        info: dict[str, Any] = {
+            "decision_id": self.decision.decision_id,
+            "model": self.model,
+            "chosen": self.decision.candidate.name,
+            "probability": self.decision.probability,
+            "policy": self.decision.policy,
+            "plan": self.decision.kind,
+            "cost_usd": feedback.cost_usd,
+            "cost_estimated": feedback.tokens_estimated,
+            "latency_s": feedback.latency_s,
+            "attempts": len(self.result.attempts),
+        }
+        if feedback.time_to_first_token_s is not None:
+            info["time_to_first_token_s"] = feedback.time_to_first_token_s
+        if len(self.result.served_by) > 1:
+            info["members"] = list(self.result.served_by)
+        return info
+
+
+class Engine:
+    """Runs routed calls for a wrapper: route, execute, evaluate, record.
+
+    Args:
+        router: the router (pool, policy, objective, learned state).
+        retry: retry and fallback settings.
+        evaluator: scores answers, ``(prompt, answer, **kw) -> score | None``.
+        evaluate_in_background: score after returning instead of before.
+        await_feedback: every answer waits for ``feedback()`` before it is learned from
+            (or expires, see ``Router``).
+        seed: seed of the retry jitter (the policy is seeded where it is built).
+        clock: monotonic clock, for attempt timing.
+        sleep: sync wait between retries.
+        async_sleep: async wait between retries.
+        max_aliases: how many external ids (a framework's run ids) are remembered for
+            ``feedback``.
+
+    Examples:
+        >>> from pickllm import Candidate, Router, Usage
+        >>> router = Router([Candidate(name="small", input_price=0.1, output_price=0.4),
+        ...                  Candidate(name="large", input_price=3.0, output_price=15.0)],
+        ...                 policy="cheapest")
+        >>> from pickllm.testing import EchoCalls
+        >>> engine = Engine(router)
+        >>> answer = engine.run(Request(query="Hi"), EchoCalls())
+        >>> answer.value, answer.info()["plan"]
+        ('small: Hi', 'single')
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        retry: RetryConfig | None = None,
+        evaluator: Callable[..., Any] | None = None,
+        evaluate_in_background: bool = False,
+        await_feedback: bool = False,
+        seed: int | Any | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_aliases: int = 10_000,
+    ) -> None:
+        if not isinstance(router, Router):
+            msg = f"router must be a pickllm Router, got {router!r}"
+            raise TypeError(msg)
+        for name, flag in (
+            ("evaluate_in_background", evaluate_in_background),
+            ("await_feedback", await_feedback),
+        ):
+            if not isinstance(flag, bool):
+                msg = f"{name} must be a bool, got {flag!r}"
+                raise ConfigError(msg)
+        if isinstance(max_aliases, bool) or not isinstance(max_aliases, int) or max_aliases < 0:
+            msg = f"max_aliases must be an int >= 0, got {max_aliases!r}"
+            raise ConfigError(msg)
+        self.router = router
+        self.evaluator = evaluator
+        self.await_feedback = await_feedback
+        self.max_aliases = max_aliases
+        self.executor = Executor(
+            router, retry=retry, seed=seed, clock=clock, sleep=sleep, async_sleep=async_sleep
+        )
+        self.evaluation: EvaluationRunner | None = None
+        if evaluator is not None:
+            self.evaluation = EvaluationRunner(
+                evaluator,
+                router,
+                background=evaluate_in_background,
+                release_unscored=not await_feedback,
+            )
+        self._aliases: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ routing
+    @property
+    def waits_for_score(self) -> bool:
+        """Whether answers wait for a score (an evaluator, or ``await_feedback``)."""
+        return self.evaluator is not None or self.await_feedback
+
+    def route(self, request: Request) -> Decision:
+        """The decision for ``request`` (the first step of every call).
+
+        Raises:
+            NoCandidateError: no candidate can serve the request.
+            ConfigError: the request pins a model that is not in the pool.
+        """
+        router = self.router
+        tokens = estimate_tokens(request.prompt_text)
+        context = Context(
+            query=request.query,
+            key=request.key,
+            needs_tool_calling=request.needs_tool_calling,
+            needs_structured_output=request.needs_structured_output,
+            min_context_tokens=tokens if router.knows_context_limits else None,
+            input_tokens=tokens,
+            candidates=router.candidates,
+        )
+        pin = request.pin
+        if pin is None and request.tool_loop_model in router.names:
+            pin = request.tool_loop_model
+        return router.route(context, pin=pin)
+
+    # ------------------------------------------------------------------ feedback
+    def alias(self, external_id: str, decision_id: str) -> None:
+        """Let ``feedback`` find ``decision_id`` by ``external_id`` (a framework's run id)."""
+        if not self.max_aliases:
+            return
+        with self._lock:
+            self._aliases[external_id] = decision_id
+            self._aliases.move_to_end(external_id)
+            while len(self._aliases) > self.max_aliases:
+                self._aliases.popitem(last=False)
+
+    def decision_id(self, id_: str) -> str:
+        """The decision id that ``id_`` (a decision id or an alias) names.
+
+        Raises:
+            UnknownDecisionError: ``id_`` is neither a pending decision nor a known alias.
+        """
+        with self._lock:
+            found = self._aliases.get(id_)
+        if found is not None:
+            return found
+        if self.router.is_pending(id_):
+            return id_
+        msg = (
+            f"{id_!r} names no pending decision and no call this engine remembers "
+            f"(the last {self.max_aliases} run ids are kept)"
+        )
+        raise UnknownDecisionError(msg)
+
+    def feedback(self, id_: str, score: float) -> float | None:
+        """Join a delayed quality score to the call ``id_`` names; see ``Router.feedback``."""
+        return self.router.feedback(self.decision_id(id_), score)
+
+    # ------------------------------------------------------------------ calls
+    def _choose(self, decision: Decision, calls: Calls[Any, Any]) -> Callable[..., int]:
+        def choose(values: Sequence[Any]) -> int:
+            return self.router.aggregate([calls.text(v) for v in values], decision)
+
+        return choose
+
+    def _job(self, request: Request, decision: Decision, calls: Calls[Any, Any]) -> dict[str, Any]:
+        return {
+            "await_score": self.waits_for_score,
+            "choose": self._choose(decision, calls),
+            "prompt_text": request.prompt_text,
+            "completion_text": calls.text,
+        }
+
+    def _stream_job(self, request: Request, calls: Calls[Any, Any]) -> dict[str, Any]:
+        return {
+            "await_score": self.waits_for_score,
+            "prompt_text": request.prompt_text,
+            "completion_text": calls.chunks_text,
+        }
+
+    def _evaluate(self, answer: Answer[Any], text: str, request: Request) -> None:
+        if self.evaluation is not None:
+            self.evaluation.submit(
+                answer.decision.decision_id,
+                request.query,
+                text,
+                model=answer.model,
+                **request.evaluator_kwargs,
+            )
+
+    async def _aevaluate(self, answer: Answer[Any], text: str, request: Request) -> None:
+        if self.evaluation is not None:
+            await self.evaluation.asubmit(
+                answer.decision.decision_id,
+                request.query,
+                text,
+                model=answer.model,
+                **request.evaluator_kwargs,
+            )
+
+    async def _aroute(self, request: Request) -> Decision:
+        # A trained policy runs a model to route; off the event loop it blocks no one.
+        if getattr(self.router.policy, "blocking", False):
+            return await asyncio.to_thread(self.route, request)
+        return self.route(request)
+
+    def run(self, request: Request, calls: Calls[T, Any]) -> Answer[T]:
+        """Route ``request``, run its plan with ``calls.call``, evaluate and record.
+
+        Returns:
+            The answer returned and how it was obtained.
+
+        Raises:
+            NoCandidateError: no candidate can serve the request.
+            ExecutionError: every candidate of the plan failed.
+            Exception: a fatal error of a model, as raised.
+        """
+        decision = self.route(request)
+        job = self._job(request, decision, calls)
+        result = self.executor.run(decision, calls.call, calls.usage, **job)
+        answer = Answer(value=result.value, decision=decision, result=result)
+        self._evaluate(answer, calls.text(result.value), request)
+        return answer
+
+    async def arun(self, request: Request, calls: Calls[T, Any]) -> Answer[T]:
+        """Async :meth:`run`, with ``calls.acall``."""
+        decision = await self._aroute(request)
+        job = self._job(request, decision, calls)
+        result = await self.executor.arun(decision, calls.acall, calls.usage, **job)
+        answer = Answer(value=result.value, decision=decision, result=result)
+        await self._aevaluate(answer, calls.text(result.value), request)
+        return answer
+
+    def stream(
+        self,
+        request: Request,
+        calls: Calls[Any, C],
+        on_finish: Callable[[Answer[list[C]]], None] | None = None,
+    ) -> Iterator[C]:
+        """Stream the answer to ``request``, chunk by chunk.
+
+        A single model streams (retries and fallback until its first chunk); a
+        multi-model plan runs with ``calls.call`` and the answer it returns is emitted as
+        ``calls.as_chunks`` of it. ``on_finish`` gets the answer (value = the chunks) once
+        it is recorded, before the evaluator runs.
+        """
+        decision = self.route(request)
+        if len(decision.members) > 1:
+            job = self._job(request, decision, calls)
+            result = self.executor.run(decision, calls.call, calls.usage, **job)
+            chunks = calls.as_chunks(result.value)
+            yield from chunks
+            self._finished(
+                request, calls, Answer(value=chunks, decision=decision, result=result), on_finish
+            )
+            return
+
+        def finished(result: ExecutionResult[list[Any]]) -> None:
+            answer = Answer(value=result.value, decision=decision, result=result)
+            self._finished(request, calls, answer, on_finish)
+
+        yield from self.executor.stream(
+            decision,
+            calls.stream,
+            calls.chunks_usage,
+            on_finish=finished,
+            **self._stream_job(request, calls),
+        )
+
+    def _finished(
+        self,
+        request: Request,
+        calls: Calls[Any, C],
+        answer: Answer[list[C]],
+        on_finish: Callable[[Answer[list[C]]], None] | None,
+    ) -> None:
+        if on_finish is not None:
+            on_finish(answer)
+        self._evaluate(answer, calls.chunks_text(answer.value), request)
+
+    async def astream(
+        self,
+        request: Request,
+        calls: Calls[Any, C],
+        on_finish: Callable[[Answer[list[C]]], None] | None = None,
+    ) -> AsyncIterator[C]:
+        """Async :meth:`stream`, with ``calls.acall`` and ``calls.astream``."""
+        decision = await self._aroute(request)
+        if len(decision.members) > 1:
+            job = self._job(request, decision, calls)
+            result = await self.executor.arun(decision, calls.acall, calls.usage, **job)
+            chunks = calls.as_chunks(result.value)
+            for chunk in chunks:
+                yield chunk
+            answer = Answer(value=chunks, decision=decision, result=result)
+        else:
+            done: list[ExecutionResult[list[Any]]] = []
+            async for chunk in self.executor.astream(
+                decision,
+                calls.astream,
+                calls.chunks_usage,
+                on_finish=done.append,
+                **self._stream_job(request, calls),
+            ):
+                yield chunk
+            answer = Answer(value=done[0].value, decision=decision, result=done[0])
+        if on_finish is not None:
+            on_finish(answer)
+        await self._aevaluate(answer, calls.chunks_text(answer.value), request)

@@ -1,0 +1,535 @@
+"""Plans as I/O-free state machines: single (retry, fall back), ensemble, cascade, stream.
+
+Each plan is a generator that yields the actions of :mod:`pickllm.engine.attempts` (call a
+candidate, sleep, open or read a stream, emit a chunk, gather sub-plans) and receives
+their outcomes. It times every attempt with the injected clock and records exactly one
+:class:`~pickllm.Feedback` per attempt into its recorder (normally a
+:class:`~pickllm.Router`); a failed attempt is feedback too (``error`` = the exception's
+class name, the latency until it failed, estimated input tokens, cost 0). The drivers of
+:mod:`pickllm.engine.drivers` perform the actions, synchronously or with ``await``: the
+logic below exists once for both.
+
+* **single**: the chosen candidate, retried on transient errors, then its fallbacks along
+  ``decision.ranking`` (at most ``max_fallbacks``); a fatal error surfaces at once; when
+  every candidate failed, :class:`~pickllm.ExecutionError` (``attempts`` = the failures,
+  chained to the last exception).
+* **ensemble**: every member at once, each with its own retries and no fallback; ``choose``
+  picks the answer among those that came (default: the first member's).
+* **cascade**: members in order until ``stop(candidate, answer)`` accepts one (it is not
+  asked about the last member's answer); ``choose`` picks the answer returned (default:
+  the accepted one).
+* **stream**: one candidate, with retries and fallback only until the first chunk; later
+  errors surface after every chunk received has been emitted.
+
+A plan's answers are recorded once it has finished (failures as they happen). With
+``await_score`` only the member whose answer is returned waits for the delayed score; the
+other members are learned from at once, without one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from pickllm.engine.attempts import (
+    Call,
+    Close,
+    Emit,
+    ErrorKind,
+    Gather,
+    Next,
+    Open,
+    Outcome,
+    RetryConfig,
+    Sleep,
+    all_failed,
+)
+from pickllm.errors import ConfigError
+from pickllm.pricing import Usage, make_feedback
+from pickllm.types import Candidate, Decision, Feedback, SeedLike
+
+__all__ = [
+    "ClosedEarly",
+    "ExecutionResult",
+    "Job",
+    "Machine",
+    "MemoryRecorder",
+    "Planner",
+    "Recorder",
+]
+
+T = TypeVar("T")
+
+Machine = Generator[Any, Any, T]
+"""A plan: yields actions, receives their outcomes, returns its result."""
+
+
+class ClosedEarly(Exception):  # noqa: N818 - a signal, not an error
+    """Thrown into a stream's machine when its consumer stopped reading."""
+
+
+@runtime_checkable
+class Recorder(Protocol):
+    """Where a plan records feedback; :class:`~pickllm.Router` is one.
+
+    ``record`` is called once per attempt with the decision retargeted to the candidate
+    that ran (``feedback.candidate`` names it too) and returns the reward, or None when
+    the reward waits for a delayed score (``await_score=True``).
+
+    Examples:
+        >>> isinstance(MemoryRecorder(), Recorder)
+        True
+    """
+
+    def record(
+        self, decision: Decision, feedback: Feedback, *, await_score: bool = False
+    ) -> float | None:
+        """Record ``feedback`` for ``decision``; return the reward if known."""
+        ...
+
+
+class MemoryRecorder:
+    """A :class:`Recorder` that keeps what it is given, in order (thread-safe).
+
+    Useful in tests and to run plans without a router. ``record`` returns None.
+
+    Examples:
+        >>> rec = MemoryRecorder()
+        >>> a = Candidate(name="a")
+        >>> d = Decision(decision_id="d1", candidate=a, ranking=(a,), probability=1.0,
+        ...              policy="fixed")
+        >>> rec.record(d, Feedback(latency_s=0.1)) is None
+        True
+        >>> [(dec.decision_id, fb.latency_s, wait) for dec, fb, wait in rec.records]
+        [('d1', 0.1, False)]
+    """
+
+    def __init__(self) -> None:
+        self._records: list[tuple[Decision, Feedback, bool]] = []
+        self._lock = threading.Lock()
+
+    def record(
+        self, decision: Decision, feedback: Feedback, *, await_score: bool = False
+    ) -> float | None:
+        """Keep ``(decision, feedback, await_score)``; return None."""
+        with self._lock:
+            self._records.append((decision, feedback, await_score))
+        return None
+
+    @property
+    def records(self) -> tuple[tuple[Decision, Feedback, bool], ...]:
+        """Every ``(decision, feedback, await_score)`` recorded so far, in order."""
+        with self._lock:
+            return tuple(self._records)
+
+    @property
+    def feedbacks(self) -> tuple[Feedback, ...]:
+        """The recorded feedback, in order."""
+        with self._lock:
+            return tuple(fb for _, fb, _ in self._records)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionResult(Generic[T]):
+    """What running a decision produced.
+
+    Args:
+        value: the answer returned (for streams, the list of chunks).
+        decision: the decision, retargeted to the candidate that served the answer.
+        feedback: the feedback of the answer; for plans, the combined feedback (tokens and
+            cost summed over the answering members, latency the plan's wall time).
+        attempts: the feedback of every attempt, in order (plans: member by member).
+        reward: the reward the recorder returned for the served answer, or None while a
+            delayed score is awaited.
+        values: the answer of each member that answered, in plan order.
+        served_by: the names of the candidates whose answers are in ``values``.
+
+    Examples:
+        >>> a = Candidate(name="a")
+        >>> d = Decision(decision_id="d1", candidate=a, ranking=(a,), probability=1.0,
+        ...              policy="fixed")
+        >>> r = ExecutionResult(value="hi", decision=d, feedback=Feedback(), attempts=(),
+        ...                     reward=None, values=("hi",), served_by=("a",))
+        >>> r.value, r.served_by
+        ('hi', ('a',))
+    """
+
+    value: T
+    decision: Decision
+    feedback: Feedback
+    attempts: tuple[Feedback, ...]
+    reward: float | None
+    values: tuple[T, ...]
+    served_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One run of a decision: what to run and how to read its answers.
+
+    Args:
+        decision: what to run; its ``kind`` selects single, ensemble or cascade.
+        usage: reads the token usage (and cost, if reported) off an answer (for streams,
+            off the list of chunks); fields left None are estimated.
+        await_score: the returned answer waits for a delayed quality score.
+        prompt_text: the prompt, to estimate input tokens when usage has none.
+        text: the text of an answer, to estimate output tokens when usage has none; None
+            uses the answer itself if it is a string (or joins string chunks), else "".
+        choose: picks the returned answer among a plan's answers (an index).
+        stop: for a cascade, whether an answer is accepted.
+    """
+
+    decision: Decision
+    usage: Callable[[Candidate, Any], Usage]
+    await_score: bool = False
+    prompt_text: str = ""
+    text: Callable[[Any], str] | None = None
+    choose: Callable[[Sequence[Any]], int] | None = None
+    stop: Callable[[Candidate, Any], bool] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Member:
+    """What one plan member produced: an answer and its (unrecorded) feedback, or an error."""
+
+    candidate: Candidate
+    attempts: list[Feedback] = field(default_factory=list)
+    answer: tuple[Any, Feedback] | None = None
+    error: Exception | None = None
+
+
+class Planner:
+    """Builds the state machine of a job and records its feedback.
+
+    Args:
+        recorder: where each attempt's feedback goes (a Router, or a MemoryRecorder).
+        retry: the retry and fallback settings; None uses ``RetryConfig()``.
+        clock: monotonic clock in seconds, used to time every attempt.
+        seed: seed of the generator that draws the backoff jitter.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        *,
+        retry: RetryConfig | None,
+        clock: Callable[[], float],
+        seed: SeedLike,
+    ) -> None:
+        if retry is not None and not isinstance(retry, RetryConfig):
+            msg = f"retry must be a RetryConfig or None, got {retry!r}"
+            raise TypeError(msg)
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.random.Generator)
+        ):
+            msg = f"seed must be an int, a numpy Generator or None, got {seed!r}"
+            raise TypeError(msg)
+        self.recorder = recorder
+        self.config = retry if retry is not None else RetryConfig()
+        self.clock = clock
+        self._rng = np.random.default_rng(seed)
+        # Ensemble members retry in parallel threads; a Generator is not thread-safe.
+        self._rng_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ rules
+    def backoff(self, failures: int) -> float:
+        """The wait in seconds after the ``failures``-th failed attempt (draws jitter).
+
+        Raises:
+            ConfigError: ``failures`` is less than 1.
+        """
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+            msg = f"failures must be an int >= 1, got {failures!r}"
+            raise ConfigError(msg)
+        jitter = 0.0
+        if self.config.jitter_s > 0.0:
+            with self._rng_lock:
+                jitter = float(self._rng.random())
+        return self.config.wait_s(failures, jitter)
+
+    def kind(self, exc: BaseException) -> ErrorKind:
+        """How a failed attempt's error is handled."""
+        return self.config.classify(exc)
+
+    def order(self, decision: Decision) -> tuple[Candidate, ...]:
+        """The chosen candidate, then its fallbacks from the ranking."""
+        first = decision.candidate
+        rest = [c for c in dict.fromkeys(decision.ranking) if c.name != first.name]
+        if self.config.max_fallbacks is not None:
+            del rest[self.config.max_fallbacks :]
+        return (first, *rest)
+
+    # ------------------------------------------------------------------ feedback
+    def _failed(  # noqa: PLR0917 - the parts of one failure, internal
+        self,
+        job: Job,
+        candidate: Candidate,
+        exc: BaseException,
+        latency_s: float,
+        attempts: list[Feedback],
+        ttft: float | None = None,
+    ) -> None:
+        feedback = make_feedback(
+            candidate,
+            Usage(output_tokens=0, cost_usd=0.0),
+            latency_s=max(latency_s, 0.0),
+            prompt_text=job.prompt_text,
+            error=type(exc).__name__,
+            time_to_first_token_s=ttft,
+        )
+        attempts.append(feedback)
+        self.recorder.record(job.decision.retarget(candidate), feedback)
+
+    @staticmethod
+    def _answered(
+        job: Job, candidate: Candidate, value: Any, latency_s: float, ttft: float | None = None
+    ) -> Feedback:
+        usage = job.usage(candidate, value)
+        text = ""
+        if usage.output_tokens is None:
+            text = job.text(value) if job.text is not None else _plain_text(value)
+        return make_feedback(
+            candidate,
+            usage,
+            latency_s=max(latency_s, 0.0),
+            prompt_text=job.prompt_text,
+            completion_text=text,
+            time_to_first_token_s=ttft,
+        )
+
+    # ------------------------------------------------------------------ machines
+    def plan(self, job: Job) -> Machine[ExecutionResult[Any]]:
+        """The machine that runs ``job``'s decision (single, ensemble or cascade)."""
+        kind = job.decision.kind
+        if kind == "ensemble":
+            return self._ensemble(job)
+        if kind == "cascade":
+            return self._cascade(job)
+        return self._single(job)
+
+    def _serve(
+        self,
+        job: Job,
+        candidate: Candidate,
+        action: Callable[[Candidate], object],
+        attempts: list[Feedback],
+    ) -> Machine[tuple[Any, Feedback | None, float, float]]:
+        """Attempts on one candidate until one succeeds.
+
+        Returns the value, its feedback (for a call; None for an opened stream), and the
+        attempt's start and end. Reading the usage off an answer is part of the attempt.
+        """
+        failures = 0
+        while True:
+            start = self.clock()
+            outcome: Outcome = yield action(candidate)
+            end = self.clock()
+            exc = outcome.error
+            if exc is None:
+                if not isinstance(action(candidate), Call):
+                    return outcome.value, None, start, end
+                try:
+                    feedback = self._answered(job, candidate, outcome.value, end - start)
+                except Exception as err:  # noqa: BLE001 - a failed attempt, handled below
+                    exc = err
+                else:
+                    return outcome.value, feedback, start, end
+            self._failed(job, candidate, exc, end - start, attempts)
+            failures += 1
+            if (
+                not isinstance(exc, Exception)
+                or self.kind(exc) is not ErrorKind.TRANSIENT
+                or failures >= self.config.max_attempts
+            ):
+                raise exc
+            yield Sleep(self.backoff(failures))
+
+    def _fall_back(
+        self, job: Job, action: Callable[[Candidate], object], attempts: list[Feedback]
+    ) -> Machine[tuple[Candidate, Any, Feedback | None, float, float]]:
+        """The first candidate of the order that answers, and what ``_serve`` returned."""
+        last: Exception | None = None
+        for candidate in self.order(job.decision):
+            try:
+                value, feedback, start, end = yield from self._serve(
+                    job, candidate, action, attempts
+                )
+            except Exception as exc:
+                if self.kind(exc) is ErrorKind.FATAL:
+                    raise
+                last = exc
+                continue
+            return candidate, value, feedback, start, end
+        raise all_failed(job.decision, attempts) from last
+
+    def _single(self, job: Job) -> Machine[ExecutionResult[Any]]:
+        attempts: list[Feedback] = []
+        candidate, value, feedback, _, _ = yield from self._fall_back(job, Call, attempts)
+        assert feedback is not None  # noqa: S101 - a call's attempt has its feedback
+        return self._record_one(job, candidate, value, feedback, attempts)
+
+    def _record_one(
+        self, job: Job, candidate: Candidate, value: Any, feedback: Feedback, attempts: list[Any]
+    ) -> ExecutionResult[Any]:
+        served = job.decision.retarget(candidate)
+        reward = self.recorder.record(served, feedback, await_score=job.await_score)
+        attempts.append(feedback)
+        return ExecutionResult(
+            value=value,
+            decision=served,
+            feedback=feedback,
+            attempts=tuple(attempts),
+            reward=reward,
+            values=(value,),
+            served_by=(candidate.name,),
+        )
+
+    def _member(self, job: Job, candidate: Candidate) -> Machine[_Member]:
+        member = _Member(candidate=candidate)
+        try:
+            value, feedback, _, _ = yield from self._serve(job, candidate, Call, member.attempts)
+        except Exception as exc:  # noqa: BLE001 - kept; _finish_plan surfaces it
+            member.error = exc
+        else:
+            assert feedback is not None  # noqa: S101 - a call's attempt has its feedback
+            member.answer = (value, feedback)
+        return member
+
+    def _ensemble(self, job: Job) -> Machine[ExecutionResult[Any]]:
+        start = self.clock()
+        members = yield Gather(tuple(self._member(job, m) for m in job.decision.members))
+        return self._finish_plan(job, members, self.clock() - start, ensemble=True)
+
+    def _cascade(self, job: Job) -> Machine[ExecutionResult[Any]]:
+        start = self.clock()
+        steps = job.decision.members
+        members: list[_Member] = []
+        for i, candidate in enumerate(steps):
+            member = yield from self._member(job, candidate)
+            members.append(member)
+            if member.error is not None:
+                if self.kind(member.error) is ErrorKind.FATAL:
+                    break
+                continue
+            assert member.answer is not None  # noqa: S101 - set when no error
+            last = i == len(steps) - 1
+            if not last and (job.stop is None or job.stop(candidate, member.answer[0])):
+                break
+        return self._finish_plan(job, members, self.clock() - start, ensemble=False)
+
+    def _finish_plan(
+        self, job: Job, members: Sequence[_Member], latency: float, *, ensemble: bool
+    ) -> ExecutionResult[Any]:
+        """Record the answers of a finished plan and pick the one returned."""
+        answered = [(m, m.answer) for m in members if m.answer is not None]
+        fatal = next(
+            (m.error for m in members if m.error and self.kind(m.error) is ErrorKind.FATAL),
+            None,
+        )
+        attempts: list[Feedback] = []
+        for member in members:
+            attempts.extend(member.attempts)
+            if member.answer is not None:
+                attempts.append(member.answer[1])
+        values = tuple(answer[0] for _, answer in answered)
+        served: _Member | None = None
+        if answered:
+            index = (0 if ensemble else -1) if job.choose is None else job.choose(values)
+            served = answered[index][0]
+        # The answer returned is the one a delayed score judges; the waiting member is
+        # recorded first, since a Router closes a decision's pending entry when an answer
+        # that does not wait arrives before one that does.
+        waits = job.await_score and fatal is None
+        reward: float | None = None
+        ordered = sorted(answered, key=lambda pair: pair[0] is not served)
+        for member, (_, feedback) in ordered:
+            got = self.recorder.record(
+                job.decision.retarget(member.candidate),
+                feedback,
+                await_score=waits and member is served,
+            )
+            if member is served:
+                reward = got
+        if fatal is not None:
+            raise fatal
+        if served is None or served.answer is None:
+            last = next((m.error for m in reversed(members) if m.error is not None), None)
+            raise all_failed(job.decision, attempts) from last
+        feedbacks = [answer[1] for _, answer in answered]
+        combined = Feedback(
+            latency_s=max(latency, 0.0),
+            input_tokens=sum(f.input_tokens for f in feedbacks),
+            output_tokens=sum(f.output_tokens for f in feedbacks),
+            cost_usd=sum(f.cost_usd for f in feedbacks),
+            tokens_estimated=any(f.tokens_estimated for f in feedbacks),
+        )
+        return ExecutionResult(
+            value=served.answer[0],
+            decision=job.decision.retarget(served.candidate),
+            feedback=combined,
+            attempts=tuple(attempts),
+            reward=reward,
+            values=values,
+            served_by=tuple(m.candidate.name for m, _ in answered),
+        )
+
+    def stream(
+        self,
+        job: Job,
+        on_start: Callable[[Candidate], None] | None = None,
+        on_finish: Callable[[ExecutionResult[list[Any]]], None] | None = None,
+    ) -> Machine[ExecutionResult[list[Any]]]:
+        """The machine that streams ``job``'s chosen candidate (the plan is not used).
+
+        If the consumer stops early (the driver throws :class:`ClosedEarly`), the chunks
+        received so far are recorded as a successful call with
+        ``extra=(("closed_early", 1.0),)`` and the stream is closed.
+        """
+        attempts: list[Feedback] = []
+        candidate, (iterator, head), _, start, first_at = yield from self._fall_back(
+            job, Open, attempts
+        )
+        if on_start is not None:
+            on_start(candidate)
+        ttft = first_at - start if head else None
+        chunks: list[Any] = []
+        closed_early = False
+        try:
+            while head:
+                chunks.append(head[0])
+                yield Emit(head[0])
+                outcome: Outcome = yield Next(iterator)
+                if outcome.error is not None:
+                    yield Close(iterator)
+                    self._failed(
+                        job, candidate, outcome.error, self.clock() - start, attempts, ttft
+                    )
+                    raise outcome.error
+                head = outcome.value
+        except ClosedEarly:
+            closed_early = True
+            yield Close(iterator)
+        latency = self.clock() - start
+        try:
+            feedback = self._answered(job, candidate, chunks, latency, ttft)
+        except Exception as exc:
+            self._failed(job, candidate, exc, latency, attempts, ttft)
+            raise
+        if closed_early:
+            feedback = replace(feedback, extra=(*feedback.extra, ("closed_early", 1.0)))
+        result = self._record_one(job, candidate, chunks, feedback, attempts)
+        if on_finish is not None:
+            on_finish(result)
+        return result
+
+
+def _plain_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value)
+    return ""

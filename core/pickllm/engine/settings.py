@@ -1,0 +1,196 @@
+"""The constructor vocabulary both framework wrappers share, and how it builds an engine.
+
+``ChatPickLLM`` (LangChain) and ``PickLLM`` (LlamaIndex) both inherit
+:class:`RoutingSettings`, so the same names take the same values with the same defaults in
+both, and :meth:`RoutingSettings.build_engine` turns them into one :class:`Engine` the same
+way: seeds are split once (policy, then retry jitter), candidates are built from prices and
+capabilities once, and the same clock serves the router and the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pickllm.engine.attempts import RetryConfig
+from pickllm.engine.engine import Engine
+from pickllm.errors import ConfigError
+from pickllm.objective import Objective
+from pickllm.pricing import PriceTable
+from pickllm.router import Router
+from pickllm.types import Candidate
+
+__all__ = ["CAPABILITY_KEYS", "RoutingSettings", "split_seed"]
+
+CAPABILITY_KEYS = frozenset({"tool_calling", "structured_output", "max_context_tokens"})
+"""What ``capabilities`` may say of a model."""
+
+
+def split_seed(seed: int | None) -> tuple[np.random.Generator | None, np.random.Generator | None]:
+    """The policy's and the retry jitter's generators, spawned from one seed (None: fresh)."""
+    if seed is None:
+        return None, None
+    policy, jitter = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(policy), np.random.default_rng(jitter)
+
+
+class RoutingSettings(BaseModel):
+    """What a routed model is told at construction, in both frameworks.
+
+    Args:
+        prices: name -> (input, output) USD per 1M tokens, or a ``PriceTable``. Needed for
+            every model when the cost weight is not zero.
+        policy: a ``pickllm`` policy, its short name, or a trained query scorer.
+        quality: weight of the answer quality in the reward.
+        cost: weight of the cost.
+        latency: weight of the latency.
+        objective: a full ``Objective`` (overrides the three weights).
+        evaluator: scores answers, ``(prompt, answer, **kw) -> score in [0, 1] | None``.
+        evaluate_in_background: run the evaluator after returning.
+        await_feedback: every call waits for ``feedback()`` before it is learned from.
+        seed: seed of the policy (when built here) and of the retry jitter.
+        retry: retry and fallback settings.
+        router: a pre-built or loaded ``Router``; its candidates must be the models.
+        capabilities: per model, overrides of ``tool_calling``, ``structured_output`` and
+            ``max_context_tokens``.
+        context_key: maps a call's messages to a context key (per-context policies).
+        clock: monotonic clock (injected in tests).
+        sleep: sync wait between retries (injected in tests).
+        async_sleep: async wait between retries (injected in tests).
+        max_tracked_runs: how many framework run ids are remembered for ``feedback``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    prices: PriceTable | dict[str, tuple[float, float]] | None = None
+    policy: Any = "thompson"
+    quality: float = 1.0
+    cost: float = 0.5
+    latency: float = 0.2
+    objective: Objective | None = Field(default=None, exclude=True)
+    evaluator: Any = Field(default=None, exclude=True)
+    evaluate_in_background: bool = False
+    await_feedback: bool = False
+    seed: int | None = None
+    retry: RetryConfig | None = Field(default=None, exclude=True)
+    router: Router | None = Field(default=None, exclude=True)
+    capabilities: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    context_key: Callable[[Any], str | None] | None = Field(default=None, exclude=True)
+    clock: Callable[[], float] = Field(default=time.monotonic, exclude=True)
+    sleep: Callable[[float], None] = Field(default=time.sleep, exclude=True)
+    async_sleep: Callable[[float], Awaitable[None]] = Field(default=asyncio.sleep, exclude=True)
+    max_tracked_runs: int = Field(default=10_000, ge=0)
+
+    def build_engine(
+        self, names: Sequence[str], detected: Mapping[str, Mapping[str, Any]]
+    ) -> Engine:
+        """The engine routing between the models ``names``.
+
+        Args:
+            names: the models' names, in the pool's order.
+            detected: per model, the capabilities the wrapper read off the framework
+                model (``capabilities`` overrides them).
+
+        Raises:
+            ConfigError: a setting is not allowed (a missing price, an unknown
+                capability, a router whose candidates are not the models).
+        """
+        if not names:
+            msg = "models must name at least one model, got none"
+            raise ConfigError(msg)
+        self._check_capabilities(names)
+        policy_rng, jitter_rng = split_seed(self.seed)
+        router = self.router
+        if router is None:
+            objective = self.objective or Objective(
+                quality=self.quality, cost=self.cost, latency=self.latency
+            )
+            router = Router(
+                self._candidates(names, detected, objective),
+                self.policy,
+                objective,
+                seed=policy_rng,
+                clock=self.clock,
+            )
+        else:
+            self._check_router(router, names)
+        return Engine(
+            router,
+            retry=self.retry,
+            evaluator=self.evaluator,
+            evaluate_in_background=self.evaluate_in_background,
+            await_feedback=self.await_feedback,
+            seed=jitter_rng,
+            clock=self.clock,
+            sleep=self.sleep,
+            async_sleep=self.async_sleep,
+            max_aliases=self.max_tracked_runs,
+        )
+
+    def _check_capabilities(self, names: Sequence[str]) -> None:
+        for name, caps in self.capabilities.items():
+            if name not in names:
+                msg = f"capabilities names {name!r}, which is not among the models {list(names)}"
+                raise ConfigError(msg)
+            unknown = set(caps) - CAPABILITY_KEYS
+            if unknown:
+                msg = (
+                    f"capabilities[{name!r}] has unknown key(s) {sorted(unknown)}; "
+                    f"allowed: {sorted(CAPABILITY_KEYS)}"
+                )
+                raise ConfigError(msg)
+
+    def _candidates(
+        self,
+        names: Sequence[str],
+        detected: Mapping[str, Mapping[str, Any]],
+        objective: Objective,
+    ) -> list[Candidate]:
+        prices = self.prices
+        table = prices if isinstance(prices, PriceTable) else PriceTable(prices or {})
+        missing = [name for name in names if name not in table]
+        if missing and objective.cost > 0:
+            msg = (
+                f"no price for model(s) {missing}: prices must give (input, output) USD per "
+                "1M tokens for every model when the cost weight is not zero (got cost="
+                f"{objective.cost!r}); add them to prices or set cost=0"
+            )
+            raise ConfigError(msg)
+        unknown = sorted(set(table) - set(names))
+        if unknown:
+            msg = f"prices names {unknown}, which are not among the models {list(names)}"
+            raise ConfigError(msg)
+        candidates = []
+        for name in names:
+            input_price, output_price = table.get(name, (0.0, 0.0))
+            caps = {**detected.get(name, {}), **self.capabilities.get(name, {})}
+            candidates.append(
+                Candidate(name=name, input_price=input_price, output_price=output_price, **caps)
+            )
+        return candidates
+
+    def _check_router(self, router: Router, names: Sequence[str]) -> None:
+        if not isinstance(router, Router):
+            msg = f"router must be a pickllm Router or None, got {router!r}"
+            raise TypeError(msg)
+        pool = {c.name for c in router.candidates}
+        if pool != set(names):
+            msg = (
+                f"the router's candidates {sorted(pool)} are not the models {sorted(names)}; "
+                "a router given to a wrapper must route exactly between its models"
+            )
+            raise ConfigError(msg)
+        clash = sorted(
+            {"prices", "policy", "quality", "cost", "latency", "objective"} & self.model_fields_set
+        )
+        if clash:
+            msg = (
+                f"{clash} cannot be given together with router: the router already has its "
+                "prices, policy and objective"
+            )
+            raise ConfigError(msg)

@@ -9,7 +9,10 @@ callers can catch either::
     ├── DataError(ValueError)            a malformed outcome file (names file, line, column)
     ├── NoCandidateError(LookupError)    no candidate can serve what the call requires
     ├── UnknownDecisionError(KeyError)   a delayed score for a decision that is not pending
+    ├── AttemptTimeout(TimeoutError)     one attempt ran past its ``timeout`` (then retried)
+    ├── BudgetExceededError(RuntimeError) a spend limit is reached (``on_budget="raise"``)
     └── ExecutionError(RuntimeError)     every candidate of a decision failed
+        └── DeadlineExceeded(TimeoutError)  the call's ``deadline`` passed before an answer
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ if TYPE_CHECKING:
     from pickllm.types import Feedback
 
 __all__ = [
+    "AttemptTimeout",
+    "BudgetExceededError",
     "ConfigError",
+    "DeadlineExceeded",
     "DataError",
     "ExecutionError",
     "NoCandidateError",
@@ -69,3 +75,15 @@ class ExecutionError(PickLLMError, RuntimeError):
     def __init__(self, message: str, *, attempts: Sequence[Feedback] = ()) -> None:
         super().__init__(message)
         self.attempts: tuple[Feedback, ...] = tuple(attempts)
+
+
+class DeadlineExceeded(ExecutionError, TimeoutError):
+    """The call's ``deadline`` passed before any candidate answered."""
+
+
+class AttemptTimeout(PickLLMError, TimeoutError):
+    """One attempt ran past its ``timeout``; it was abandoned (sync) or cancelled (async)."""
+
+
+class BudgetExceededError(PickLLMError, RuntimeError):
+    """A spend limit is reached and the router is set to refuse calls (``on_budget="raise"``)."""

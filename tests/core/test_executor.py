@@ -153,7 +153,8 @@ def test_retry_config_defaults() -> None:
     assert cfg.fatal_names == DEFAULT_FATAL_NAMES
     assert "RateLimitError" in cfg.retry_on_names
     assert "BadRequestError" in cfg.fatal_names
-    assert "ContentPolicyViolationError" in cfg.fatal_names
+    assert "ContentPolicyViolationError" not in cfg.fatal_names  # its own kind
+    assert (cfg.timeout, cfg.deadline, cfg.content_policy_fallbacks) == (None, None, ())
 
 
 @pytest.mark.parametrize(

@@ -4,18 +4,24 @@ A run is a pure state machine (a generator, see :mod:`pickllm.engine.plans`) tha
 *actions* and receives their outcomes; the sync and async drivers
 (:mod:`pickllm.engine.drivers`) perform them. Nothing here does I/O.
 
-Errors fall in three kinds (:class:`ErrorKind`), decided by :class:`RetryConfig`:
+Errors fall in five kinds (:class:`ErrorKind`), decided by :class:`RetryConfig`:
 
 * ``TRANSIENT`` (timeouts, connection errors, rate limits, 5xx): the same candidate is
-  retried with exponential backoff and jitter, up to ``max_attempts`` attempts;
-* ``FATAL`` (bad request, content policy, authentication): surfaced at once, with no retry
-  and no fallback, since another model would fail the same way;
+  retried with exponential backoff and jitter, up to ``max_attempts`` attempts, then the
+  run falls back; a ``retry-after`` longer than ``max_wait_s`` falls back at once;
+* ``FATAL`` (bad request, authentication, permission, not found): surfaced at once, with
+  no retry and no fallback, since another model would fail the same way;
+* ``CONTENT_POLICY``: surfaced like a fatal error, unless ``content_policy_fallbacks``
+  names models to re-route it to (then only those are tried);
+* ``CONTEXT_LENGTH``: the prompt is too long for that model; the run falls back to the
+  candidates with a larger (or unknown) context window;
 * ``OTHER``: no retry on that candidate; the run falls back to the next one.
 
-An error is classified by its class (and the names of the classes in its MRO, so provider
-SDKs need not be importable) and, where the SDK exposes one, by its HTTP status
-(``status_code``, ``response.status_code`` or ``code``): 408, 429 and 5xx are transient,
-400, 401, 403, 404, 413 and 422 fatal. A class rule wins over a status rule.
+An error is classified by the classes the settings name, by the names of the classes in
+its MRO (provider SDKs need not be importable), by its message for content-policy and
+context-length errors that come as generic classes, and by its HTTP status where the SDK
+exposes one (``status_code``, ``response.status_code`` or ``code``): 408, 429 and 5xx are
+transient, 400, 401, 403, 404, 413 and 422 fatal.
 """
 
 from __future__ import annotations
@@ -66,13 +72,26 @@ DEFAULT_RETRY_ON_NAMES: tuple[str, ...] = (
 DEFAULT_FATAL_NAMES: tuple[str, ...] = (
     "BadRequestError",  # OpenAI, Anthropic, LiteLLM (400)
     "UnprocessableEntityError",  # OpenAI, Anthropic (422)
-    "ContentPolicyViolationError",  # LiteLLM
-    "ContentFilterError",
     "AuthenticationError",  # OpenAI, Anthropic, LiteLLM (401)
     "PermissionDeniedError",  # OpenAI, Anthropic (403)
     "InvalidArgument",  # google-api-core 400
 )
 """Exception class names surfaced at once (no retry, no fallback) by default."""
+
+CONTENT_POLICY_NAMES: tuple[str, ...] = ("ContentPolicyViolationError", "ContentFilterError")
+"""Exception class names of content-policy refusals (LiteLLM and others)."""
+
+CONTEXT_LENGTH_NAMES: tuple[str, ...] = ("ContextWindowExceededError",)
+"""Exception class names of prompts too long for the model (LiteLLM)."""
+
+_CONTENT_POLICY_WORDS = ("content policy", "content_policy", "content filter", "content_filter")
+_CONTEXT_LENGTH_WORDS = (
+    "context length",
+    "context_length",
+    "context window",
+    "maximum context",
+    "prompt is too long",
+)
 
 _TRANSIENT_STATUS = frozenset({408, 429})
 _FATAL_STATUS = frozenset({400, 401, 403, 404, 413, 422})
@@ -87,6 +106,10 @@ class ErrorKind(enum.Enum):
     """Retry the same candidate after a wait."""
     FATAL = "fatal"
     """Surface the error to the caller."""
+    CONTENT_POLICY = "content_policy"
+    """A refusal: surface it, or re-route to ``content_policy_fallbacks``."""
+    CONTEXT_LENGTH = "context_length"
+    """The prompt is too long: fall back to a model with a larger context window."""
 
 
 class RetryConfig(BaseModel):
@@ -107,6 +130,16 @@ class RetryConfig(BaseModel):
         retry_on_names: class names retried, for provider errors not importable here.
         fatal: exception classes surfaced at once, with no retry and no fallback.
         fatal_names: class names treated as fatal.
+        content_policy_fallbacks: models a content-policy refusal is re-routed to (in
+            this order); by default a refusal surfaces to the caller.
+        timeout: seconds one attempt may take (for a stream: until its first chunk, and
+            between two chunks) before it is abandoned (sync: it keeps running in its
+            worker thread, its result ignored) or cancelled (async), recorded as an
+            ``AttemptTimeout`` and retried; None waits as long as the model does.
+        deadline: seconds the whole call (every attempt and wait) may take; past it the
+            call raises ``DeadlineExceeded``; None sets no limit.
+        timeout_workers: worker threads that run sync attempts when ``timeout`` is set
+            (a hung model holds one until it returns).
 
     Raises:
         ConfigError: a value is not allowed (the message names it).
@@ -132,6 +165,10 @@ class RetryConfig(BaseModel):
     retry_on_names: tuple[str, ...] = DEFAULT_RETRY_ON_NAMES
     fatal: tuple[type[BaseException], ...] = ()
     fatal_names: tuple[str, ...] = DEFAULT_FATAL_NAMES
+    content_policy_fallbacks: tuple[str, ...] = ()
+    timeout: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    deadline: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    timeout_workers: int = Field(default=32, ge=1, strict=True)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -145,11 +182,22 @@ class RetryConfig(BaseModel):
             msg = f"RetryConfig {problems}"
             raise ConfigError(msg) from exc
 
-    def classify(self, exc: BaseException) -> ErrorKind:
+    def classify(self, exc: BaseException) -> ErrorKind:  # noqa: PLR0911 - one rule a line
         """The kind of a failed attempt's error (see the module docstring)."""
         cls = type(exc)
+        if issubclass(cls, self.fatal):
+            return ErrorKind.FATAL
         names = {k.__name__ for k in cls.__mro__}
-        if issubclass(cls, self.fatal) or not names.isdisjoint(self.fatal_names):
+        text = f"{exc} {getattr(exc, 'code', '')}".lower()
+        if not names.isdisjoint(CONTENT_POLICY_NAMES) or any(
+            w in text for w in _CONTENT_POLICY_WORDS
+        ):
+            return ErrorKind.CONTENT_POLICY
+        if not names.isdisjoint(CONTEXT_LENGTH_NAMES) or any(
+            w in text for w in _CONTEXT_LENGTH_WORDS
+        ):
+            return ErrorKind.CONTEXT_LENGTH
+        if not names.isdisjoint(self.fatal_names):
             return ErrorKind.FATAL
         if issubclass(cls, self.retry_on) or not names.isdisjoint(self.retry_on_names):
             return ErrorKind.TRANSIENT
@@ -180,12 +228,30 @@ def http_status(exc: BaseException) -> int | None:
     return None
 
 
+def retry_after_s(exc: BaseException) -> float | None:
+    """The wait in seconds an error asks for (``retry_after``, or a ``retry-after`` header)."""
+    value: object = getattr(exc, "retry_after", None)
+    if value is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None) or getattr(
+            exc, "headers", None
+        )
+        getter = getattr(headers, "get", None)
+        if callable(getter):
+            value = getter("retry-after") or getter("Retry-After")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None  # absent, or an HTTP date: the backoff rule applies
+    return seconds if 0.0 <= seconds < float("inf") else None
+
+
 # ---------------------------------------------------------------------- actions
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Call ``candidate`` once; the driver sends back an :class:`Outcome`."""
+    """Call ``candidate`` once, within ``timeout`` seconds; sends back an :class:`Outcome`."""
 
     candidate: Candidate
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +262,7 @@ class Open:
     """
 
     candidate: Candidate
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +270,7 @@ class Next:
     """Read the next chunk of an opened stream (an Outcome of ``[chunk]``, ``[]`` at its end)."""
 
     iterator: Any
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from pickllm.engine.attempts import Call, Close, Emit, Gather, Next, Open, Outcome, Sleep
 from pickllm.engine.plans import ClosedEarly, Machine
+from pickllm.errors import AttemptTimeout
 from pickllm.types import Candidate
 
 __all__ = ["AsyncIO", "SyncIO", "adrive", "adrive_stream", "drive", "drive_stream"]
@@ -35,8 +36,10 @@ class SyncIO:
     open_stream: Callable[[Candidate], Iterator[Any]] | None = None
     sleep: Callable[[float], None] = lambda _: None
     max_workers: int | None = None
+    workers: ThreadPoolExecutor | None = None
+    """Runs attempts that have a timeout (None: attempts run in the calling thread)."""
 
-    def perform(self, action: object) -> Any:  # noqa: PLR0911 - one return per action
+    def perform(self, action: object) -> Any:
         """Do ``action`` and return what its machine is sent back."""
         if isinstance(action, Sleep):
             self.sleep(action.seconds)
@@ -48,18 +51,32 @@ class SyncIO:
             if callable(close):
                 close()
             return None
-        try:
-            if isinstance(action, Call) and self.call is not None:
-                return Outcome(value=self.call(action.candidate))
-            if isinstance(action, Open) and self.open_stream is not None:
-                iterator = iter(self.open_stream(action.candidate))
-                return Outcome(value=(iterator, _take(iterator)))
-            if isinstance(action, Next):
-                return Outcome(value=_take(action.iterator))
-        except Exception as exc:  # noqa: BLE001 - sent to the machine, which classifies it
-            return Outcome(error=exc)
+        if isinstance(action, Call) and self.call is not None:
+            return self._within(action.timeout, self.call, action.candidate)
+        if isinstance(action, Open) and self.open_stream is not None:
+            return self._within(action.timeout, _open, self.open_stream, action.candidate)
+        if isinstance(action, Next):
+            return self._within(action.timeout, _take, action.iterator)
         msg = f"the sync driver cannot perform {action!r}"
         raise TypeError(msg)
+
+    def _within(self, timeout: float | None, fn: Callable[..., Any], *args: Any) -> Outcome:
+        """``fn(*args)`` as an Outcome; past ``timeout`` it is abandoned to its thread."""
+        if timeout is None or self.workers is None:
+            try:
+                return Outcome(value=fn(*args))
+            except Exception as exc:  # noqa: BLE001 - sent to the machine, which classifies it
+                return Outcome(error=exc)
+        future = self.workers.submit(contextvars.copy_context().run, fn, *args)
+        try:
+            return Outcome(value=future.result(timeout=timeout))
+        except TimeoutError as exc:
+            if future.done():  # the call's own timeout error, not ours
+                return Outcome(error=exc)
+            future.cancel()
+            return Outcome(error=AttemptTimeout(f"the attempt took more than {timeout:.3g} s"))
+        except Exception as exc:  # noqa: BLE001 - sent to the machine, which classifies it
+            return Outcome(error=exc)
 
     def _gather(self, action: Gather) -> list[Any]:
         machines = action.machines
@@ -73,6 +90,11 @@ class SyncIO:
                 pool.submit(contextvars.copy_context().run, drive, m, self) for m in machines
             ]
             return [f.result() for f in futures]
+
+
+def _open(open_stream: Callable[[Candidate], Iterator[Any]], candidate: Candidate) -> Any:
+    iterator = iter(open_stream(candidate))
+    return iterator, _take(iterator)
 
 
 def _take(iterator: Iterator[Any]) -> list[Any]:
@@ -97,7 +119,7 @@ class AsyncIO:
     ) = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    async def perform(self, action: object) -> Any:  # noqa: PLR0911 - one return per action
+    async def perform(self, action: object) -> Any:
         """Do ``action`` and return what its machine is sent back."""
         if isinstance(action, Sleep):
             await self.sleep(action.seconds)
@@ -109,20 +131,34 @@ class AsyncIO:
             if callable(aclose):
                 await aclose()
             return None
-        try:
-            if isinstance(action, Call) and self.call is not None:
-                return Outcome(value=await self.call(action.candidate))
-            if isinstance(action, Open) and self.open_stream is not None:
-                opened = self.open_stream(action.candidate)
-                iterator = await opened if inspect.isawaitable(opened) else opened
-                return Outcome(value=(iterator, await _atake(iterator)))
-            if isinstance(action, Next):
-                return Outcome(value=await _atake(action.iterator))
-        except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - to the machine
-            # A cancelled attempt is recorded by the machine, which then re-raises it.
-            return Outcome(error=exc)
+        if isinstance(action, Call) and self.call is not None:
+            return await _awithin(action.timeout, self.call(action.candidate))
+        if isinstance(action, Open) and self.open_stream is not None:
+            return await _awithin(action.timeout, self._aopen(action.candidate))
+        if isinstance(action, Next):
+            return await _awithin(action.timeout, _atake(action.iterator))
         msg = f"the async driver cannot perform {action!r}"
         raise TypeError(msg)
+
+    async def _aopen(self, candidate: Candidate) -> Any:
+        assert self.open_stream is not None  # noqa: S101 - checked by perform
+        opened = self.open_stream(candidate)
+        iterator = await opened if inspect.isawaitable(opened) else opened
+        return iterator, await _atake(iterator)
+
+
+async def _awithin(limit_s: float | None, work: Awaitable[Any]) -> Outcome:
+    """``work``'s result as an Outcome; past ``limit_s`` seconds it is cancelled."""
+    try:
+        async with asyncio.timeout(limit_s) as scope:
+            return Outcome(value=await work)
+    except TimeoutError as exc:
+        if scope.expired():
+            return Outcome(error=AttemptTimeout(f"the attempt took more than {limit_s:.3g} s"))
+        return Outcome(error=exc)
+    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - to the machine
+        # A cancelled attempt is recorded by the machine, which then re-raises it.
+        return Outcome(error=exc)
 
 
 def drive(machine: Machine[T], io: SyncIO) -> T:

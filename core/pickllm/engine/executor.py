@@ -11,8 +11,10 @@ fall back, run plans and record feedback) with a driver of
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from pickllm.engine.attempts import ErrorKind, RetryConfig
@@ -86,6 +88,20 @@ class Executor:
         self.seed = seed
         self.max_workers = max_workers
         self.planner = Planner(recorder, retry=retry, clock=clock, seed=seed)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _workers(self) -> ThreadPoolExecutor | None:
+        """The threads that run sync attempts with a timeout (built on first use)."""
+        config = self.planner.config
+        if config.timeout is None and config.deadline is None:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=config.timeout_workers, thread_name_prefix="pickllm-attempt"
+                )
+            return self._pool
 
     def is_transient(self, exc: BaseException) -> bool:
         """Whether ``exc`` is retried on the same candidate."""
@@ -144,7 +160,9 @@ class Executor:
             choose=choose,
             stop=stop,
         )
-        io = SyncIO(call=call, sleep=self.sleep, max_workers=self.max_workers)
+        io = SyncIO(
+            call=call, sleep=self.sleep, max_workers=self.max_workers, workers=self._workers()
+        )
         return drive(self.planner.plan(job), io)
 
     async def arun(
@@ -214,7 +232,7 @@ class Executor:
             prompt_text=prompt_text,
             text=completion_text,
         )
-        io = SyncIO(open_stream=open_stream, sleep=self.sleep)
+        io = SyncIO(open_stream=open_stream, sleep=self.sleep, workers=self._workers())
         return drive_stream(self.planner.stream(job, on_start, on_finish), io)
 
     def astream(

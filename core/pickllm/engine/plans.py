@@ -47,8 +47,9 @@ from pickllm.engine.attempts import (
     RetryConfig,
     Sleep,
     all_failed,
+    retry_after_s,
 )
-from pickllm.errors import ConfigError
+from pickllm.errors import ConfigError, DeadlineExceeded
 from pickllm.pricing import Usage, make_feedback
 from pickllm.types import Candidate, Decision, Feedback, SeedLike
 
@@ -304,19 +305,37 @@ class Planner:
     # ------------------------------------------------------------------ machines
     def plan(self, job: Job) -> Machine[ExecutionResult[Any]]:
         """The machine that runs ``job``'s decision (single, ensemble or cascade)."""
+        until = self._until()
         kind = job.decision.kind
         if kind == "ensemble":
-            return self._ensemble(job)
+            return self._ensemble(job, until)
         if kind == "cascade":
-            return self._cascade(job)
-        return self._single(job)
+            return self._cascade(job, until)
+        return self._single(job, until)
+
+    def _until(self) -> float | None:
+        deadline = self.config.deadline
+        return None if deadline is None else self.clock() + deadline
+
+    def _timeout(self, job: Job, until: float | None, attempts: list[Feedback]) -> float | None:
+        """This attempt's time limit; raises DeadlineExceeded once the deadline passed."""
+        timeout = self.config.timeout
+        if until is None:
+            return timeout
+        left = until - self.clock()
+        if left <= 0.0:
+            failed = all_failed(job.decision, attempts)
+            msg = f"the call's deadline of {self.config.deadline} s passed: {failed}"
+            raise DeadlineExceeded(msg, attempts=failed.attempts)
+        return left if timeout is None else min(timeout, left)
 
     def _serve(
         self,
         job: Job,
         candidate: Candidate,
-        action: Callable[[Candidate], object],
+        action: type[Call | Open],
         attempts: list[Feedback],
+        until: float | None,
     ) -> Machine[tuple[Any, Feedback | None, float, float]]:
         """Attempts on one candidate until one succeeds.
 
@@ -325,12 +344,13 @@ class Planner:
         """
         failures = 0
         while True:
+            timeout = self._timeout(job, until, attempts)
             start = self.clock()
-            outcome: Outcome = yield action(candidate)
+            outcome: Outcome = yield action(candidate, timeout)
             end = self.clock()
             exc = outcome.error
             if exc is None:
-                if not isinstance(action(candidate), Call):
+                if action is not Call:
                     return outcome.value, None, start, end
                 try:
                     feedback = self._answered(job, candidate, outcome.value, end - start)
@@ -346,29 +366,62 @@ class Planner:
                 or failures >= self.config.max_attempts
             ):
                 raise exc
-            yield Sleep(self.backoff(failures))
+            wait = self.backoff(failures)
+            asked = retry_after_s(exc)
+            if asked is not None:
+                if asked > self.config.max_wait_s:
+                    raise exc  # the model asks for longer than we wait: fall back
+                wait = max(wait, asked)
+            if until is not None:
+                wait = min(wait, max(until - self.clock(), 0.0))
+            yield Sleep(wait)
 
     def _fall_back(
-        self, job: Job, action: Callable[[Candidate], object], attempts: list[Feedback]
+        self,
+        job: Job,
+        action: type[Call | Open],
+        attempts: list[Feedback],
+        until: float | None,
     ) -> Machine[tuple[Candidate, Any, Feedback | None, float, float]]:
         """The first candidate of the order that answers, and what ``_serve`` returned."""
+        order = list(self.order(job.decision))
         last: Exception | None = None
-        for candidate in self.order(job.decision):
+        while order:
+            candidate = order.pop(0)
             try:
                 value, feedback, start, end = yield from self._serve(
-                    job, candidate, action, attempts
+                    job, candidate, action, attempts, until
                 )
-            except Exception as exc:
-                if self.kind(exc) is ErrorKind.FATAL:
-                    raise
+            except Exception as exc:  # noqa: BLE001 - _after classifies it, or re-raises
+                order = self._after(exc, candidate, order, job.decision)
                 last = exc
                 continue
             return candidate, value, feedback, start, end
         raise all_failed(job.decision, attempts) from last
 
-    def _single(self, job: Job) -> Machine[ExecutionResult[Any]]:
+    def _after(
+        self, exc: Exception, failed: Candidate, order: list[Candidate], decision: Decision
+    ) -> list[Candidate]:
+        """The candidates still to try after ``failed`` raised ``exc`` (or ``exc`` itself)."""
+        kind = self.kind(exc)
+        if kind is ErrorKind.FATAL or isinstance(exc, DeadlineExceeded):
+            raise exc
+        if kind is ErrorKind.CONTENT_POLICY:
+            fallbacks = self.config.content_policy_fallbacks
+            if not fallbacks:
+                raise exc
+            known = {c.name: c for c in (*decision.ranking, *order)}
+            return [known[n] for n in fallbacks if n in known and n != failed.name]
+        if kind is ErrorKind.CONTEXT_LENGTH and failed.max_context_tokens is not None:
+            limit = failed.max_context_tokens
+            return [
+                c for c in order if c.max_context_tokens is None or c.max_context_tokens > limit
+            ]
+        return order
+
+    def _single(self, job: Job, until: float | None) -> Machine[ExecutionResult[Any]]:
         attempts: list[Feedback] = []
-        candidate, value, feedback, _, _ = yield from self._fall_back(job, Call, attempts)
+        candidate, value, feedback, _, _ = yield from self._fall_back(job, Call, attempts, until)
         assert feedback is not None  # noqa: S101 - a call's attempt has its feedback
         return self._record_one(job, candidate, value, feedback, attempts)
 
@@ -388,10 +441,12 @@ class Planner:
             served_by=(candidate.name,),
         )
 
-    def _member(self, job: Job, candidate: Candidate) -> Machine[_Member]:
+    def _member(self, job: Job, candidate: Candidate, until: float | None) -> Machine[_Member]:
         member = _Member(candidate=candidate)
         try:
-            value, feedback, _, _ = yield from self._serve(job, candidate, Call, member.attempts)
+            value, feedback, _, _ = yield from self._serve(
+                job, candidate, Call, member.attempts, until
+            )
         except Exception as exc:  # noqa: BLE001 - kept; _finish_plan surfaces it
             member.error = exc
         else:
@@ -399,20 +454,20 @@ class Planner:
             member.answer = (value, feedback)
         return member
 
-    def _ensemble(self, job: Job) -> Machine[ExecutionResult[Any]]:
+    def _ensemble(self, job: Job, until: float | None) -> Machine[ExecutionResult[Any]]:
         start = self.clock()
-        members = yield Gather(tuple(self._member(job, m) for m in job.decision.members))
+        members = yield Gather(tuple(self._member(job, m, until) for m in job.decision.members))
         return self._finish_plan(job, members, self.clock() - start, ensemble=True)
 
-    def _cascade(self, job: Job) -> Machine[ExecutionResult[Any]]:
+    def _cascade(self, job: Job, until: float | None) -> Machine[ExecutionResult[Any]]:
         start = self.clock()
         steps = job.decision.members
         members: list[_Member] = []
         for i, candidate in enumerate(steps):
-            member = yield from self._member(job, candidate)
+            member = yield from self._member(job, candidate, until)
             members.append(member)
             if member.error is not None:
-                if self.kind(member.error) is ErrorKind.FATAL:
+                if self._stops(member.error):
                     break
                 continue
             assert member.answer is not None  # noqa: S101 - set when no error
@@ -421,15 +476,21 @@ class Planner:
                 break
         return self._finish_plan(job, members, self.clock() - start, ensemble=False)
 
+    def _stops(self, exc: Exception) -> bool:
+        """Whether a plan member's error ends the plan and surfaces."""
+        kind = self.kind(exc)
+        return (
+            kind is ErrorKind.FATAL
+            or (kind is ErrorKind.CONTENT_POLICY and not self.config.content_policy_fallbacks)
+            or isinstance(exc, DeadlineExceeded)
+        )
+
     def _finish_plan(
         self, job: Job, members: Sequence[_Member], latency: float, *, ensemble: bool
     ) -> ExecutionResult[Any]:
         """Record the answers of a finished plan and pick the one returned."""
         answered = [(m, m.answer) for m in members if m.answer is not None]
-        fatal = next(
-            (m.error for m in members if m.error and self.kind(m.error) is ErrorKind.FATAL),
-            None,
-        )
+        fatal = next((m.error for m in members if m.error and self._stops(m.error)), None)
         attempts: list[Feedback] = []
         for member in members:
             attempts.extend(member.attempts)
@@ -490,8 +551,9 @@ class Planner:
         ``extra=(("closed_early", 1.0),)`` and the stream is closed.
         """
         attempts: list[Feedback] = []
+        until = self._until()
         candidate, (iterator, head), _, start, first_at = yield from self._fall_back(
-            job, Open, attempts
+            job, Open, attempts, until
         )
         if on_start is not None:
             on_start(candidate)
@@ -502,7 +564,7 @@ class Planner:
             while head:
                 chunks.append(head[0])
                 yield Emit(head[0])
-                outcome: Outcome = yield Next(iterator)
+                outcome: Outcome = yield Next(iterator, self.config.timeout)
                 if outcome.error is not None:
                     yield Close(iterator)
                     self._failed(

@@ -28,7 +28,9 @@ background (a bounded thread pool for sync callers, an asyncio task for async ca
 The call's cost and latency were recorded when it returned, so a slow evaluator only
 delays the quality part of the reward. An evaluator that raises, returns something that is
 not a score, or whose score cannot be joined (the decision expired) is logged with its
-traceback on this module's logger and counted (``errors``, ``last_error``, ``on_error``);
+exception's class on this module's logger at WARNING (its message and traceback only at
+DEBUG, as they may quote the prompt or the answer) and counted (``errors``,
+``last_error``, ``on_error``);
 it never fails the call it scores. An answer scored ``None`` leaves its decision pending
 until the router expires it, and the router then learns from the call without a quality
 score (see :class:`pickllm.Router`).
@@ -475,7 +477,7 @@ class EvaluationRunner:
     the background work (tests and shutdown); ``close`` stops the thread pool.
 
     Errors (the evaluator raising or returning a non-score, the sink rejecting the score)
-    are logged with their traceback, counted in ``errors``, kept in ``last_error`` and
+    are logged (the error's class at WARNING, its text at DEBUG), counted in ``errors``, kept in ``last_error`` and
     passed to ``on_error(decision_id, exc)`` if given; they never propagate to the call.
 
     Args:
@@ -619,19 +621,21 @@ class EvaluationRunner:
         with self._lock:
             self._errors += 1
             self._last_error = exc
-        logger.error(
-            "evaluator %r failed for decision %s: %s: %s",
-            self.evaluator,
+        # The exception's text may quote the prompt or the answer: WARNING names only its
+        # class; the message and traceback are logged at DEBUG, for who asks for them.
+        logger.warning(
+            "evaluator %s failed for decision %s: %s",
+            type(self.evaluator).__name__,
             decision_id,
             type(exc).__name__,
-            exc,
-            exc_info=exc,
         )
+        logger.debug("evaluator failure for decision %s", decision_id, exc_info=exc)
         if self.on_error is not None:
             try:
                 self.on_error(decision_id, exc)
             except Exception:
-                logger.exception("on_error callback failed for decision %s", decision_id)
+                logger.warning("on_error callback failed for decision %s", decision_id)
+                logger.debug("on_error failure", exc_info=True)
 
     def _evaluate(
         self, decision_id: str, prompt: str, answer: str, kwargs: Mapping[str, Any]

@@ -208,13 +208,21 @@ def test_failures_are_logged_counted_and_reported(caplog: pytest.LogCaptureFixtu
     runner = EvaluationRunner(
         broken, Sink(), on_error=lambda d, exc: reported.append((d, str(exc)))
     )
-    with caplog.at_level(logging.ERROR, logger="pickllm.evaluation"):
-        assert runner.submit("d1", "Q", "A") is None
+    with caplog.at_level(logging.WARNING, logger="pickllm.evaluation"):
+        assert runner.submit("d1", "Q secret prompt", "A") is None
     assert runner.errors == 1
     assert isinstance(runner.last_error, RuntimeError)
     assert reported == [("d1", "judge is down")]
-    assert "judge is down" in caplog.text
+    # At WARNING: which decision and which error class, never the error's text (it may
+    # quote the prompt or the answer); the text and traceback are at DEBUG.
     assert "d1" in caplog.text
+    assert "RuntimeError" in caplog.text
+    assert "judge is down" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="pickllm.evaluation"):
+        runner.submit("d1b", "Q", "A")
+    assert "judge is down" in caplog.text
 
     not_a_score = EvaluationRunner(lambda p, a: 7, Sink())
     with caplog.at_level(logging.ERROR, logger="pickllm.evaluation"):
@@ -235,7 +243,7 @@ def test_a_failing_on_error_callback_is_logged_too(caplog: pytest.LogCaptureFixt
         raise ValueError(msg)
 
     runner = EvaluationRunner(lambda p, a: 2.0, Sink(), on_error=on_error)
-    with caplog.at_level(logging.ERROR, logger="pickllm.evaluation"):
+    with caplog.at_level(logging.WARNING, logger="pickllm.evaluation"):
         runner.submit("d", "Q", "A")
     assert "on_error callback failed" in caplog.text
 

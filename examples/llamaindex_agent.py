@@ -76,7 +76,7 @@ async def ask_agent(llm: PickLLM, question: str, *, streaming: bool) -> str:
 
 def main() -> dict[str, object]:
     llm = PickLLM(
-        {"cheap": scripted("cheap"), "premium": scripted("premium")},
+        models={"cheap": scripted("cheap"), "premium": scripted("premium")},
         prices={"cheap": (0.15, 0.6), "premium": (3.0, 15.0)},
         policy="ucb1",
         seed=0,
@@ -91,7 +91,7 @@ def main() -> dict[str, object]:
     print("predict_and_call:", direct)
 
     mixed = PickLLM(
-        {"chat-only": MockLLM(), "tools": scripted("tools")}, cost=0.0, policy="random", seed=0
+        models={"chat-only": MockLLM(), "tools": scripted("tools")}, cost=0.0, policy="random", seed=0
     )
     served = [
         mixed.chat_with_tools(TOOLS, user_msg="What is 4 times 5?").additional_kwargs["pickllm"][

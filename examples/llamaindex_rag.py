@@ -49,7 +49,7 @@ def rating(answer: str) -> float:
 
 def main() -> dict[str, object]:
     llm = PickLLM(
-        # MockLLM(max_tokens=n) answers with n words: the "small" model answers tersely.
+        models=# MockLLM(max_tokens=n) answers with n words: the "small" model answers tersely.
         {"small": MockLLM(max_tokens=4), "large": MockLLM(max_tokens=12)},
         prices=PRICES,
         policy="thompson",

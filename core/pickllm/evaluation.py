@@ -477,8 +477,9 @@ class EvaluationRunner:
     the background work (tests and shutdown); ``close`` stops the thread pool.
 
     Errors (the evaluator raising or returning a non-score, the sink rejecting the score)
-    are logged (the error's class at WARNING, its text at DEBUG), counted in ``errors``, kept in ``last_error`` and
-    passed to ``on_error(decision_id, exc)`` if given; they never propagate to the call.
+    are logged (the error's class at WARNING, its text at DEBUG), counted in ``errors``,
+    kept in ``last_error`` and passed to ``on_error(decision_id, exc)`` if given; they never
+    propagate to the call.
 
     Args:
         evaluator: the evaluator (see :class:`Evaluator`).

@@ -58,42 +58,42 @@ class FakeClock:
 
 # ---------------------------------------------------------------------- construction
 def test_candidates_named_by_mapping_or_model_name() -> None:
-    llm = PickLLM([UsageLLM(name="a"), UsageLLM(name="b")], cost=0.0)
+    llm = PickLLM(models=[UsageLLM(name="a"), UsageLLM(name="b")], cost=0.0)
     assert list(llm.llms) == ["a", "b"]
     assert [c.name for c in llm.core_router.candidates] == ["a", "b"]
 
 
 def test_duplicate_model_names_need_a_mapping() -> None:
     with pytest.raises(ConfigError, match="both named 'unknown'"):
-        PickLLM([MockLLM(), MockLLM()], cost=0.0)
+        PickLLM(models=[MockLLM(), MockLLM()], cost=0.0)
 
 
 def test_missing_price_is_an_error_when_cost_counts() -> None:
     with pytest.raises(ConfigError, match=r"no price for candidate\(s\) \['large'\]"):
-        PickLLM(two_usage_llms(), prices={"small": (0.1, 0.2)})
+        PickLLM(models=two_usage_llms(), prices={"small": (0.1, 0.2)})
     # without a cost weight, prices are optional
-    llm = PickLLM(two_usage_llms(), cost=0.0)
+    llm = PickLLM(models=two_usage_llms(), cost=0.0)
     assert llm.core_router.candidates[1].input_price == 0.0
 
 
 def test_bad_arguments_name_the_value() -> None:
     with pytest.raises(ConfigError, match="at least one"):
-        PickLLM({})
+        PickLLM(models={})
     with pytest.raises(TypeError, match="must be a LlamaIndex LLM"):
-        PickLLM({"x": "not an llm"})  # type: ignore[dict-item]
+        PickLLM(models={"x": "not an llm"})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="weight cost"):
-        PickLLM(two_usage_llms(), prices=PRICES, cost=-1.0)
+        PickLLM(models=two_usage_llms(), prices=PRICES, cost=-1.0)
     with pytest.raises(TypeError, match="evaluate_in_background"):
-        PickLLM(two_usage_llms(), prices=PRICES, evaluate_in_background=1)  # type: ignore[arg-type]
+        PickLLM(models=two_usage_llms(), prices=PRICES, evaluate_in_background=1)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown policy 'nope'"):
-        PickLLM(two_usage_llms(), prices=PRICES, policy="nope")
-    router = Router(list(PickLLM(two_usage_llms(), prices=PRICES).core_router.candidates)[:1])
+        PickLLM(models=two_usage_llms(), prices=PRICES, policy="nope")
+    router = Router(list(PickLLM(models=two_usage_llms(), prices=PRICES).core_router.candidates)[:1])
     with pytest.raises(ConfigError, match="must be the LLMs' names"):
-        PickLLM(two_usage_llms(), router=router)
+        PickLLM(models=two_usage_llms(), router=router)
 
 
 def test_hyperparameters_are_stored_as_given() -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES, policy="ucb1", quality=0.7, cost=0.2, seed=3)
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="ucb1", quality=0.7, cost=0.2, seed=3)
     assert (llm.policy, llm.quality, llm.cost, llm.latency, llm.seed) == ("ucb1", 0.7, 0.2, 0.2, 3)
     assert llm.core_router.objective.quality == 0.7
     assert llm.core_router.policy.name == "ucb1"
@@ -102,7 +102,7 @@ def test_hyperparameters_are_stored_as_given() -> None:
 # ---------------------------------------------------------------------- metadata
 def test_metadata_promises_only_what_every_candidate_can_do() -> None:
     mixed = PickLLM(
-        {
+        models={
             "mock": MockLLM(max_tokens=8),
             "fc": adder("fc"),
             "narrow": UsageLLM(window=1000, name="narrow"),
@@ -115,7 +115,7 @@ def test_metadata_promises_only_what_every_candidate_can_do() -> None:
     assert meta.is_function_calling_model is False
     assert meta.is_chat_model is False
     assert meta.model_name == "pickllm"
-    both_fc = PickLLM({"a": adder("a"), "b": adder("b")}, cost=0.0)
+    both_fc = PickLLM(models={"a": adder("a"), "b": adder("b")}, cost=0.0)
     assert both_fc.metadata.is_function_calling_model is True
     assert both_fc.metadata.is_chat_model is True
     flags = {c.name: c.tool_calling for c in mixed.core_router.candidates}
@@ -124,7 +124,7 @@ def test_metadata_promises_only_what_every_candidate_can_do() -> None:
 
 # ---------------------------------------------------------------------- each call routed
 def test_complete_reports_model_decision_cost_and_reported_usage() -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES, policy=Fixed(model="large"), clock=FakeClock())
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy=Fixed(model="large"), clock=FakeClock())
     response = llm.complete("What is 2 + 2?")
     info = response.additional_kwargs["pickllm"]
     assert response.text == "large answer"
@@ -143,7 +143,7 @@ def test_complete_reports_model_decision_cost_and_reported_usage() -> None:
 
 
 def test_usage_is_estimated_and_written_to_raw_when_not_reported() -> None:
-    llm = PickLLM({"echo": MockLLM()}, cost=0.0)
+    llm = PickLLM(models={"echo": MockLLM()}, cost=0.0)
     response = llm.complete("abcdefgh")  # MockLLM echoes: 8 chars -> 2 tokens each way
     assert response.raw == {
         "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
@@ -152,7 +152,7 @@ def test_usage_is_estimated_and_written_to_raw_when_not_reported() -> None:
 
 
 def test_every_entry_point_is_routed_on_its_own() -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES, policy="random", seed=1)
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="random", seed=1)
     messages = [ChatMessage(role=MessageRole.USER, content="hello")]
     ids = [
         llm.complete("a").additional_kwargs["pickllm"]["decision_id"],
@@ -181,7 +181,7 @@ def test_every_entry_point_is_routed_on_its_own() -> None:
 
 def test_stream_tags_every_chunk_and_puts_cost_on_the_last() -> None:
     llm = PickLLM(
-        {"small": UsageLLM(answer="one two three", name="small")},
+        models={"small": UsageLLM(answer="one two three", name="small")},
         prices={"small": (1.0, 2.0)},
     )
     chunks = list(llm.stream_complete("count"))
@@ -194,7 +194,7 @@ def test_stream_tags_every_chunk_and_puts_cost_on_the_last() -> None:
 
 
 def test_stream_closed_early_still_records_the_call() -> None:
-    llm = PickLLM({"small": UsageLLM(answer="a b c d", name="small")}, cost=0.0)
+    llm = PickLLM(models={"small": UsageLLM(answer="a b c d", name="small")}, cost=0.0)
     stream = llm.stream_complete("go")
     next(stream)
     stream.close()
@@ -205,7 +205,7 @@ def test_stream_closed_early_still_records_the_call() -> None:
 def test_transient_errors_retry_then_fall_back_through_the_core_executor() -> None:
     waits: list[float] = []
     llm = PickLLM(
-        two_usage_llms(fail_times=10),
+        models=two_usage_llms(fail_times=10),
         prices=PRICES,
         policy=Fixed(model="small"),
         retry=RetryConfig(max_attempts=2, jitter_s=0.0),
@@ -225,7 +225,7 @@ def test_all_candidates_failing_raises_execution_error() -> None:
         "a": UsageLLM(name="a", fail_times=99, error=ValueError),
         "b": UsageLLM(name="b", fail_times=99, error=ValueError),
     }
-    llm = PickLLM(llms, cost=0.0)
+    llm = PickLLM(models=llms, cost=0.0)
     with pytest.raises(ExecutionError, match="every candidate") as info:
         llm.complete("x")
     assert [f.error for f in info.value.attempts] == ["ValueError", "ValueError"]
@@ -233,7 +233,7 @@ def test_all_candidates_failing_raises_execution_error() -> None:
 
 def test_async_fallback() -> None:
     llm = PickLLM(
-        two_usage_llms(fail_times=1, error=RuntimeError), prices=PRICES, policy=Fixed(model="small")
+        models=two_usage_llms(fail_times=1, error=RuntimeError), prices=PRICES, policy=Fixed(model="small")
     )
     response = asyncio.run(llm.acomplete("hi"))
     assert response.additional_kwargs["pickllm"]["model"] == "large"
@@ -242,7 +242,7 @@ def test_async_fallback() -> None:
 
 # ---------------------------------------------------------------------- feedback and evaluators
 def test_delayed_feedback_by_decision_id_and_by_response() -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES, policy="ucb1", await_feedback=True)
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="ucb1", await_feedback=True)
     first = llm.complete("q1")
     assert first.additional_kwargs["pickllm"]["reward"] is None  # waits for the score
     reward = llm.feedback(first.additional_kwargs["pickllm"]["decision_id"], 1.0)
@@ -257,7 +257,7 @@ def test_delayed_feedback_by_decision_id_and_by_response() -> None:
 
 
 def test_without_await_feedback_calls_learn_at_once() -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES)
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES)
     response = llm.complete("q")
     assert response.additional_kwargs["pickllm"]["reward"] is not None
     with pytest.raises(UnknownDecisionError):
@@ -272,7 +272,7 @@ def test_plain_callable_evaluator_scores_inline() -> None:
         return 1.0 if "large" in answer else 0.0
 
     llm = PickLLM(
-        two_usage_llms(),
+        models=two_usage_llms(),
         prices=PRICES,
         quality=1.0,
         cost=0.0,
@@ -288,7 +288,7 @@ def test_plain_callable_evaluator_scores_inline() -> None:
 
 def test_background_evaluation_joins_the_score() -> None:
     llm = PickLLM(
-        two_usage_llms(),
+        models=two_usage_llms(),
         prices=PRICES,
         quality=1.0,
         cost=0.0,
@@ -314,7 +314,7 @@ def test_streamed_answers_are_evaluated_on_their_full_text() -> None:
         return 1.0
 
     llm = PickLLM(
-        {"s": UsageLLM(answer="a b c", name="s")},
+        models={"s": UsageLLM(answer="a b c", name="s")},
         cost=0.0,
         evaluator=judge,
         evaluate_in_background=False,
@@ -344,7 +344,7 @@ def test_ensemble_answer_is_aggregated_usage_summed() -> None:
         "small": UsageLLM(answer="short", name="small"),
         "large": UsageLLM(answer="a much longer answer", name="large", output_tokens=50),
     }
-    llm = PickLLM(llms, prices=PRICES, policy=EnsembleOfAll())
+    llm = PickLLM(models=llms, prices=PRICES, policy=EnsembleOfAll())
     response = llm.complete("q")
     info = response.additional_kwargs["pickllm"]
     assert response.text == "a much longer answer"
@@ -362,7 +362,7 @@ def test_ensemble_answer_is_aggregated_usage_summed() -> None:
 
 # ---------------------------------------------------------------------- tools
 def test_tool_calls_go_only_to_tool_calling_candidates() -> None:
-    llm = PickLLM({"mock": MockLLM(), "fc": adder("fc")}, cost=0.0, policy="random", seed=0)
+    llm = PickLLM(models={"mock": MockLLM(), "fc": adder("fc")}, cost=0.0, policy="random", seed=0)
     tool = FunctionTool.from_defaults(fn=lambda a, b: a + b, name="add")
     for _ in range(10):
         response = llm.chat_with_tools([tool], user_msg="what is 2 + 3?")
@@ -373,7 +373,7 @@ def test_tool_calls_go_only_to_tool_calling_candidates() -> None:
 
 
 def test_prepare_chat_with_tools_then_chat_runs_the_chosen_llm() -> None:
-    llm = PickLLM({"a": adder("a"), "b": adder("b")}, cost=0.0, policy=Fixed(model="b"))
+    llm = PickLLM(models={"a": adder("a"), "b": adder("b")}, cost=0.0, policy=Fixed(model="b"))
     tool = FunctionTool.from_defaults(fn=lambda a, b: a + b, name="add")
     kwargs = llm._prepare_chat_with_tools([tool], user_msg="2 + 3?")
     response = llm.chat(**kwargs)
@@ -382,7 +382,7 @@ def test_prepare_chat_with_tools_then_chat_runs_the_chosen_llm() -> None:
 
 
 def test_predict_and_call_through_pickllm() -> None:
-    llm = PickLLM({"a": adder("a"), "b": adder("b")}, cost=0.0, policy="random", seed=2)
+    llm = PickLLM(models={"a": adder("a"), "b": adder("b")}, cost=0.0, policy="random", seed=2)
     tool = FunctionTool.from_defaults(fn=lambda a, b: a + b, name="add")
     assert llm.predict_and_call([tool], user_msg="2 + 3?").response == "5"
 
@@ -418,7 +418,7 @@ def test_one_llm_event_per_call(events: EventCounter, method: str) -> None:
     CALLS[method](adder("direct"))
     direct = events.llm_starts()
     assert direct == (2 if method == "achat" else 1)
-    llm = PickLLM({"a": adder("a"), "b": adder("b")}, cost=0.0, policy="random", seed=0)
+    llm = PickLLM(models={"a": adder("a"), "b": adder("b")}, cost=0.0, policy="random", seed=0)
     CALLS[method](llm)
     assert events.llm_starts() == 2 * direct
     assert events.counts["PickLLMRouteEvent"] == 1
@@ -428,7 +428,7 @@ def test_pickllm_adds_no_event_to_a_child_with_nested_events(events: EventCounte
     # CustomLLM.chat calls its own complete: two events of the child's own making.
     UsageLLM(name="direct").chat(MESSAGES)
     direct = events.llm_starts()
-    PickLLM({"s": UsageLLM(name="s")}, cost=0.0).chat(MESSAGES)
+    PickLLM(models={"s": UsageLLM(name="s")}, cost=0.0).chat(MESSAGES)
     assert events.llm_starts() == 2 * direct
 
 
@@ -437,7 +437,7 @@ def test_child_span_nests_under_pickllm_span() -> None:
     root = get_dispatcher()
     root.add_span_handler(spans)
     try:
-        PickLLM({"s": UsageLLM(name="s")}, cost=0.0).complete("hi")
+        PickLLM(models={"s": UsageLLM(name="s")}, cost=0.0).complete("hi")
     finally:
         root.span_handlers.remove(spans)
     by_id = {s.id_: s for s in spans.completed_spans}
@@ -448,7 +448,7 @@ def test_child_span_nests_under_pickllm_span() -> None:
 
 def test_token_counting_handler_counts_each_call_once() -> None:
     counter = TokenCountingHandler()
-    llm = PickLLM(two_usage_llms(), prices=PRICES, callback_manager=CallbackManager([counter]))
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, callback_manager=CallbackManager([counter]))
     llm.complete("one")
     list(llm.stream_complete("two"))
     llm.complete("three")
@@ -459,7 +459,7 @@ def test_token_counting_handler_counts_each_call_once() -> None:
 
 # ---------------------------------------------------------------------- state
 def test_save_and_load_continue_the_learned_state(tmp_path: Path) -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES, policy="epsilon_greedy_q", seed=7)
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="epsilon_greedy_q", seed=7)
     for i in range(20):
         llm.complete(f"q{i}")
     path = tmp_path / "router.json"
@@ -477,7 +477,7 @@ def test_save_and_load_continue_the_learned_state(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- concurrency
 def test_threads_lose_no_update() -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES, policy="thompson", seed=0)
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="thompson", seed=0)
     errors: list[BaseException] = []
 
     def work() -> None:
@@ -498,7 +498,7 @@ def test_threads_lose_no_update() -> None:
 
 
 async def test_concurrent_tasks() -> None:
-    llm = PickLLM(two_usage_llms(), prices=PRICES, policy="ucb1")
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="ucb1")
     responses = await asyncio.gather(*(llm.acomplete(f"q{i}") for i in range(40)))
     ids = {r.additional_kwargs["pickllm"]["decision_id"] for r in responses}
     assert len(ids) == 40
@@ -523,7 +523,7 @@ class CountingLimiter(BaseRateLimiter):
 def test_rate_limiter_is_acquired_once_per_routed_call() -> None:
     limiter = CountingLimiter()
     llm = PickLLM(
-        two_usage_llms(fail_times=1),
+        models=two_usage_llms(fail_times=1),
         prices=PRICES,
         rate_limiter=limiter,
         sleep=lambda _: None,
@@ -541,7 +541,7 @@ class BadRequestError(Exception):
 
 def test_fatal_errors_are_raised_without_fallback_and_recorded() -> None:
     llms = two_usage_llms(fail_times=1, error=BadRequestError)
-    llm = PickLLM(llms, prices=PRICES, policy=Fixed(model="small"))
+    llm = PickLLM(models=llms, prices=PRICES, policy=Fixed(model="small"))
     with pytest.raises(BadRequestError):
         llm.complete("bad")
     assert llm.stats()["small"].errors == 1

@@ -38,7 +38,7 @@ def index() -> VectorStoreIndex:
 
 def rag_llm() -> PickLLM:
     return PickLLM(
-        {"short": MockLLM(max_tokens=3), "long": MockLLM(max_tokens=8)},
+        models={"short": MockLLM(max_tokens=3), "long": MockLLM(max_tokens=8)},
         prices={"short": (0.1, 0.2), "long": (3.0, 15.0)},
         policy="random",
         seed=0,
@@ -93,7 +93,7 @@ def test_settings_llm_and_token_counting_count_each_call_once() -> None:
 @workflow_warning
 @pytest.mark.parametrize("streaming", [False, True])
 async def test_function_agent_calls_a_tool_through_pickllm(streaming: bool) -> None:
-    llm = PickLLM({"a": adder("a"), "b": adder("b")}, cost=0.0, policy="random", seed=0)
+    llm = PickLLM(models={"a": adder("a"), "b": adder("b")}, cost=0.0, policy="random", seed=0)
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(add)], llm=llm, streaming=streaming)
     output: object = await agent.run(user_msg="What is 2 + 3?")
     assert isinstance(output, AgentOutput)
@@ -112,7 +112,7 @@ async def test_function_agent_calls_a_tool_through_pickllm(streaming: bool) -> N
 
 @workflow_warning
 async def test_function_agent_refuses_a_pool_that_cannot_call_tools() -> None:
-    llm = PickLLM({"mock": MockLLM(), "fc": adder("fc")}, cost=0.0)
+    llm = PickLLM(models={"mock": MockLLM(), "fc": adder("fc")}, cost=0.0)
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(add)], llm=llm)
     with pytest.raises(ValueError, match="FunctionCallingLLM"):
         await agent.run(user_msg="What is 2 + 3?")
@@ -136,7 +136,7 @@ def react_script(messages: list[ChatMessage], **kwargs: Any) -> ChatMessage:
 @pytest.mark.filterwarnings("ignore:is_running called from within a step:DeprecationWarning")
 async def test_react_agent_through_pickllm() -> None:
     llm = PickLLM(
-        {
+        models={
             "a": MockFunctionCallingLLM(response_generator=react_script, is_chat_model=True),
             "b": MockFunctionCallingLLM(response_generator=react_script, is_chat_model=True),
         },

@@ -52,7 +52,7 @@ def test_replay_llm_errors_name_what_exists() -> None:
 def test_pickllm_reports_the_recorded_cost_and_estimated_tokens() -> None:
     prompt = STORE.prompt_text("winogrande.dev.949")
     llm = PickLLM(
-        {m: ReplayLLM(model=m) for m in MODELS}, prices=PRICES, policy=Fixed(model=MODELS[2])
+        models={m: ReplayLLM(model=m) for m in MODELS}, prices=PRICES, policy=Fixed(model=MODELS[2])
     )
     response = llm.complete(prompt)
     info = response.additional_kwargs["pickllm"]
@@ -65,7 +65,7 @@ def test_pickllm_reports_the_recorded_cost_and_estimated_tokens() -> None:
 
 def _run(policy: object, prompts: list[str]) -> tuple[PickLLM, list[str]]:
     llm = PickLLM(
-        {m: ReplayLLM(model=m) for m in MODELS},
+        models={m: ReplayLLM(model=m) for m in MODELS},
         prices=PRICES,
         policy=policy,  # type: ignore[arg-type]
         seed=0,
@@ -102,7 +102,7 @@ def test_learning_through_llamaindex_moves_toward_the_best_model() -> None:
 # ---------------------------------------------------------------------- track()
 def test_track_collects_the_calls_of_a_query_for_delayed_feedback() -> None:
     llm = PickLLM(
-        {"short": MockLLM(max_tokens=3), "long": MockLLM(max_tokens=8)},
+        models={"short": MockLLM(max_tokens=3), "long": MockLLM(max_tokens=8)},
         cost=0.0,
         policy="thompson",
         seed=0,
@@ -122,8 +122,8 @@ def test_track_collects_the_calls_of_a_query_for_delayed_feedback() -> None:
 
 
 async def test_track_is_per_task_and_sees_subtasks() -> None:
-    llm = PickLLM({"a": MockLLM(), "b": MockLLM(max_tokens=2)}, cost=0.0, policy="random", seed=0)
-    other = PickLLM({"a": MockLLM()}, cost=0.0)
+    llm = PickLLM(models={"a": MockLLM(), "b": MockLLM(max_tokens=2)}, cost=0.0, policy="random", seed=0)
+    other = PickLLM(models={"a": MockLLM()}, cost=0.0)
 
     async def outside() -> None:
         await llm.acomplete("not tracked")
@@ -141,7 +141,7 @@ async def test_track_is_per_task_and_sees_subtasks() -> None:
 def test_streamed_replay_reports_the_recorded_cost() -> None:
     prompt = STORE.prompt_text("winogrande.dev.949")
     llm = PickLLM(
-        {m: ReplayLLM(model=m) for m in MODELS}, prices=PRICES, policy=Fixed(model=MODELS[0])
+        models={m: ReplayLLM(model=m) for m in MODELS}, prices=PRICES, policy=Fixed(model=MODELS[0])
     )
     chunks = list(llm.stream_complete(prompt))
     assert (

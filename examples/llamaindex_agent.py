@@ -1,4 +1,4 @@
-"""A LlamaIndex agent whose every LLM turn is routed by PickLLM, offline.
+"""A LlamaIndex agent whose LLM turns are routed by PickLLM, offline.
 
 Run it: ``python examples/llamaindex_agent.py``. The candidates are two scripted
 ``MockFunctionCallingLLM``s standing in for a cheap and a premium tool-calling model: they
@@ -7,8 +7,9 @@ you can see who answered). Nothing touches the network.
 
 What it shows:
 
-* ``FunctionAgent`` (streaming and not) calling tools through PickLLM: each turn of the
-  agent loop is routed on its own, and the tool call is parsed by the model that made it;
+* ``FunctionAgent`` (streaming and not) calling tools through PickLLM: each question is
+  routed, and the turns that answer a tool call stay on the model that made it (which
+  also parses it);
 * ``predict_and_call`` on PickLLM directly;
 * a pool with a model that cannot call tools: ``metadata.is_function_calling_model`` is
   then False (FunctionAgent needs True), yet direct tool calls still work, routed only to
@@ -91,7 +92,10 @@ def main() -> dict[str, object]:
     print("predict_and_call:", direct)
 
     mixed = PickLLM(
-        models={"chat-only": MockLLM(), "tools": scripted("tools")}, cost=0.0, policy="random", seed=0
+        models={"chat-only": MockLLM(), "tools": scripted("tools")},
+        cost=0.0,
+        policy="random",
+        seed=0,
     )
     served = [
         mixed.chat_with_tools(TOOLS, user_msg="What is 4 times 5?").additional_kwargs["pickllm"][

@@ -49,8 +49,8 @@ def rating(answer: str) -> float:
 
 def main() -> dict[str, object]:
     llm = PickLLM(
-        models=# MockLLM(max_tokens=n) answers with n words: the "small" model answers tersely.
-        {"small": MockLLM(max_tokens=4), "large": MockLLM(max_tokens=12)},
+        # MockLLM(max_tokens=n) answers with n words: the "small" model answers tersely.
+        models={"small": MockLLM(max_tokens=4), "large": MockLLM(max_tokens=12)},
         prices=PRICES,
         policy="thompson",
         quality=1.0,

@@ -35,20 +35,12 @@ tag is removed from the messages PickLLM sends to its LLMs.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Generator,
-    Iterator,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -72,12 +64,22 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
 from llamaindex_pickllm.evaluators import LlamaIndexEvaluator
+from llamaindex_pickllm.translation import (
+    MODEL_TAG,
+    LlamaIndexCalls,
+    can_call_tools,
+    detected_capabilities,
+    message_text,
+    name_models,
+    query_of,
+    tool_loop_model,
+    untagged,
+    with_usage,
+)
 from pickllm.engine import Answer, Engine, Request, RoutingSettings
 from pickllm.errors import ConfigError
 from pickllm.evaluation import EvaluationRunner
-from pickllm.pricing import Usage
 from pickllm.router import CandidateStats, Router
-from pickllm.types import Candidate
 
 __all__ = ["PickLLM", "PickLLMRouteEvent", "TrackedCalls"]
 
@@ -85,9 +87,6 @@ dispatcher = get_dispatcher(__name__)
 
 INFO_KEY = "pickllm"
 """Key of the routing facts in ``response.additional_kwargs``."""
-
-MODEL_TAG = "pickllm_model"
-"""Key, in a tool call's ``message.additional_kwargs``, of the model that made it."""
 
 _TOOLS_KWARG = "pickllm_tools"
 """Carries the tools from ``_prepare_chat_with_tools`` to the ``chat`` it prepares."""
@@ -164,252 +163,8 @@ _TRACKERS: ContextVar[tuple[tuple[int, TrackedCalls], ...]] = ContextVar(
 )
 
 
-# ---------------------------------------------------------------------- messages
-def _message_text(message: ChatMessage) -> str:
-    return message.content or ""
-
-
-def _query_of(messages: Sequence[ChatMessage]) -> str:
-    """The last user message (the question), else the last message."""
-    for message in reversed(messages):
-        if message.role == MessageRole.USER:
-            return _message_text(message)
-    return _message_text(messages[-1]) if messages else ""
-
-
-def _tool_loop_model(messages: Sequence[ChatMessage]) -> str | None:
-    """The model whose tool call the trailing tool results answer, if PickLLM tagged it."""
-    i = len(messages)
-    while i and messages[i - 1].role == MessageRole.TOOL:
-        i -= 1
-    if i == len(messages) or i == 0 or messages[i - 1].role != MessageRole.ASSISTANT:
-        return None
-    tag = messages[i - 1].additional_kwargs.get(MODEL_TAG)
-    return tag if isinstance(tag, str) else None
-
-
-def _untagged(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-    """The messages without PickLLM's tag, which some providers would send to the model."""
-    return [
-        m.model_copy(
-            update={"additional_kwargs": {k: v for k, v in m.additional_kwargs.items() if k != MODEL_TAG}}
-        )
-        if MODEL_TAG in m.additional_kwargs
-        else m
-        for m in messages
-    ]
-
-
-# ---------------------------------------------------------------------- text and usage
-def _response_text(response: ChatResponse | CompletionResponse) -> str:
-    if isinstance(response, ChatResponse):
-        return response.message.content or ""
-    return response.text or ""
-
-
-def _stream_text(chunks: Sequence[ChatResponse | CompletionResponse]) -> str:
-    deltas = [c.delta for c in chunks if c.delta]
-    if deltas:
-        return "".join(deltas)
-    return _response_text(chunks[-1]) if chunks else ""
-
-
-_INPUT_KEYS = ("prompt_tokens", "input_tokens", "prompt_token_count")
-_OUTPUT_KEYS = ("completion_tokens", "output_tokens", "candidates_token_count")
-_COST_KEYS = ("cost_usd", "cost")
-
-
-def _usage_dict(raw: Any) -> dict[str, Any] | None:
-    """The usage a provider reported in ``raw``, read as LlamaIndex's token counter does."""
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        try:
-            raw = dict(raw)
-        except (TypeError, ValueError):
-            return None
-    usage = raw.get("usage", raw.get("usage_metadata"))
-    if usage is None:
-        return None
-    if not isinstance(usage, Mapping):
-        dump = getattr(usage, "model_dump", None)
-        if not callable(dump):
-            return None
-        usage = dump()
-    return dict(usage)
-
-
-def _count(usage: Mapping[str, Any], keys: Sequence[str]) -> int | None:
-    for key in keys:
-        value = usage.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
-
-
-def _cost(usage: Mapping[str, Any]) -> float | None:
-    for key in _COST_KEYS:
-        value = usage.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if math.isfinite(value) and value >= 0:
-            return float(value)
-    return None
-
-
-def _reported_usage(response: ChatResponse | CompletionResponse) -> Usage:
-    usage = _usage_dict(response.raw)
-    if usage is None:
-        return Usage()
-    return Usage(
-        input_tokens=_count(usage, _INPUT_KEYS),
-        output_tokens=_count(usage, _OUTPUT_KEYS),
-        cost_usd=_cost(usage),
-    )
-
-
-def _with_usage(raw: Any, input_tokens: int, output_tokens: int, *, force: bool) -> Any:
-    """``raw`` with the call's token counts in ``raw["usage"]``.
-
-    Counts the model reported are kept; missing ones (or, with ``force``, all of them: a
-    plan's usage is the sum over its members) are set to what the cost was computed from.
-    A ``raw`` that is neither None nor a dict is a provider's object: left as it is.
-    """
-    if raw is not None and not isinstance(raw, dict):
-        return raw
-    reported = _usage_dict(raw) or {}
-    complete = (
-        _count(reported, _INPUT_KEYS) is not None and _count(reported, _OUTPUT_KEYS) is not None
-    )
-    if complete and not force:
-        return raw
-    usage = {
-        **reported,
-        "prompt_tokens": input_tokens,
-        "completion_tokens": output_tokens,
-        "total_tokens": input_tokens + output_tokens,
-    }
-    return {**(raw or {}), "usage": usage}
-
-
-# ---------------------------------------------------------------------- models
-def _name_models(models: Mapping[str, LLM] | Sequence[LLM]) -> dict[str, LLM]:
-    if isinstance(models, Mapping):
-        named = dict(models)
-    elif isinstance(models, Sequence) and not isinstance(models, str):
-        named = {}
-        for llm in models:
-            name = llm.metadata.model_name if isinstance(llm, LLM) else None
-            if name in named:
-                msg = (
-                    f"two models are both named {name!r} by metadata.model_name; "
-                    "pass models as a mapping name -> LLM instead"
-                )
-                raise ConfigError(msg)
-            named[str(name)] = llm
-    else:
-        msg = f"models must be a mapping name -> LLM or a list of LLMs, got {type(models).__name__}"
-        raise TypeError(msg)
-    for name, llm in named.items():
-        if not isinstance(name, str) or not name:
-            msg = f"model names must be non-empty strings, got {name!r}"
-            raise ConfigError(msg)
-        if not isinstance(llm, LLM):
-            msg = f"model {name!r} must be a LlamaIndex LLM, got {type(llm).__name__}"
-            raise TypeError(msg)
-    return named
-
-
-def _can_call_tools(llm: LLM) -> bool:
-    return isinstance(llm, FunctionCallingLLM) and bool(llm.metadata.is_function_calling_model)
-
-
-def _detected(models: Mapping[str, LLM]) -> dict[str, dict[str, Any]]:
-    """What each LLM says it can do, in the core's capability names."""
-    detected: dict[str, dict[str, Any]] = {}
-    for name, llm in models.items():
-        window = llm.metadata.context_window
-        detected[name] = {
-            "tool_calling": _can_call_tools(llm),
-            "max_context_tokens": window if isinstance(window, int) and window > 0 else None,
-        }
-    return detected
-
-
-# ---------------------------------------------------------------------- one call
-class _Calls(Generic[R]):
-    """The engine's :class:`~pickllm.engine.Calls` for one LlamaIndex call.
-
-    ``verb`` names the LLM methods: ``chat`` calls ``chat``/``achat``/``stream_chat``/
-    ``astream_chat`` of the candidate's LLM, likewise ``complete`` and ``chat_with_tools``.
-    """
-
-    def __init__(
-        self, owner: PickLLM, verb: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        self.owner = owner
-        self.verb = verb
-        self.args = args
-        self.kwargs = kwargs
-        self.tools = verb == "chat_with_tools"
-        self.serving = ""
-        self.answers: list[Answer[list[R]]] = []
-
-    def _method(self, candidate: Candidate, prefix: str) -> Any:
-        self.serving = candidate.name
-        return getattr(self.owner._child(candidate.name), prefix + self.verb)  # noqa: SLF001
-
-    def call(self, candidate: Candidate) -> R:
-        response: R = self._method(candidate, "")(*self.args, **self.kwargs)
-        return response
-
-    async def acall(self, candidate: Candidate) -> R:
-        response: R = await self._method(candidate, "a")(*self.args, **self.kwargs)
-        return response
-
-    def stream(self, candidate: Candidate) -> Iterator[R]:
-        chunks: Iterator[R] = self._method(candidate, "stream_")(*self.args, **self.kwargs)
-        return chunks
-
-    async def astream(self, candidate: Candidate) -> AsyncIterator[R]:
-        chunks: AsyncIterator[R] = await self._method(candidate, "astream_")(
-            *self.args, **self.kwargs
-        )
-        async for chunk in chunks:
-            yield chunk
-
-    def usage(self, candidate: Candidate, answer: Any) -> Usage:
-        del candidate
-        return _reported_usage(answer)
-
-    def text(self, answer: Any) -> str:
-        return _response_text(answer)
-
-    def chunks_usage(self, candidate: Candidate, chunks: list[R]) -> Usage:
-        del candidate
-        # Providers that report usage on a stream put it on one chunk, usually the last.
-        for chunk in reversed(chunks):
-            usage = _reported_usage(chunk)
-            if usage != Usage():
-                return usage
-        return Usage()
-
-    def chunks_text(self, chunks: list[R]) -> str:
-        return _stream_text(chunks)
-
-    def as_chunks(self, answer: Any) -> list[R]:
-        if answer.delta is None:
-            answer.delta = _response_text(answer)
-        return [answer]
-
-    def finish(self, answer: Answer[list[R]]) -> None:
-        """The engine's ``on_finish`` of a stream: keep the answer, report the call."""
-        self.answers.append(answer)
-        self.owner._routed(answer)  # noqa: SLF001
-
-
 # ---------------------------------------------------------------------- the LLM
-class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
+class PickLLM(FunctionCallingLLM, RoutingSettings):
     """A LlamaIndex LLM that routes each call to one of several LLMs and learns from it.
 
     Each call is routed on its own (the query is the last user message or the prompt),
@@ -461,11 +216,11 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
     _handed: dict[str, CallbackManager] = PrivateAttr(default_factory=dict)
 
     def __init__(self, *, models: Mapping[str, LLM] | Sequence[LLM], **kwargs: Any) -> None:
-        super().__init__(models=_name_models(models), **kwargs)
+        super().__init__(models=name_models(models), **kwargs)
         settings: RoutingSettings = self
         if isinstance(self.evaluator, BaseEvaluator):
             settings = self.model_copy(update={"evaluator": LlamaIndexEvaluator(self.evaluator)})
-        self._engine = settings.build_engine(list(self.models), _detected(self.models))
+        self._engine = settings.build_engine(list(self.models), detected_capabilities(self.models))
 
     @classmethod
     def class_name(cls) -> str:
@@ -482,7 +237,7 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
             context_window=min(m.context_window for m in metas),
             num_output=min(m.num_output for m in metas),
             is_chat_model=all(m.is_chat_model for m in metas),
-            is_function_calling_model=all(_can_call_tools(c) for c in children),
+            is_function_calling_model=all(can_call_tools(c) for c in children),
             model_name=self.model_name,
             system_role=roles.pop() if len(roles) == 1 else MessageRole.SYSTEM,
         )
@@ -596,33 +351,39 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
         self, messages: Sequence[ChatMessage], pin: Any, *, tools: bool, prompt: str | None
     ) -> Request:
         return Request(
-            query=_query_of(messages),
-            prompt=prompt if prompt is not None else "\n".join(map(_message_text, messages)),
+            query=query_of(messages),
+            prompt=prompt if prompt is not None else "\n".join(map(message_text, messages)),
             key=None if self.context_key is None else self.context_key(list(messages)),
             needs_tool_calling=tools,
             pin=pin if isinstance(pin, str) else None,
-            tool_loop_model=_tool_loop_model(messages),
+            tool_loop_model=tool_loop_model(messages),
             evaluator_kwargs={} if prompt is not None else {"messages": list(messages)},
         )
 
     def _chat_call(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
-    ) -> tuple[Request, _Calls[ChatResponse]]:
+    ) -> tuple[Request, LlamaIndexCalls[ChatResponse]]:
         pin = kwargs.pop("model", None)
         tools = kwargs.pop(_TOOLS_KWARG, None)
         request = self._request(messages, pin, tools=tools is not None, prompt=None)
         if tools is None:
-            return request, _Calls(self, "chat", (_untagged(messages),), kwargs)
-        kwargs["chat_history"] = _untagged(messages)
-        return request, _Calls(self, "chat_with_tools", (tools,), kwargs)
+            return request, LlamaIndexCalls(
+                self._child, self._routed, "chat", (untagged(messages),), kwargs
+            )
+        kwargs["chat_history"] = untagged(messages)
+        return request, LlamaIndexCalls(
+            self._child, self._routed, "chat_with_tools", (tools,), kwargs
+        )
 
     def _complete_call(
         self, prompt: str, formatted: bool, kwargs: dict[str, Any]
-    ) -> tuple[Request, _Calls[CompletionResponse]]:
+    ) -> tuple[Request, LlamaIndexCalls[CompletionResponse]]:
         pin = kwargs.pop("model", None)
         message = ChatMessage(role=MessageRole.USER, content=prompt)
         request = self._request([message], pin, tools=False, prompt=prompt)
-        return request, _Calls(self, "complete", (prompt,), {"formatted": formatted, **kwargs})
+        return request, LlamaIndexCalls(
+            self._child, self._routed, "complete", (prompt,), {"formatted": formatted, **kwargs}
+        )
 
     def _routed(self, answer: Answer[Any]) -> None:
         """Report a recorded call: to the open ``track()`` blocks, and as an event."""
@@ -650,7 +411,7 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
     def _finish(self, response: R, answer: Answer[Any], tools: bool) -> R:
         """``response`` with the facts of ``answer``: info, usage, the tool-call tag."""
         feedback = answer.result.feedback
-        response.raw = _with_usage(
+        response.raw = with_usage(
             response.raw,
             feedback.input_tokens,
             feedback.output_tokens,
@@ -658,7 +419,7 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
         )
         return self._tag(response, answer.info(), answer.model, tools)
 
-    def _respond(self, answer: Answer[R], calls: _Calls[R]) -> R:
+    def _respond(self, answer: Answer[R], calls: LlamaIndexCalls[R]) -> R:
         self._routed(answer)
         return self._finish(answer.value, answer, calls.tools)
 
@@ -670,7 +431,7 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
         if self.rate_limiter is not None:
             await self.rate_limiter.async_acquire()
 
-    def _last(self, chunk: R | None, calls: _Calls[R]) -> Iterator[R]:
+    def _last(self, chunk: R | None, calls: LlamaIndexCalls[R]) -> Iterator[R]:
         """The last chunk of a stream, with the answer's facts (held back until known)."""
         if chunk is None:
             return
@@ -679,11 +440,9 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
         else:  # pragma: no cover - the engine reports every stream it ends
             yield chunk
 
-    def _stream(self, request: Request, calls: _Calls[R]) -> Generator[R, None, None]:
+    def _stream(self, request: Request, calls: LlamaIndexCalls[R]) -> Generator[R, None, None]:
         self._limit()
-        chunks = cast(
-            "Generator[R, None, None]", self._engine.stream(request, calls, calls.finish)
-        )
+        chunks = cast("Generator[R, None, None]", self._engine.stream(request, calls, calls.finish))
         last: R | None = None
         try:
             # Hold one chunk back: the last one carries the cost, known only at the end.
@@ -695,11 +454,11 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):  # type: ignore[misc]
             chunks.close()
         yield from self._last(last, calls)
 
-    async def _astream(self, request: Request, calls: _Calls[R]) -> AsyncGenerator[R, None]:
+    async def _astream(
+        self, request: Request, calls: LlamaIndexCalls[R]
+    ) -> AsyncGenerator[R, None]:
         await self._alimit()
-        chunks = cast(
-            "AsyncGenerator[R, None]", self._engine.astream(request, calls, calls.finish)
-        )
+        chunks = cast("AsyncGenerator[R, None]", self._engine.astream(request, calls, calls.finish))
         last: R | None = None
         try:
             async for chunk in chunks:

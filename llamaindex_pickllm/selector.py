@@ -16,17 +16,20 @@ How a selection maps to the core:
 * a single-model decision is one ``SingleSelection``; an ensemble decision selects every
   member (``RouterQueryEngine`` then summarises their answers); a cascade selects its
   first member;
-* nothing is learned at selection time: a selection teaches the policy only when its score
-  arrives through :meth:`PickLLMSelector.feedback` (by decision id, by query text, or by
-  the ``SelectorResult``/``Response`` that carries it). The reward is the score itself
-  under the default objective (quality only), so unscored selections teach nothing.
+* a selection is recorded at once as a call that waits for its score (the core router's
+  pending decisions: ``Router.record(..., await_score=True)``), and the policy learns when
+  the score arrives through :meth:`PickLLMSelector.feedback` (by decision id, by query text,
+  or by the ``SelectorResult``/``Response`` that carries it). The reward is the score
+  itself under the default objective (quality only). A selection whose score never comes
+  is learned from without one (the objective's ``missing_quality`` rule; 0.5 for quality
+  only) when it is pushed out (``max_remembered``) or expires (the router's
+  ``pending_ttl_s``).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,11 +43,12 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import ToolMetadata
 
+from pickllm.engine import Engine, Request
 from pickllm.errors import ConfigError, UnknownDecisionError
 from pickllm.objective import Objective
 from pickllm.policies.base import Policy
 from pickllm.router import CandidateStats, Router
-from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
+from pickllm.types import Candidate, Decision, Feedback, SeedLike
 
 __all__ = ["PickLLMSelection", "PickLLMSelector", "choice_names"]
 
@@ -111,8 +115,9 @@ class PickLLMSelector(BaseSelector):
             ``stats``); otherwise it is built from the first query's choices.
         router: a pre-built or loaded core router whose candidates are the choices' names
             (``policy``, ``objective`` and ``seed`` are then ignored).
-        max_remembered: how many selections wait for their score; the oldest are
-            forgotten first (their scores can no longer be given).
+        max_remembered: how many selections wait for their score (in a router built
+            here) and how many query texts are remembered for :meth:`feedback`; the
+            oldest are forgotten first.
 
     Examples:
         >>> from llama_index.core.tools import ToolMetadata
@@ -166,17 +171,13 @@ class PickLLMSelector(BaseSelector):
         self.choices = choices
         self.max_remembered = max_remembered
         self._lock = threading.Lock()
-        self._router: Router | None = router
-        # decision id -> decision, oldest first; query text -> latest decision id.
-        self._remembered: OrderedDict[str, Decision] = OrderedDict()
-        self._by_query: dict[str, str] = {}
-        self._query_of: dict[str, str] = {}
+        self._engine: Engine | None = None if router is None else self._new_engine(router)
         if choices is not None:
             names = choice_names(
                 [c if isinstance(c, ToolMetadata) else ToolMetadata(description=c) for c in choices]
             )
             if router is None:
-                self._router = self._build_router(names)
+                self._engine = self._new_engine(self._build_router(names))
             else:
                 self._check_names(router, names)
 
@@ -188,14 +189,26 @@ class PickLLMSelector(BaseSelector):
         Raises:
             ConfigError: no selection was made yet and no choices were given.
         """
-        router = self._router
-        if router is None:
+        return self.engine.router
+
+    @property
+    def engine(self) -> Engine:
+        """The core engine: routes, and joins scores by decision id or query text.
+
+        Raises:
+            ConfigError: no selection was made yet and no choices were given.
+        """
+        engine = self._engine
+        if engine is None:
             msg = (
                 "PickLLMSelector has no router yet: it is built at the first selection, or "
                 "pass choices= (or router=) to the constructor"
             )
             raise ConfigError(msg)
-        return router
+        return engine
+
+    def _new_engine(self, router: Router) -> Engine:
+        return Engine(router, max_aliases=self.max_remembered)
 
     def _build_router(self, names: tuple[str, ...]) -> Router:
         objective = self.objective if self.objective is not None else _DEFAULT_OBJECTIVE
@@ -204,6 +217,7 @@ class PickLLMSelector(BaseSelector):
             self.policy,
             objective,
             seed=self.seed,
+            max_pending=self.max_remembered,
         )
 
     @staticmethod
@@ -216,15 +230,15 @@ class PickLLMSelector(BaseSelector):
             )
             raise ConfigError(msg)
 
-    def _router_for(self, names: tuple[str, ...]) -> Router:
-        router = self._router
-        if router is None:
+    def _engine_for(self, names: tuple[str, ...]) -> Engine:
+        engine = self._engine
+        if engine is None:
             with self._lock:
-                if self._router is None:
-                    self._router = self._build_router(names)
-                router = self._router
-        self._check_names(router, names)
-        return router
+                if self._engine is None:
+                    self._engine = self._new_engine(self._build_router(names))
+                engine = self._engine
+        self._check_names(engine.router, names)
+        return engine
 
     # ------------------------------------------------------------------ selection
     def _get_prompts(self) -> PromptDictType:
@@ -236,18 +250,18 @@ class PickLLMSelector(BaseSelector):
 
     def _select(self, choices: Sequence[ToolMetadata], query: QueryBundle) -> SelectorResult:
         names = choice_names(choices)
-        router = self._router_for(names)
+        engine = self._engine_for(names)
         key = self.key(query) if self.key is not None else None
-        decision = router.route(Context(query=query.query_str, key=key))
-        self._remember(decision, query.query_str)
+        decision = engine.route(Request(query=query.query_str, key=key))
+        members = _selected(decision)
+        for member in members:
+            # The selection waits in the router for its score (see the module docstring).
+            engine.router.record(decision, Feedback(candidate=member.name), await_score=True)
+        engine.alias(query.query_str, decision.decision_id)
         index = {n: i for i, n in enumerate(names)}
-        members = decision.members if decision.kind == "ensemble" else (decision.candidate,)
+        note = f" as one of {len(members)} ensemble members" if len(members) > 1 else ""
         selections = []
         for member in members:
-            probability = decision.probability if member == decision.candidate else 1.0
-            note = (
-                f" as one of {len(members)} ensemble members" if decision.kind == "ensemble" else ""
-            )
             reason = (
                 f"{decision.policy} chose {member.name!r} with probability "
                 f"{decision.probability:.3f}{note} (decision {decision.decision_id})"
@@ -258,7 +272,7 @@ class PickLLMSelector(BaseSelector):
                     reason=reason,
                     decision_id=decision.decision_id,
                     choice=member.name,
-                    probability=probability,
+                    probability=decision.probability if member == decision.candidate else 1.0,
                     policy=decision.policy,
                 )
             )
@@ -267,21 +281,6 @@ class PickLLMSelector(BaseSelector):
     async def _aselect(self, choices: Sequence[ToolMetadata], query: QueryBundle) -> SelectorResult:
         # Routing is in-process and takes microseconds: nothing to await.
         return self._select(choices, query)
-
-    def _remember(self, decision: Decision, query: str) -> None:
-        with self._lock:
-            did = decision.decision_id
-            self._remembered[did] = decision
-            self._by_query[query] = did
-            self._query_of[did] = query
-            while len(self._remembered) > self.max_remembered:
-                old, _ = self._remembered.popitem(last=False)
-                self._forget_query(old)
-
-    def _forget_query(self, decision_id: str) -> None:
-        query = self._query_of.pop(decision_id, None)
-        if query is not None and self._by_query.get(query) == decision_id:
-            del self._by_query[query]
 
     # ------------------------------------------------------------------ learning
     def feedback(self, target: str | MultiSelection | Any, score: float) -> float | None:
@@ -299,62 +298,14 @@ class PickLLMSelector(BaseSelector):
 
         Raises:
             ConfigError: the score is not in [0, 1].
-            UnknownDecisionError: no remembered selection matches ``target`` (unknown,
-                already scored, or forgotten).
+            UnknownDecisionError: no selection waiting for a score matches ``target``
+                (unknown, already scored, or forgotten).
         """
-        if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
-            msg = f"score must be a number in [0, 1], got {score!r}"
-            raise ConfigError(msg)
-        decision = self._take(self._decision_id_of(target))
-        router = self.router
-        members = decision.members if decision.kind == "ensemble" else (decision.candidate,)
-        reward: float | None = None
-        for member in members:
-            reward = router.record(decision, Feedback(quality=float(score), candidate=member.name))
-        return reward
-
-    def _decision_id_of(self, target: Any) -> str:
-        if isinstance(target, str):
-            with self._lock:
-                if target in self._remembered:
-                    return target
-                did = self._by_query.get(target)
-            if did is None:
-                msg = (
-                    f"no remembered selection has decision id or query {target!r}: unknown, "
-                    f"already scored, or forgotten (at most {self.max_remembered} wait)"
-                )
-                raise UnknownDecisionError(msg)
-            return did
-        result = target
-        metadata = getattr(target, "metadata", None)
-        if not isinstance(target, MultiSelection) and isinstance(metadata, dict):
-            result = metadata.get("selector_result")
-        if isinstance(result, MultiSelection):
-            for s in result.selections:
-                if isinstance(s, PickLLMSelection):
-                    return s.decision_id
-            msg = "the SelectorResult was not made by a PickLLMSelector (no decision id)"
-            raise UnknownDecisionError(msg)
-        msg = (
-            "feedback target must be a decision id, a query text, a SelectorResult or a "
-            f"Response with metadata['selector_result'], got {type(target).__name__}"
-        )
-        raise TypeError(msg)
-
-    def _take(self, decision_id: str) -> Decision:
-        with self._lock:
-            decision = self._remembered.pop(decision_id, None)
-            if decision is not None:
-                self._forget_query(decision_id)
-        if decision is None:
-            msg = f"selection {decision_id!r} is not waiting for a score (already scored?)"
-            raise UnknownDecisionError(msg)
-        return decision
+        return self.engine.feedback(_decision_id_of(target), score)
 
     # ------------------------------------------------------------------ state
     def stats(self) -> dict[str, CandidateStats]:
-        """Per choice: scored selections, mean reward (see ``Router.stats``)."""
+        """Per choice: selections, mean reward (see ``Router.stats``)."""
         return self.router.stats()
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -375,3 +326,29 @@ class PickLLMSelector(BaseSelector):
             StateError: the file is missing, corrupted or not a router state.
         """
         return cls(router=Router.load(path), key=key, max_remembered=max_remembered)
+
+
+def _selected(decision: Decision) -> tuple[Candidate, ...]:
+    """The choices a decision selects: an ensemble's members, else its candidate."""
+    return decision.members if decision.kind == "ensemble" else (decision.candidate,)
+
+
+def _decision_id_of(target: Any) -> str:
+    """The decision id or query text that ``target`` names."""
+    if isinstance(target, str):
+        return target
+    result = target
+    metadata = getattr(target, "metadata", None)
+    if not isinstance(target, MultiSelection) and isinstance(metadata, dict):
+        result = metadata.get("selector_result")
+    if isinstance(result, MultiSelection):
+        for s in result.selections:
+            if isinstance(s, PickLLMSelection):
+                return s.decision_id
+        msg = "the SelectorResult was not made by a PickLLMSelector (no decision id)"
+        raise UnknownDecisionError(msg)
+    msg = (
+        "feedback target must be a decision id, a query text, a SelectorResult or a "
+        f"Response with metadata['selector_result'], got {type(target).__name__}"
+    )
+    raise TypeError(msg)

@@ -317,3 +317,20 @@ def test_context_windows_are_measured_only_when_a_model_declares_one() -> None:
     long_prompt = "word " * 200
     assert e.route(Request(query=long_prompt)).candidate.name == "dear"
     assert e.route(Request(query="short")).candidate.name == "small"
+
+
+def test_a_tool_calling_turn_runs_one_model_of_a_plan() -> None:
+    pool = [Candidate(name=n) for n in "abc"]
+    e = Engine(Router(pool, policy=Ensemble()))
+    calls = Votes()
+    answer = e.run(Request(query="?", needs_tool_calling=True), calls)
+    assert calls.calls == ["a"]
+    assert answer.info()["plan"] == "single"
+    assert [c.name for c in answer.decision.ranking] == ["a", "b", "c"]
+
+
+def test_a_wrapper_can_adapt_the_evaluator() -> None:
+    settings = RoutingSettings(cost=0, evaluator="not callable")
+    e = settings.build_engine(["cheap"], {}, evaluator=lambda p, a: 1.0)
+    e.run(Request(query="Hi"), EchoCalls())
+    assert e.router.stats()["cheap"].mean_reward == 1.0

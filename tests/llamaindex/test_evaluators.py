@@ -142,7 +142,10 @@ def test_score_response_uses_the_source_nodes() -> None:
 # ---------------------------------------------------------------------- in PickLLM
 def quality_only(evaluator: Any, **kwargs: Any) -> PickLLM:
     return PickLLM(
-        models={"small": UsageLLM(answer="4", name="small"), "large": UsageLLM(answer="5", name="large")},
+        models={
+            "small": UsageLLM(answer="4", name="small"),
+            "large": UsageLLM(answer="5", name="large"),
+        },
         quality=1.0,
         cost=0.0,
         latency=0.0,
@@ -172,7 +175,8 @@ def test_evaluator_errors_never_fail_the_call(caplog: pytest.LogCaptureFixture) 
     runner = llm.evaluation
     assert runner is not None
     assert runner.errors == 1
-    assert "outside [0, 1]" in caplog.text
+    assert "ConfigError" in caplog.text
+    assert "outside [0, 1]" in str(runner.last_error)
     # the call itself was recorded (cost, latency) and, with no score to come, learned from
     # at once without one
     assert llm.stats()["small"].calls == 1

@@ -19,8 +19,8 @@ from llama_index.core.tools import FunctionTool
 
 from llamaindex_pickllm import PickLLM
 from pickllm import Router
-from pickllm.errors import ConfigError, ExecutionError, StateError, UnknownDecisionError
 from pickllm.engine import RetryConfig
+from pickllm.errors import ConfigError, ExecutionError, StateError, UnknownDecisionError
 from pickllm.policies import Fixed, Policy
 from pickllm.policies.base import Choice
 from pickllm.types import Context, Decision
@@ -59,7 +59,7 @@ class FakeClock:
 # ---------------------------------------------------------------------- construction
 def test_candidates_named_by_mapping_or_model_name() -> None:
     llm = PickLLM(models=[UsageLLM(name="a"), UsageLLM(name="b")], cost=0.0)
-    assert list(llm.llms) == ["a", "b"]
+    assert list(llm.models) == ["a", "b"]
     assert [c.name for c in llm.core_router.candidates] == ["a", "b"]
 
 
@@ -69,7 +69,7 @@ def test_duplicate_model_names_need_a_mapping() -> None:
 
 
 def test_missing_price_is_an_error_when_cost_counts() -> None:
-    with pytest.raises(ConfigError, match=r"no price for candidate\(s\) \['large'\]"):
+    with pytest.raises(ConfigError, match=r"no price for model\(s\) \['large'\]"):
         PickLLM(models=two_usage_llms(), prices={"small": (0.1, 0.2)})
     # without a cost weight, prices are optional
     llm = PickLLM(models=two_usage_llms(), cost=0.0)
@@ -83,17 +83,23 @@ def test_bad_arguments_name_the_value() -> None:
         PickLLM(models={"x": "not an llm"})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="weight cost"):
         PickLLM(models=two_usage_llms(), prices=PRICES, cost=-1.0)
-    with pytest.raises(TypeError, match="evaluate_in_background"):
-        PickLLM(models=two_usage_llms(), prices=PRICES, evaluate_in_background=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="evaluate_in_background"):
+        PickLLM(models=two_usage_llms(), prices=PRICES, evaluate_in_background="later")
+    with pytest.raises(ConfigError, match="capabilities names 'nope'"):
+        PickLLM(models=two_usage_llms(), prices=PRICES, capabilities={"nope": {}})
     with pytest.raises(ConfigError, match="unknown policy 'nope'"):
         PickLLM(models=two_usage_llms(), prices=PRICES, policy="nope")
-    router = Router(list(PickLLM(models=two_usage_llms(), prices=PRICES).core_router.candidates)[:1])
-    with pytest.raises(ConfigError, match="must be the LLMs' names"):
+    router = Router(
+        list(PickLLM(models=two_usage_llms(), prices=PRICES).core_router.candidates)[:1]
+    )
+    with pytest.raises(ConfigError, match="are not the models"):
         PickLLM(models=two_usage_llms(), router=router)
 
 
 def test_hyperparameters_are_stored_as_given() -> None:
-    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="ucb1", quality=0.7, cost=0.2, seed=3)
+    llm = PickLLM(
+        models=two_usage_llms(), prices=PRICES, policy="ucb1", quality=0.7, cost=0.2, seed=3
+    )
     assert (llm.policy, llm.quality, llm.cost, llm.latency, llm.seed) == ("ucb1", 0.7, 0.2, 0.2, 3)
     assert llm.core_router.objective.quality == 0.7
     assert llm.core_router.policy.name == "ucb1"
@@ -124,19 +130,22 @@ def test_metadata_promises_only_what_every_candidate_can_do() -> None:
 
 # ---------------------------------------------------------------------- each call routed
 def test_complete_reports_model_decision_cost_and_reported_usage() -> None:
-    llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy=Fixed(model="large"), clock=FakeClock())
+    llm = PickLLM(
+        models=two_usage_llms(), prices=PRICES, policy=Fixed(model="large"), clock=FakeClock()
+    )
     response = llm.complete("What is 2 + 2?")
     info = response.additional_kwargs["pickllm"]
     assert response.text == "large answer"
     assert info["model"] == "large"
     assert info["policy"] == "fixed"
     assert info["probability"] == 1.0
-    assert info["served_by"] == ["large"]
+    assert info["plan"] == "single"
+    assert info["attempts"] == 1
     # the provider's usage is kept as reported and priced: 10 * 5 + 50 * 15 per 1M
     assert usage_of(response)["prompt_tokens"] == 10
     assert usage_of(response)["completion_tokens"] == 50
     assert info["cost_usd"] == pytest.approx((10 * 5.0 + 50 * 15.0) / 1e6)
-    assert info["tokens_estimated"] is False
+    assert info["cost_estimated"] is False
     assert info["latency_s"] == pytest.approx(0.01)
     stats = llm.stats()["large"]
     assert (stats.calls, stats.input_tokens, stats.output_tokens) == (1, 10, 50)
@@ -148,7 +157,7 @@ def test_usage_is_estimated_and_written_to_raw_when_not_reported() -> None:
     assert response.raw == {
         "usage": {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
     }
-    assert response.additional_kwargs["pickllm"]["tokens_estimated"] is True
+    assert response.additional_kwargs["pickllm"]["cost_estimated"] is True
 
 
 def test_every_entry_point_is_routed_on_its_own() -> None:
@@ -233,7 +242,9 @@ def test_all_candidates_failing_raises_execution_error() -> None:
 
 def test_async_fallback() -> None:
     llm = PickLLM(
-        models=two_usage_llms(fail_times=1, error=RuntimeError), prices=PRICES, policy=Fixed(model="small")
+        models=two_usage_llms(fail_times=1, error=RuntimeError),
+        prices=PRICES,
+        policy=Fixed(model="small"),
     )
     response = asyncio.run(llm.acomplete("hi"))
     assert response.additional_kwargs["pickllm"]["model"] == "large"
@@ -244,7 +255,7 @@ def test_async_fallback() -> None:
 def test_delayed_feedback_by_decision_id_and_by_response() -> None:
     llm = PickLLM(models=two_usage_llms(), prices=PRICES, policy="ucb1", await_feedback=True)
     first = llm.complete("q1")
-    assert first.additional_kwargs["pickllm"]["reward"] is None  # waits for the score
+    assert llm.core_router.pending() == 1  # waits for the score
     reward = llm.feedback(first.additional_kwargs["pickllm"]["decision_id"], 1.0)
     assert reward is not None
     assert 0.0 < reward <= 1.0
@@ -259,7 +270,8 @@ def test_delayed_feedback_by_decision_id_and_by_response() -> None:
 def test_without_await_feedback_calls_learn_at_once() -> None:
     llm = PickLLM(models=two_usage_llms(), prices=PRICES)
     response = llm.complete("q")
-    assert response.additional_kwargs["pickllm"]["reward"] is not None
+    assert llm.core_router.pending() == 0
+    assert llm.stats()[response.additional_kwargs["pickllm"]["model"]].mean_reward > 0
     with pytest.raises(UnknownDecisionError):
         llm.feedback(response, 1.0)
 
@@ -349,10 +361,9 @@ def test_ensemble_answer_is_aggregated_usage_summed() -> None:
     info = response.additional_kwargs["pickllm"]
     assert response.text == "a much longer answer"
     assert info["model"] == "large"
-    assert info["kind"] == "ensemble"
-    assert sorted(info["served_by"]) == ["large", "small"]
-    assert info["input_tokens"] == 20
-    assert info["output_tokens"] == 55
+    assert info["plan"] == "ensemble"
+    assert sorted(info["members"]) == ["large", "small"]
+    assert usage_of(response)["prompt_tokens"] == 20
     assert usage_of(response)["completion_tokens"] == 55
     assert info["cost_usd"] == pytest.approx((10 * 0.1 + 5 * 0.2 + 10 * 5.0 + 50 * 15.0) / 1e6)
     # a stream of an ensemble is its aggregated answer, in one chunk
@@ -448,7 +459,9 @@ def test_child_span_nests_under_pickllm_span() -> None:
 
 def test_token_counting_handler_counts_each_call_once() -> None:
     counter = TokenCountingHandler()
-    llm = PickLLM(models=two_usage_llms(), prices=PRICES, callback_manager=CallbackManager([counter]))
+    llm = PickLLM(
+        models=two_usage_llms(), prices=PRICES, callback_manager=CallbackManager([counter])
+    )
     llm.complete("one")
     list(llm.stream_complete("two"))
     llm.complete("three")
@@ -468,7 +481,7 @@ def test_save_and_load_continue_the_learned_state(tmp_path: Path) -> None:
     assert loaded.core_router.policy.state_dict() == llm.core_router.policy.state_dict()
     assert loaded.stats() == llm.stats()
     assert loaded.complete("next").text in {"small answer", "large answer"}
-    with pytest.raises(ConfigError, match="must be the LLMs' names"):
+    with pytest.raises(ConfigError, match="are not the models"):
         PickLLM.load(path, {"other": UsageLLM()})
     path.write_text("{}", encoding="utf-8")
     with pytest.raises(StateError):

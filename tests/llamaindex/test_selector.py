@@ -109,25 +109,34 @@ def test_feedback_by_decision_id_query_result_or_response() -> None:
 
     assert selector.feedback(FakeResponse(selector.select(TOOLS, "q4")), 0.25) == 0.25
     assert sum(s.calls for s in selector.stats().values()) == 4
+    with pytest.raises(UnknownDecisionError, match="no pending decision"):
+        selector.feedback(r3, 1.0)  # already scored
     with pytest.raises(UnknownDecisionError, match="already scored"):
-        selector.feedback(r3, 1.0)
+        selector.feedback("q2", 1.0)  # by query text: the router says why
     with pytest.raises(UnknownDecisionError, match="'never asked'"):
         selector.feedback("never asked", 1.0)
+    selector.select(TOOLS, "q5")
     with pytest.raises(ConfigError, match=r"score must be a number in \[0, 1\]"):
         selector.feedback("q5", 1.5)
     with pytest.raises(TypeError, match="feedback target"):
         selector.feedback(42, 1.0)
 
 
-def test_unscored_selections_teach_nothing_and_are_forgotten_in_order() -> None:
+def test_selections_wait_in_the_router_and_are_forgotten_in_order() -> None:
     selector = PickLLMSelector(choices=TOOLS, policy="ucb1", max_remembered=2)
     first = selector.select(TOOLS, "a")
     selector.select(TOOLS, "b")
     selector.select(TOOLS, "c")
-    assert sum(s.calls for s in selector.stats().values()) == 0
+    # each selection is recorded at once and waits in the router's pending decisions
+    assert sum(s.calls for s in selector.stats().values()) == 3
+    assert selector.router.pending() == 2
     with pytest.raises(UnknownDecisionError):
         selector.feedback(first, 1.0)
+    # the selection pushed out was learned from without a score (0.5 for quality only)
+    pushed_out = first.selections[0].choice  # type: ignore[attr-defined]
+    assert selector.stats()[pushed_out].mean_reward == 0.5
     assert selector.feedback("c", 1.0) == 1.0
+    assert selector.router.pending() == 1
 
 
 class BothEngines(Policy):

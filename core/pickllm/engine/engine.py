@@ -22,7 +22,9 @@ Rules decided here, once:
 * an ensemble's answer is chosen by ``Router.aggregate`` (the policy's vote, with its
   member weights), and only the member whose answer is returned waits for the score;
 * streaming a multi-model plan runs the plan and emits the answer returned, as the
-  wrapper's chunks; a single model streams with retries and fallback until its first chunk.
+  wrapper's chunks; a single model streams with retries and fallback until its first chunk;
+* a turn that binds tools runs one model (a plan's first member, the others as its
+  fallbacks): tool calls are neither voted on nor cascaded.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from pickllm.engine.attempts import RetryConfig
@@ -282,7 +284,12 @@ class Engine:
         pin = request.pin
         if pin is None and request.tool_loop_model in router.names:
             pin = request.tool_loop_model
-        return router.route(context, pin=pin)
+        decision = router.route(context, pin=pin)
+        if request.needs_tool_calling and len(decision.members) > 1:
+            # Tool calls are not voted on or cascaded: the plan's first model makes them,
+            # the others stay its fallbacks.
+            decision = replace(decision, plan=None)
+        return decision
 
     # ------------------------------------------------------------------ feedback
     def alias(self, external_id: str, decision_id: str) -> None:

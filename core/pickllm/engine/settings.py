@@ -87,7 +87,11 @@ class RoutingSettings(BaseModel):
     max_tracked_runs: int = Field(default=10_000, ge=0)
 
     def build_engine(
-        self, names: Sequence[str], detected: Mapping[str, Mapping[str, Any]]
+        self,
+        names: Sequence[str],
+        detected: Mapping[str, Mapping[str, Any]],
+        *,
+        evaluator: Callable[..., Any] | None = None,
     ) -> Engine:
         """The engine routing between the models ``names``.
 
@@ -95,6 +99,8 @@ class RoutingSettings(BaseModel):
             names: the models' names, in the pool's order.
             detected: per model, the capabilities the wrapper read off the framework
                 model (``capabilities`` overrides them).
+            evaluator: the evaluator as the core calls it, when the wrapper adapts the
+                user's (a framework evaluator); None uses ``self.evaluator``.
 
         Raises:
             ConfigError: a setting is not allowed (a missing price, an unknown
@@ -122,7 +128,7 @@ class RoutingSettings(BaseModel):
         return Engine(
             router,
             retry=self.retry,
-            evaluator=self.evaluator,
+            evaluator=self.evaluator if evaluator is None else evaluator,
             evaluate_in_background=self.evaluate_in_background,
             await_feedback=self.await_feedback,
             seed=jitter_rng,

@@ -9,10 +9,10 @@ callers can catch either::
     ├── DataError(ValueError)            a malformed outcome file (names file, line, column)
     ├── NoCandidateError(LookupError)    no candidate can serve what the call requires
     ├── UnknownDecisionError(KeyError)   a delayed score for a decision that is not pending
-    ├── AttemptTimeout(TimeoutError)     one attempt ran past its ``timeout`` (then retried)
+    ├── AttemptTimeoutError(TimeoutError)     one attempt ran past its ``timeout`` (then retried)
     ├── BudgetExceededError(RuntimeError) a spend limit is reached (``on_budget="raise"``)
     └── ExecutionError(RuntimeError)     every candidate of a decision failed
-        └── DeadlineExceeded(TimeoutError)  the call's ``deadline`` passed before an answer
+        └── DeadlineExceededError(TimeoutError)  the call's ``deadline`` passed before an answer
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from pickllm.types import Feedback
 
 __all__ = [
-    "AttemptTimeout",
+    "AttemptTimeoutError",
     "BudgetExceededError",
     "ConfigError",
-    "DeadlineExceeded",
     "DataError",
+    "DeadlineExceededError",
     "ExecutionError",
     "NoCandidateError",
     "PickLLMError",
@@ -77,11 +77,11 @@ class ExecutionError(PickLLMError, RuntimeError):
         self.attempts: tuple[Feedback, ...] = tuple(attempts)
 
 
-class DeadlineExceeded(ExecutionError, TimeoutError):
+class DeadlineExceededError(ExecutionError, TimeoutError):
     """The call's ``deadline`` passed before any candidate answered."""
 
 
-class AttemptTimeout(PickLLMError, TimeoutError):
+class AttemptTimeoutError(PickLLMError, TimeoutError):
     """One attempt ran past its ``timeout``; it was abandoned (sync) or cancelled (async)."""
 
 

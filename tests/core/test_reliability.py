@@ -10,7 +10,7 @@ import pytest
 
 from pickllm import Candidate, Decision, ExecutionError, MemoryRecorder, Usage
 from pickllm.engine import ErrorKind, Executor, RetryConfig
-from pickllm.errors import AttemptTimeout, DeadlineExceeded
+from pickllm.errors import AttemptTimeoutError, DeadlineExceededError
 
 A = Candidate(name="a", max_context_tokens=8_000)
 B = Candidate(name="b", max_context_tokens=4_000)
@@ -76,7 +76,7 @@ def executor(**retry: Any) -> tuple[Executor, MemoryRecorder, list[float]]:
             ErrorKind.CONTENT_POLICY,
         ),
         (HTTPError(400, "This model's maximum context length is 8192"), ErrorKind.CONTEXT_LENGTH),
-        (AttemptTimeout("slow"), ErrorKind.TRANSIENT),
+        (AttemptTimeoutError("slow"), ErrorKind.TRANSIENT),
     ],
 )
 def test_errors_are_classified_by_class_status_and_message(
@@ -172,7 +172,7 @@ def test_a_hung_sync_attempt_times_out_and_falls_back() -> None:
         release.set()
     assert result.value == "b"
     assert [(fb.candidate, fb.error) for fb in rec.feedbacks] == [
-        ("a", "AttemptTimeout"),
+        ("a", "AttemptTimeoutError"),
         ("b", None),
     ]
 
@@ -193,7 +193,7 @@ async def test_a_hung_async_attempt_is_cancelled_and_falls_back() -> None:
     result = await ex.arun(decide(A, B), call, usage)
     assert result.value == "b"
     assert cancelled == ["a"]
-    assert rec.feedbacks[0].error == "AttemptTimeout"
+    assert rec.feedbacks[0].error == "AttemptTimeoutError"
 
 
 async def test_a_stream_that_stalls_before_its_first_chunk_falls_back() -> None:
@@ -207,7 +207,7 @@ async def test_a_stream_that_stalls_before_its_first_chunk_falls_back() -> None:
 
     chunks = [x async for x in ex.astream(decide(A, B), open_stream, lambda c, v: Usage())]
     assert chunks == ["b-1", "b-2"]
-    assert rec.feedbacks[0].error == "AttemptTimeout"
+    assert rec.feedbacks[0].error == "AttemptTimeoutError"
 
 
 def test_the_deadline_bounds_the_whole_call() -> None:
@@ -231,7 +231,7 @@ def test_the_deadline_bounds_the_whole_call() -> None:
         now[0] += 0.5
         raise TimeoutError(c.name)
 
-    with pytest.raises(DeadlineExceeded, match=r"deadline of 2.5 s passed") as info:
+    with pytest.raises(DeadlineExceededError, match=r"deadline of 2.5 s passed") as info:
         ex.run(decide(A, B), call, usage)
     assert isinstance(info.value, ExecutionError)
     assert isinstance(info.value, TimeoutError)

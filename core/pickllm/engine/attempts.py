@@ -135,9 +135,9 @@ class RetryConfig(BaseModel):
         timeout: seconds one attempt may take (for a stream: until its first chunk, and
             between two chunks) before it is abandoned (sync: it keeps running in its
             worker thread, its result ignored) or cancelled (async), recorded as an
-            ``AttemptTimeout`` and retried; None waits as long as the model does.
+            ``AttemptTimeoutError`` and retried; None waits as long as the model does.
         deadline: seconds the whole call (every attempt and wait) may take; past it the
-            call raises ``DeadlineExceeded``; None sets no limit.
+            call raises ``DeadlineExceededError``; None sets no limit.
         timeout_workers: worker threads that run sync attempts when ``timeout`` is set
             (a hung model holds one until it returns).
 

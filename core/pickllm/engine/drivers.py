@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pickllm.engine.attempts import Call, Close, Emit, Gather, Next, Open, Outcome, Sleep
 from pickllm.engine.plans import ClosedEarly, Machine
-from pickllm.errors import AttemptTimeout
+from pickllm.errors import AttemptTimeoutError
 from pickllm.types import Candidate
 
 __all__ = ["AsyncIO", "SyncIO", "adrive", "adrive_stream", "drive", "drive_stream"]
@@ -74,7 +74,7 @@ class SyncIO:
             if future.done():  # the call's own timeout error, not ours
                 return Outcome(error=exc)
             future.cancel()
-            return Outcome(error=AttemptTimeout(f"the attempt took more than {timeout:.3g} s"))
+            return Outcome(error=AttemptTimeoutError(f"the attempt took more than {timeout:.3g} s"))
         except Exception as exc:  # noqa: BLE001 - sent to the machine, which classifies it
             return Outcome(error=exc)
 
@@ -154,7 +154,7 @@ async def _awithin(limit_s: float | None, work: Awaitable[Any]) -> Outcome:
             return Outcome(value=await work)
     except TimeoutError as exc:
         if scope.expired():
-            return Outcome(error=AttemptTimeout(f"the attempt took more than {limit_s:.3g} s"))
+            return Outcome(error=AttemptTimeoutError(f"the attempt took more than {limit_s:.3g} s"))
         return Outcome(error=exc)
     except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - to the machine
         # A cancelled attempt is recorded by the machine, which then re-raises it.

@@ -49,7 +49,7 @@ from pickllm.engine.attempts import (
     all_failed,
     retry_after_s,
 )
-from pickllm.errors import ConfigError, DeadlineExceeded
+from pickllm.errors import ConfigError, DeadlineExceededError
 from pickllm.pricing import Usage, make_feedback
 from pickllm.types import Candidate, Decision, Feedback, SeedLike
 
@@ -318,7 +318,7 @@ class Planner:
         return None if deadline is None else self.clock() + deadline
 
     def _timeout(self, job: Job, until: float | None, attempts: list[Feedback]) -> float | None:
-        """This attempt's time limit; raises DeadlineExceeded once the deadline passed."""
+        """This attempt's time limit; raises DeadlineExceededError once the deadline passed."""
         timeout = self.config.timeout
         if until is None:
             return timeout
@@ -326,7 +326,7 @@ class Planner:
         if left <= 0.0:
             failed = all_failed(job.decision, attempts)
             msg = f"the call's deadline of {self.config.deadline} s passed: {failed}"
-            raise DeadlineExceeded(msg, attempts=failed.attempts)
+            raise DeadlineExceededError(msg, attempts=failed.attempts)
         return left if timeout is None else min(timeout, left)
 
     def _serve(
@@ -404,7 +404,7 @@ class Planner:
     ) -> list[Candidate]:
         """The candidates still to try after ``failed`` raised ``exc`` (or ``exc`` itself)."""
         kind = self.kind(exc)
-        if kind is ErrorKind.FATAL or isinstance(exc, DeadlineExceeded):
+        if kind is ErrorKind.FATAL or isinstance(exc, DeadlineExceededError):
             raise exc
         if kind is ErrorKind.CONTENT_POLICY:
             fallbacks = self.config.content_policy_fallbacks
@@ -482,7 +482,7 @@ class Planner:
         return (
             kind is ErrorKind.FATAL
             or (kind is ErrorKind.CONTENT_POLICY and not self.config.content_policy_fallbacks)
-            or isinstance(exc, DeadlineExceeded)
+            or isinstance(exc, DeadlineExceededError)
         )
 
     def _finish_plan(

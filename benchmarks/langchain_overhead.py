@@ -2,15 +2,11 @@
 
 Run: ``python benchmarks/langchain_overhead.py [--breakdown]``. Both sides call the same
 offline ``FakeToolChatModel`` (no network, no sleep) through one LangChain run each: the
-routed side runs ChatPickLLM's, which adds the policy's choice, the executor (timing,
-usage, cost), recording the feedback and learning from it, and forwards inline to the
-fake's ``_generate``. The two sides are measured interleaved, in batches, in one run; the
-figure is the ratio of the median per-call times. Target: <= 1.25x.
-
-ChatPickLLM's own LangChain run is cheaper than a plain chat model's: LangChain inspects
-the signature of ``_generate`` on every call, and ChatPickLLM stores it once. That saving
-is real for every routed call, but it is not routing; ``--breakdown`` shows it apart
-from what routing adds.
+routed side runs ChatPickLLM's, which translates the call into an engine request, lets
+``pickllm.engine.Engine`` route it, run it (timing, usage, cost), record the feedback and
+learn from it, and forwards inline to the fake's ``_generate``. The two sides are measured
+interleaved, in batches, in one run; the figure is the ratio of the median per-call
+times. Target: <= 1.35x. ``--breakdown`` shows what each layer adds.
 """
 
 from __future__ import annotations
@@ -27,10 +23,8 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
 
 from langchain_pickllm import ChatPickLLM, FakeToolChatModel
-from langchain_pickllm.chat_models import _result_text, _result_usage
-from pickllm import Context
 
-TARGET_RATIO = 1.25
+TARGET_RATIO = 1.35
 
 
 def measure(
@@ -98,8 +92,8 @@ class _Passthrough(ChatPickLLM):
         return child._generate(messages, stop=stop, run_manager=run_manager)  # noqa: SLF001
 
 
-class _PassthroughUnstored(_Passthrough):
-    """Inline forwarding, with the hook signature computed per call (LangChain's default)."""
+class _RouteOnly(ChatPickLLM):
+    """The translated request, Engine.route, then inline forwarding."""
 
     def _generate(
         self,
@@ -108,48 +102,22 @@ class _PassthroughUnstored(_Passthrough):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        engine, request, calls = self._prepare(messages, stop, run_manager, kwargs)
+        return calls.call(engine.route(request).candidate)
 
 
-del _PassthroughUnstored._generate.__signature__  # type: ignore[attr-defined]  # noqa: SLF001
-
-
-class _RouteOnly(ChatPickLLM):
-    """The router's choice (Router.route), then inline forwarding."""
+class _EngineRun(ChatPickLLM):
+    """Engine.run (route, run, record, learn), without tagging the answer."""
 
     def _generate(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,  # noqa: ARG002 - LangChain's hook signature
+        **kwargs: Any,
     ) -> ChatResult:
-        router = self._state.router
-        context = Context(query=messages[-1].text, candidates=router.candidates)
-        child = self.models[router.route(context).candidate.name]
-        return child._generate(messages, stop=stop, run_manager=run_manager)  # noqa: SLF001
-
-
-class _RouteAndExecute(ChatPickLLM):
-    """Router.route, then Executor.run (timing, usage, cost, record, learn)."""
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,  # noqa: ARG002 - LangChain's hook signature
-    ) -> ChatResult:
-        state = self._state
-        text = messages[-1].text
-        decision = state.router.route(Context(query=text, candidates=state.router.candidates))
-        return state.executor.run(
-            decision,
-            lambda c: self.models[c.name]._generate(messages, stop=stop, run_manager=run_manager),  # noqa: SLF001
-            _result_usage,
-            prompt_text=text,
-            completion_text=_result_text,
-        ).value
+        engine, request, calls = self._prepare(messages, stop, run_manager, kwargs)
+        return engine.run(request, calls).value
 
 
 def breakdown(*, policy: str, batches: int, batch: int) -> dict[str, float]:
@@ -163,11 +131,10 @@ def breakdown(*, policy: str, batches: int, batch: int) -> dict[str, float]:
     }
     layers: dict[str, Any] = {
         "direct invoke of the fake": fake,
-        "inline forwarding, signature per call": _PassthroughUnstored(**settings),
         "inline forwarding, no routing": _Passthrough(**settings),
-        "+ Router.route": _RouteOnly(**settings),
-        "+ Executor.run (record, learn)": _RouteAndExecute(**settings),
-        "ChatPickLLM": ChatPickLLM(**settings),
+        "+ request, Engine.route": _RouteOnly(**settings),
+        "+ Engine.run (record, learn)": _EngineRun(**settings),
+        "ChatPickLLM (+ tag, alias)": ChatPickLLM(**settings),
     }
     messages = [HumanMessage(content="What is the capital of France?")]
     times: dict[str, list[float]] = {name: [] for name in layers}

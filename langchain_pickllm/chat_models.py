@@ -181,8 +181,9 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
     stop: list[str] | None = None
     """Default stop sequences passed to the chosen model."""
 
-    _engine: Engine = PrivateAttr()
-    _children: dict[str, Child] = PrivateAttr()
+    # One private attribute, read once per call: each read of a pydantic private
+    # attribute goes through BaseModel.__getattr__ (a few microseconds).
+    _pool: tuple[Engine, dict[str, Child]] = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -235,11 +236,11 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         """Build the engine once, over capabilities read off each model."""
         super().model_post_init(context)
         detected = {name: capabilities_of(model) for name, model in self.models.items()}
-        self._engine = self.build_engine(list(self.models), detected)
-        self._children = {name: Child.of(name, model) for name, model in self.models.items()}
+        engine = self.build_engine(list(self.models), detected)
+        self._pool = (engine, {name: Child.of(name, model) for name, model in self.models.items()})
         if self.router is None:
             # Not a user setting: the built router, readable as before (fields_set unchanged).
-            object.__setattr__(self, "router", self._engine.router)
+            object.__setattr__(self, "router", engine.router)
 
     # ------------------------------------------------------------------ LangChain members
     @property
@@ -248,7 +249,8 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        policy = self._engine.router.policy.name
+        router = self.router  # the engine's (a plain field, cheaper to read than _pool)
+        policy = router.policy.name if router is not None else str(self.policy)
         return {"model_name": self.model_name, "models": sorted(self.models), "policy": policy}
 
     def _resolve_model_profile(self) -> ModelProfile | None:
@@ -279,7 +281,7 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         Raises:
             NoCandidateError: no candidate can call tools.
         """
-        if all(c.tool_calling is False for c in self._engine.router.candidates):
+        if all(c.tool_calling is False for c in self.engine.router.candidates):
             msg = (
                 "no candidate can call tools: the models "
                 f"{sorted(self.models)} do not implement bind_tools or are marked "
@@ -295,12 +297,12 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
     @property
     def engine(self) -> Engine:
         """The engine that runs every call (its router holds the learned state)."""
-        return self._engine
+        return self._pool[0]
 
     @property
     def evaluation(self) -> EvaluationRunner | None:
         """The evaluation runner (``join()`` waits for background scores), if any."""
-        return self._engine.evaluation
+        return self.engine.evaluation
 
     def feedback(self, id_: str | uuid.UUID, score: float) -> float | None:
         """Join a score that came later (a user's rating) to a routed call.
@@ -319,7 +321,7 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
                 scored, expired, or not routed with ``await_feedback=True`` or an
                 evaluator).
         """
-        return self._engine.feedback(run_key(id_), score)
+        return self.engine.feedback(run_key(id_), score)
 
     def decision_id(self, id_: str | uuid.UUID) -> str:
         """The decision id of a call given its decision id, run id or message id.
@@ -328,15 +330,15 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
             UnknownDecisionError: ``id_`` names no pending decision and no call among the
                 last ``max_tracked_runs``.
         """
-        return self._engine.decision_id(run_key(id_))
+        return self.engine.decision_id(run_key(id_))
 
     def stats(self) -> dict[str, CandidateStats]:
         """Per candidate: calls, errors, mean reward, cost and latency."""
-        return self._engine.router.stats()
+        return self.engine.router.stats()
 
     def save(self, path: str | Path) -> None:
         """Save the router's configuration and learned state (JSON, atomic)."""
-        self._engine.router.save(path)
+        self.engine.router.save(path)
 
     @classmethod
     def load(
@@ -368,9 +370,10 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         stop: list[str] | None,
         run_manager: Any,
         kwargs: dict[str, Any],
-    ) -> tuple[Request, LangChainCalls]:
-        """The engine's request and calls for one LangChain call."""
+    ) -> tuple[Engine, Request, LangChainCalls]:
+        """The engine, and its request and calls for one LangChain call."""
         pin = tools = tool_choice = None
+        engine, children = self._pool
         if kwargs:
             pin = kwargs.pop("model", None)
             kwargs.pop("stream", None)
@@ -388,7 +391,7 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
             evaluator_kwargs={"messages": messages},
         )
         calls = LangChainCalls(
-            self._children,
+            children,
             messages,
             self.stop if stop is None else stop,
             run_manager,
@@ -396,34 +399,41 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
             tool_choice,
             kwargs,
         )
-        return request, calls
+        return engine, request, calls
 
-    def _result(self, answer: Answer[ChatResult], run_manager: Any) -> ChatResult:
+    @staticmethod
+    def _result(
+        engine: Engine, calls: LangChainCalls, answer: Answer[ChatResult], run_manager: Any
+    ) -> ChatResult:
         """The chosen answer, tagged; its run id now names the decision."""
         result = answer.value
         generation = result.generations[0]
         named = "model_name" in generation.message.response_metadata or "model_name" in (
             generation.generation_info or {}
         )
-        tag(generation.message, answer, self._children[answer.model], named=named)
+        tag(generation.message, answer, calls.children[answer.model], named=named)
         if run_manager is not None:
-            self._engine.alias(str(run_manager.run_id), answer.decision.decision_id)
+            engine.alias(str(run_manager.run_id), answer.decision.decision_id)
         return result
 
+    @staticmethod
     def _tagged(
-        self, last: ChatGenerationChunk, answers: list[Answer[list[ChatGenerationChunk]]]
+        calls: LangChainCalls,
+        last: ChatGenerationChunk,
+        answers: list[Answer[list[ChatGenerationChunk]]],
     ) -> ChatGenerationChunk:
         """A stream's last chunk, tagged (routing facts go on exactly one chunk)."""
         if answers:
             answer = answers[0]
             # A copy of the metadata: LangChain merges chunks' dicts, they must not share.
             last.message.response_metadata = dict(last.message.response_metadata)
-            child = self._children[answer.model]
+            child = calls.children[answer.model]
             tag(last.message, answer, child, named=has_model_name(answer.value))
         return last
 
+    @staticmethod
     def _alias_stream(
-        self,
+        engine: Engine,
         run_manager: Any,
         last: ChatGenerationChunk,
         answers: list[Answer[list[ChatGenerationChunk]]],
@@ -434,9 +444,9 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         # LangChain's stream paths pass no run_manager (on purpose); the run id is then
         # read off the message id the base class gave the chunks ("lc_run--<run id>").
         if run_manager is not None:
-            self._engine.alias(str(run_manager.run_id), decision_id)
+            engine.alias(str(run_manager.run_id), decision_id)
         elif last.message.id:
-            self._engine.alias(run_key(last.message.id), decision_id)
+            engine.alias(run_key(last.message.id), decision_id)
 
     # ------------------------------------------------------------------ LangChain hooks
     def _generate(
@@ -446,8 +456,8 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request, calls = self._prepare(messages, stop, run_manager, kwargs)
-        return self._result(self._engine.run(request, calls), run_manager)
+        engine, request, calls = self._prepare(messages, stop, run_manager, kwargs)
+        return self._result(engine, calls, engine.run(request, calls), run_manager)
 
     async def _agenerate(
         self,
@@ -456,8 +466,8 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        request, calls = self._prepare(messages, stop, run_manager, kwargs)
-        return self._result(await self._engine.arun(request, calls), run_manager)
+        engine, request, calls = self._prepare(messages, stop, run_manager, kwargs)
+        return self._result(engine, calls, await engine.arun(request, calls), run_manager)
 
     def _stream(
         self,
@@ -466,9 +476,9 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        request, calls = self._prepare(messages, stop, run_manager, kwargs)
+        engine, request, calls = self._prepare(messages, stop, run_manager, kwargs)
         answers: list[Answer[list[ChatGenerationChunk]]] = []
-        chunks = self._engine.stream(request, calls, on_finish=answers.append)
+        chunks = engine.stream(request, calls, on_finish=answers.append)
         held: ChatGenerationChunk | None = None
         try:
             for chunk in chunks:  # held back by one: the last gets the routing facts
@@ -476,10 +486,10 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
                     yield held
                 held = chunk
         finally:
-            chunks.close()  # type: ignore[attr-defined]  # a generator; the engine says Iterator
+            chunks.close()
         if held is not None:
-            yield self._tagged(held, answers)
-            self._alias_stream(run_manager, held, answers)
+            yield self._tagged(calls, held, answers)
+            self._alias_stream(engine, run_manager, held, answers)
 
     async def _astream(
         self,
@@ -488,9 +498,9 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        request, calls = self._prepare(messages, stop, run_manager, kwargs)
+        engine, request, calls = self._prepare(messages, stop, run_manager, kwargs)
         answers: list[Answer[list[ChatGenerationChunk]]] = []
-        chunks = self._engine.astream(request, calls, on_finish=answers.append)
+        chunks = engine.astream(request, calls, on_finish=answers.append)
         held: ChatGenerationChunk | None = None
         try:
             async for chunk in chunks:  # held back by one: the last gets the routing facts
@@ -498,7 +508,7 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
                     yield held
                 held = chunk
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]  # an async generator
+            await chunks.aclose()
         if held is not None:
-            yield self._tagged(held, answers)
-            self._alias_stream(run_manager, held, answers)
+            yield self._tagged(calls, held, answers)
+            self._alias_stream(engine, run_manager, held, answers)

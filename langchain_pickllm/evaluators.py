@@ -5,9 +5,10 @@ Every evaluator here follows :class:`pickllm.evaluation.Evaluator`: called as
 reference-based ones (``ExactMatch``, ``Contains``, ``MultipleChoice``, ``Numeric``) are
 framework-free and live in :mod:`pickllm.evaluation`.
 
-``ChatPickLLM`` calls its evaluator with the last user message as ``prompt``, the answer's
-text as ``answer``, and the keywords ``messages`` (the input messages), ``message`` (the
-answer message), ``model`` (the candidate that answered) and ``decision_id``.
+``ChatPickLLM`` calls its evaluator (through :class:`pickllm.engine.Engine`) with the last
+user message as ``prompt``, the answer's text (tool-call arguments included) as ``answer``,
+and the keywords ``messages`` (the input messages) and ``model`` (the candidate that
+answered).
 """
 
 # Evaluators accept the call's other keywords (see pickllm.evaluation) and ignore them.

@@ -63,7 +63,9 @@ def test_fallback_is_recorded_and_the_fallback_answers() -> None:
 
 def test_pin_bypasses_the_policy_with_probability_one_and_no_fallback() -> None:
     e = engine()
-    answer = e.run(Request(query="Hi", pin="dear"), EchoCalls())
+    routed: list[Decision] = []
+    answer = e.run(Request(query="Hi", pin="dear"), EchoCalls(), on_route=routed.append)
+    assert routed == [answer.decision]
     assert answer.model == "dear"
     assert answer.decision.probability == 1.0
     assert answer.decision.ranking == (DEAR,)
@@ -97,7 +99,18 @@ def test_inline_evaluator_scores_the_query_and_the_answer() -> None:
     e = engine(evaluator=judge)
     request = Request(query="Q?", prompt="system\nQ?", evaluator_kwargs={"messages": ["m"]})
     answer = e.run(request, EchoCalls(query="Q?"))
-    assert seen == [("Q?", "cheap: Q?", {"model": "cheap", "messages": ["m"]})]
+    assert seen == [
+        (
+            "Q?",
+            "cheap: Q?",
+            {
+                "model": "cheap",
+                "decision_id": answer.decision.decision_id,
+                "raw_answer": "cheap: Q?",
+                "messages": ["m"],
+            },
+        )
+    ]
     assert e.router.pending() == 0
     assert e.router.stats()["cheap"].mean_reward > 0
     assert answer.result.reward is None  # it waited for the score

@@ -246,7 +246,8 @@ def retry_after_s(exc: BaseException) -> float | None:
 
 
 # ---------------------------------------------------------------------- actions
-@dataclass(frozen=True, slots=True)
+# Messages between a machine and its driver, two or more per attempt: plain slots.
+@dataclass(slots=True)
 class Call:
     """Call ``candidate`` once, within ``timeout`` seconds; sends back an :class:`Outcome`."""
 
@@ -254,7 +255,7 @@ class Call:
     timeout: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Open:
     """Open a stream from ``candidate`` and read its first chunk.
 
@@ -265,7 +266,7 @@ class Open:
     timeout: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Next:
     """Read the next chunk of an opened stream (an Outcome of ``[chunk]``, ``[]`` at its end)."""
 
@@ -273,28 +274,28 @@ class Next:
     timeout: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Close:
     """Close an opened stream (sends back None)."""
 
     iterator: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emit:
     """Hand a chunk to the consumer of a stream (sends back None)."""
 
     chunk: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sleep:
     """Wait ``seconds`` before the next attempt (sends back None)."""
 
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Gather:
     """Run these sub-machines concurrently; sends back their return values, in order.
 
@@ -304,7 +305,7 @@ class Gather:
     machines: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """What an I/O action produced: a value, or the error it raised."""
 

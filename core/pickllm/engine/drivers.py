@@ -13,7 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,7 +35,7 @@ __all__ = ["AsyncIO", "SyncIO", "adrive", "adrive_stream", "drive", "drive_strea
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncIO:
     """How the sync driver talks to the outside world."""
 
@@ -109,7 +116,7 @@ async def _atake(iterator: AsyncIterator[Any]) -> list[Any]:
     return []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AsyncIO:
     """How the async driver talks to the outside world."""
 
@@ -183,7 +190,7 @@ async def adrive(machine: Machine[T], io: AsyncIO) -> T:
         reply = await io.perform(action)
 
 
-def drive_stream(machine: Machine[Any], io: SyncIO) -> Iterator[Any]:
+def drive_stream(machine: Machine[Any], io: SyncIO) -> Generator[Any, None, None]:
     """Run a stream's ``machine``, yielding the chunks it emits.
 
     Nothing runs until the first chunk is requested. Closing the returned generator
@@ -215,7 +222,7 @@ def _finish(machine: Machine[Any], io: SyncIO) -> None:
         return
 
 
-async def adrive_stream(machine: Machine[Any], io: AsyncIO) -> AsyncIterator[Any]:
+async def adrive_stream(machine: Machine[Any], io: AsyncIO) -> AsyncGenerator[Any, None]:
     """Async :func:`drive_stream`."""
     reply: Any = None
     while True:

@@ -14,8 +14,9 @@
 Rules decided here, once:
 
 * the evaluator sees the request's ``query`` (the last user message) as its prompt, the
-  answer's text, and ``model`` plus whatever the wrapper puts in ``evaluator_kwargs``
-  (the framework's messages);
+  answer's text, and the keywords ``model``, ``decision_id``, ``raw_answer`` (the wrapper's
+  answer object; for a stream, its chunks) plus whatever the wrapper puts in
+  ``evaluator_kwargs`` (the framework's messages);
 * an answer waits for a delayed score when there is an evaluator or ``await_feedback``;
   an answer that will get no score (the evaluator returned None or failed, and nobody
   awaits feedback) is learned from at once, without a quality score;
@@ -34,9 +35,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterator,
     Mapping,
     Sequence,
@@ -346,25 +349,25 @@ class Engine:
             "completion_text": calls.chunks_text,
         }
 
+    @staticmethod
+    def _evaluation(answer: Answer[Any], text: str, request: Request) -> tuple[Any, ...]:
+        kwargs = {
+            "model": answer.model,
+            "decision_id": answer.decision.decision_id,
+            "raw_answer": answer.value,
+            **request.evaluator_kwargs,
+        }
+        return (answer.decision.decision_id, request.query, text), kwargs
+
     def _evaluate(self, answer: Answer[Any], text: str, request: Request) -> None:
         if self.evaluation is not None:
-            self.evaluation.submit(
-                answer.decision.decision_id,
-                request.query,
-                text,
-                model=answer.model,
-                **request.evaluator_kwargs,
-            )
+            args, kwargs = self._evaluation(answer, text, request)
+            self.evaluation.submit(*args, **kwargs)
 
     async def _aevaluate(self, answer: Answer[Any], text: str, request: Request) -> None:
         if self.evaluation is not None:
-            await self.evaluation.asubmit(
-                answer.decision.decision_id,
-                request.query,
-                text,
-                model=answer.model,
-                **request.evaluator_kwargs,
-            )
+            args, kwargs = self._evaluation(answer, text, request)
+            await self.evaluation.asubmit(*args, **kwargs)
 
     async def _aroute(self, request: Request) -> Decision:
         # A trained policy runs a model to route; off the event loop it blocks no one.
@@ -372,8 +375,16 @@ class Engine:
             return await asyncio.to_thread(self.route, request)
         return self.route(request)
 
-    def run(self, request: Request, calls: Calls[T, Any]) -> Answer[T]:
+    def run(
+        self,
+        request: Request,
+        calls: Calls[T, Any],
+        on_route: Callable[[Decision], None] | None = None,
+    ) -> Answer[T]:
         """Route ``request``, run its plan with ``calls.call``, evaluate and record.
+
+        ``on_route`` is called with the decision before any model runs (to tell the
+        framework's tracing, or to remember ids for delayed feedback).
 
         Returns:
             The answer returned and how it was obtained.
@@ -384,15 +395,24 @@ class Engine:
             Exception: a fatal error of a model, as raised.
         """
         decision = self.route(request)
+        if on_route is not None:
+            on_route(decision)
         job = self._job(request, decision, calls)
         result = self.executor.run(decision, calls.call, calls.usage, **job)
         answer = Answer(value=result.value, decision=decision, result=result)
         self._evaluate(answer, calls.text(result.value), request)
         return answer
 
-    async def arun(self, request: Request, calls: Calls[T, Any]) -> Answer[T]:
+    async def arun(
+        self,
+        request: Request,
+        calls: Calls[T, Any],
+        on_route: Callable[[Decision], None] | None = None,
+    ) -> Answer[T]:
         """Async :meth:`run`, with ``calls.acall``."""
         decision = await self._aroute(request)
+        if on_route is not None:
+            on_route(decision)
         job = self._job(request, decision, calls)
         result = await self.executor.arun(decision, calls.acall, calls.usage, **job)
         answer = Answer(value=result.value, decision=decision, result=result)
@@ -404,15 +424,18 @@ class Engine:
         request: Request,
         calls: Calls[Any, C],
         on_finish: Callable[[Answer[list[C]]], None] | None = None,
-    ) -> Iterator[C]:
+        on_route: Callable[[Decision], None] | None = None,
+    ) -> Generator[C, None, None]:
         """Stream the answer to ``request``, chunk by chunk.
 
         A single model streams (retries and fallback until its first chunk); a
         multi-model plan runs with ``calls.call`` and the answer it returns is emitted as
         ``calls.as_chunks`` of it. ``on_finish`` gets the answer (value = the chunks) once
-        it is recorded, before the evaluator runs.
+        it is recorded, before the evaluator runs; ``on_route`` as in :meth:`run`.
         """
         decision = self.route(request)
+        if on_route is not None:
+            on_route(decision)
         if len(decision.members) > 1:
             job = self._job(request, decision, calls)
             result = self.executor.run(decision, calls.call, calls.usage, **job)
@@ -451,9 +474,12 @@ class Engine:
         request: Request,
         calls: Calls[Any, C],
         on_finish: Callable[[Answer[list[C]]], None] | None = None,
-    ) -> AsyncIterator[C]:
+        on_route: Callable[[Decision], None] | None = None,
+    ) -> AsyncGenerator[C, None]:
         """Async :meth:`stream`, with ``calls.acall`` and ``calls.astream``."""
         decision = await self._aroute(request)
+        if on_route is not None:
+            on_route(decision)
         if len(decision.members) > 1:
             job = self._job(request, decision, calls)
             result = await self.executor.arun(decision, calls.acall, calls.usage, **job)

@@ -13,7 +13,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -200,7 +208,7 @@ class Executor:
         completion_text: Callable[[list[C]], str] | None = None,
         on_start: Callable[[Candidate], None] | None = None,
         on_finish: Callable[[ExecutionResult[list[Any]]], None] | None = None,
-    ) -> Iterator[C]:
+    ) -> Generator[C, None, None]:
         """Stream the answer of ``decision``'s candidate, chunk by chunk.
 
         Retries and fallbacks happen only before the first chunk: opening the stream and
@@ -246,7 +254,7 @@ class Executor:
         completion_text: Callable[[list[C]], str] | None = None,
         on_start: Callable[[Candidate], None] | None = None,
         on_finish: Callable[[ExecutionResult[list[Any]]], None] | None = None,
-    ) -> AsyncIterator[C]:
+    ) -> AsyncGenerator[C, None]:
         """Async :meth:`stream`; ``open_stream`` returns an async iterator (or an awaitable)."""
         job = Job(
             decision=decision,

@@ -168,7 +168,8 @@ class ExecutionResult(Generic[T]):
     served_by: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Built on every call and never changed: plain slots, without frozen's per-field cost.
+@dataclass(slots=True, kw_only=True)
 class Job:
     """One run of a decision: what to run and how to read its answers.
 
@@ -259,7 +260,7 @@ class Planner:
     def order(self, decision: Decision) -> tuple[Candidate, ...]:
         """The chosen candidate, then its fallbacks from the ranking."""
         first = decision.candidate
-        rest = [c for c in dict.fromkeys(decision.ranking) if c.name != first.name]
+        rest = [c for c in decision.ranking if c.name != first.name]
         if self.config.max_fallbacks is not None:
             del rest[self.config.max_fallbacks :]
         return (first, *rest)

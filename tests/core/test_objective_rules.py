@@ -133,13 +133,15 @@ def test_parse_errors(spec: str, match: str) -> None:
 # ---------------------------------------------------------------------------- terms
 def test_cost_penalty_relative_to_the_pool() -> None:
     obj = Objective()
-    tokens = {"input_tokens": 1_000_000, "output_tokens": 0}  # lo 1.0, hi 3.0
-    assert obj.cost_penalty(Feedback(cost_usd=1.5, **tokens), PRICES) == pytest.approx(0.25)
-    assert obj.cost_penalty(Feedback(cost_usd=0.5, **tokens), PRICES) == 0.0  # below lo
-    assert obj.cost_penalty(Feedback(cost_usd=9.0, **tokens), PRICES) == 1.0  # above hi
-    assert obj.cost_penalty(Feedback(cost_usd=9.0, **tokens)) == 0.0  # no pool, no scale
-    flat = PriceRange.of([CHEAP])
-    assert obj.cost_penalty(Feedback(cost_usd=9.0, **tokens), flat) == 0.0
+
+    def call(cost: float) -> Feedback:  # 1M input tokens: lo 1.0, hi 3.0
+        return Feedback(cost_usd=cost, input_tokens=1_000_000, output_tokens=0)
+
+    assert obj.cost_penalty(call(1.5), PRICES) == pytest.approx(0.25)
+    assert obj.cost_penalty(call(0.5), PRICES) == 0.0  # below lo
+    assert obj.cost_penalty(call(9.0), PRICES) == 1.0  # above hi
+    assert obj.cost_penalty(call(9.0)) == 0.0  # no pool, no scale
+    assert obj.cost_penalty(call(9.0), PriceRange.of([CHEAP])) == 0.0  # one price
 
 
 def test_cost_penalty_with_a_scale() -> None:
@@ -227,4 +229,4 @@ def test_as_dict_lists_every_parameter_and_rebuilds_the_objective() -> None:
         "latency_max_s": 20.0,
         "missing_quality": 0.4,
     }
-    assert Objective(**obj.as_dict()) == obj
+    assert Objective(**obj.as_dict()) == obj  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ def ctx(*cands: Candidate, key: str | None = None) -> Context:
 
 def test_a_single_candidate_is_its_own_ranking_with_a_float_score() -> None:
     policy = Scripted()
-    policy.choice = Choice(0, 1.0, [np.float32(0.25)])
+    policy.choice = Choice(0, 1.0, [np.float32(0.25)])  # type: ignore[list-item]
     d = policy.select(ctx(A, key="k"))
     assert d.ranking == (A,)
     assert d.scores == (0.25,)

@@ -383,11 +383,13 @@ class Router:
                         if entry is None:
                             # Another member of the same plan was already learned from.
                             entry = pending[did] = _Pending(self.clock())
-                            if len(pending) > self.max_pending:
-                                self._drop_oldest()
                         else:  # routed only: it keeps its place in the queue
                             entry = pending[did] = _Pending(entry)
                     entry.awaiting.append((decision, feedback))
+                    # After the append: with no room (max_pending=0), the call dropped is
+                    # learned from at once instead of being lost.
+                    if len(pending) > self.max_pending:
+                        self._drop_oldest()
                     return None
             if (
                 entry is not None

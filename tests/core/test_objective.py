@@ -70,9 +70,10 @@ def test_missing_quality_drops_the_term_or_imputes() -> None:
         ({"quality": -1.0}, "quality must be a finite number >= 0, got -1.0"),
         ({"cost": math.nan}, "cost must be a finite number >= 0, got nan"),
         ({"quality": 0, "cost": 0, "latency": 0}, "must not all be zero"),
-        ({"cost_scale": 0.0}, "cost_scale"),
-        ({"missing_quality": 2.0}, "missing_quality"),
-        ({"t_scaling": -5.0}, "t_scaling"),
+        ({"cost_scale": 0.0}, r"cost_scale must be a positive number or None, got 0\.0"),
+        ({"missing_quality": 2.0}, r"missing_quality must be in \[0, 1\] or None, got 2\.0"),
+        # Not just "t_scaling": the latency_max_s message names t_scaling too.
+        ({"t_scaling": -5.0}, r"t_scaling must be a positive number, got -5\.0"),
     ],
 )
 def test_bad_objectives_name_the_value(kwargs: dict[str, float], match: str) -> None:

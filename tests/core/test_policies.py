@@ -279,10 +279,13 @@ def test_automaton_update_among_a_subset_leaves_the_others_untouched() -> None:
 def test_automaton_locks_in_and_a_newcomer_unlocks_it() -> None:
     policy = LearningAutomaton(learning_rate=0.5, lock_in=0.9, seed=0)
     policy.select(ctx(A, B))
-    while policy.locked is None:
+    # P_b: 0.5 -> 0.75 -> 0.875 -> 0.9375, so it locks on the third reward, not before.
+    for _ in range(2):
         policy.update(decision_for(policy, B, (A, B)), 1.0)
+        assert policy.locked is None
+    policy.update(decision_for(policy, B, (A, B)), 1.0)
     assert policy.locked == "b"
-    assert policy.probabilities["b"] >= 0.9
+    assert policy.probabilities["b"] == pytest.approx(0.9375)
     decisions = [policy.select(ctx(A, B)) for _ in range(20)]
     assert {d.candidate.name for d in decisions} == {"b"}
     assert {d.probability for d in decisions} == {1.0}
@@ -369,7 +372,11 @@ def test_q_learning_sample_average() -> None:
 
 def test_q_learning_greedy_ties_go_to_the_cheapest_then_the_name() -> None:
     policy = EpsilonGreedyQ(epsilon=0.0)
-    assert policy.select(ctx(A, C, D, B)).candidate.name == "b"  # b, d equally cheap
+    # b and d are equally cheap: b wins by name whether it comes first or last, so neither
+    # "first tie wins" nor "last tie wins" passes.
+    assert policy.select(ctx(A, C, D, B)).candidate.name == "b"
+    assert policy.select(ctx(B, D, A, C)).candidate.name == "b"
+    assert policy.select(ctx(D, A, B, C)).candidate.name == "b"
     policy.update(decision_for(policy, C), 0.6)
     decision = policy.select(ctx(A, C, D, B))
     assert decision.candidate.name == "c"
@@ -421,6 +428,16 @@ def test_ucb1_tries_untried_candidates_cheapest_first() -> None:
         order.append(d.candidate.name)
         policy.update(d, 0.5)
     assert order == ["b", "d", "a", "c"]
+    # The name breaks price ties wherever the winner stands in the offer.
+    for offer in ((B, D, A, C), (D, B, C, A)):
+        assert UCB1().select(ctx(*offer)).candidate.name == "b"
+    # Among equal bounds, the cheapest wins, then the first name.
+    tied = UCB1(exploration=0.0)
+    for cand in (A, B, C, D):
+        tied.update(decision_for(tied, cand), 0.5)
+    for offer in ((A, C, D, B), (B, D, A, C), (C, A)):
+        expected = "a" if offer == (C, A) else "b"
+        assert tied.select(ctx(*offer)).candidate.name == expected
 
 
 def test_ucb1_index() -> None:
@@ -597,6 +614,9 @@ def test_cheapest_ties_go_to_the_first_name_and_the_ranking_is_by_price() -> Non
     decision = Cheapest().select(ctx(C, D, A, B))
     assert [x.name for x in decision.ranking] == ["b", "d", "a", "c"]
     assert decision.probability == 1.0
+    # b first or last among the ties: it wins by name either way.
+    assert Cheapest().select(ctx(B, D, A, C)).candidate.name == "b"
+    assert Cheapest().select(ctx(C, B, D)).candidate.name == "b"
 
 
 # ---------------------------------------------------------------------------- PerContext

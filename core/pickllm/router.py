@@ -236,7 +236,7 @@ class Router:
     @property
     def knows_context_limits(self) -> bool:
         """Whether any candidate declares its context window (then prompts are measured)."""
-        return any(c.max_context_tokens is not None for c in self._pool)
+        return self._knows_context_limits
 
     def is_pending(self, decision_id: str) -> bool:
         """Whether ``decision_id`` is routed and not yet fully learned from."""
@@ -261,6 +261,7 @@ class Router:
         self._pool = pool
         self._by_name = {c.name: c for c in pool}
         self._prices = PriceRange.of(pool)
+        self._knows_context_limits = any(c.max_context_tokens is not None for c in pool)
         for c in pool:
             if c.name not in self._tallies:
                 self._tallies[c.name] = _Tally(latencies=deque(maxlen=self.latency_window))

@@ -285,8 +285,9 @@ class Engine:
             candidates=router.candidates,
         )
         pin = request.pin
-        if pin is None and request.tool_loop_model in router.names:
-            pin = request.tool_loop_model
+        loop_model = request.tool_loop_model
+        if pin is None and loop_model is not None and loop_model in router.names:
+            pin = loop_model
         decision = router.route(context, pin=pin)
         if request.needs_tool_calling and len(decision.members) > 1:
             # Tool calls are not voted on or cascaded: the plan's first model makes them,

@@ -68,7 +68,6 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError, ExecutionError
 from pickllm.pricing import Usage, estimate_tokens, make_feedback
 from pickllm.types import Candidate, Decision, Feedback, SeedLike
@@ -246,7 +245,6 @@ class RetryConfig(BaseModel):
             raise ConfigError(msg) from exc
 
 
-@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionResult(Generic[T]):
     """What running a decision produced.

@@ -109,11 +109,10 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
 
 
 class _Pending:
-    """A decision with a recorded call waiting for its score, or a score waiting for its call.
+    """A routed decision not yet fully learned from.
 
-    A decision that is only routed is pending as its route time alone (a float), which
-    is cheaper to store on every call; it becomes a ``_Pending`` in the same place of the
-    queue when a score or an awaiting call arrives.
+    It may hold recorded calls waiting for their score, or a score waiting for its call;
+    a decision that is only routed holds neither.
     """
 
     __slots__ = ("awaiting", "early_score", "since")
@@ -203,11 +202,8 @@ class Router:
         self._by_name: dict[str, Candidate] = {}
         self._prices = PriceRange()
         self._tallies: dict[str, _Tally] = {}
-        self._pending: OrderedDict[str, float | _Pending] = OrderedDict()
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._expired = 0
-        # When the oldest pending entry expires (or earlier): route() checks a float
-        # instead of looking at the oldest entry on every call.
-        self._expiry_due = -math.inf
         self._set_pool(pool)
 
     # ------------------------------------------------------------------ pool
@@ -305,9 +301,8 @@ class Router:
             if self.max_pending:
                 now = self.clock()
                 pending = self._pending
-                pending[decision.decision_id] = now
-                if now >= self._expiry_due:
-                    self._expire(now)
+                pending[decision.decision_id] = _Pending(now)
+                self._expire(now)
                 if len(pending) > self.max_pending:
                     self._drop_oldest()
         return decision
@@ -341,24 +336,17 @@ class Router:
             pending = self._pending
             entry = pending.get(did)
             if feedback.quality is None and feedback.error is None:
-                if isinstance(entry, _Pending) and entry.early_score is not None:
+                if entry is not None and entry.early_score is not None:
                     feedback = feedback.with_quality(entry.early_score)
                 elif await_score:
-                    if not isinstance(entry, _Pending):
-                        if entry is None:
-                            # Another member of the same plan was already learned from.
-                            entry = pending[did] = _Pending(self.clock())
-                            if len(pending) > self.max_pending:
-                                self._drop_oldest()
-                        else:  # routed only: it keeps its place in the queue
-                            entry = pending[did] = _Pending(entry)
+                    if entry is None:
+                        # Another member of the same plan was already learned from.
+                        entry = pending[did] = _Pending(self.clock())
+                        if len(pending) > self.max_pending:
+                            self._drop_oldest()
                     entry.awaiting.append((decision, feedback))
                     return None
-            if (
-                entry is not None
-                and feedback.error is None
-                and not (isinstance(entry, _Pending) and entry.awaiting)
-            ):
+            if entry is not None and feedback.error is None and not entry.awaiting:
                 del pending[did]
             return self._learn(decision, feedback, tally)
 
@@ -383,8 +371,6 @@ class Router:
             raise ConfigError(msg)
         with self._lock:
             entry = self._pending.get(decision_id)
-            if entry is not None and not isinstance(entry, _Pending):  # routed, not recorded
-                entry = self._pending[decision_id] = _Pending(entry)
             if entry is None:
                 msg = (
                     f"decision {decision_id!r} is not pending: unknown, already scored, or "
@@ -416,7 +402,7 @@ class Router:
         """
         with self._lock:
             entry = self._pending.pop(decision_id, None)
-            if not isinstance(entry, _Pending):
+            if entry is None:
                 return None
             reward = None
             for decision, fb in entry.awaiting:
@@ -475,18 +461,13 @@ class Router:
         pending = self._pending
         while pending:
             entry = next(iter(pending.values()))
-            since = entry.since if isinstance(entry, _Pending) else entry
-            if since > deadline:
-                self._expiry_due = since + self.pending_ttl_s
+            if entry.since > deadline:
                 return
             self._drop_oldest()
-        self._expiry_due = -math.inf
 
     def _drop_oldest(self) -> None:
         _, entry = self._pending.popitem(last=False)
         self._expired += 1
-        if not isinstance(entry, _Pending):
-            return
         # A recorded call whose score never came is learned from without it.
         for decision, fb in entry.awaiting:
             tally = self._tallies.get(decision.candidate.name)

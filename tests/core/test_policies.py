@@ -143,22 +143,24 @@ def test_select_without_candidates_raises() -> None:
         UCB1().select(Context())
 
 
-@pytest.mark.parametrize("reward", [-0.1, 1.5, math.nan])
+@pytest.mark.parametrize("reward", [-0.1, 1.5, math.nan, math.inf])
 def test_update_rejects_rewards_outside_unit_interval(reward: float) -> None:
     policy = UCB1()
-    with pytest.raises(ConfigError, match="reward must be in"):
+    with pytest.raises(ConfigError, match=r"reward must be a finite number in \[0, 1\], got"):
         policy.update(policy.select(ctx()), reward)
+    assert policy.means == {}
 
 
-def test_update_turns_feedback_into_a_reward() -> None:
+def test_update_takes_a_reward_not_a_feedback() -> None:
     policy = UCB1()
     decision = decision_for(policy, A)
     feedback = Feedback(quality=0.25, latency_s=0.3, cost_usd=1e-6, input_tokens=10)
-    policy.update(decision, feedback)
-    expected = Objective().reward(feedback, PriceRange.of(decision.ranking))
-    assert policy.means == {"a": pytest.approx(expected)}
-    policy.update(decision_for(policy, B), Feedback(quality=1.0, error="Timeout"))
-    assert policy.means["b"] == 0.0
+    with pytest.raises(TypeError, match="reward must be a number, got Feedback"):
+        policy.update(decision, feedback)  # type: ignore[arg-type]
+    # The caller owns the objective and converts explicitly.
+    reward = Objective().reward(feedback, PriceRange.of(decision.ranking))
+    policy.update(decision, reward)
+    assert policy.means == {"a": pytest.approx(reward)}
 
 
 def test_a_bad_rng_state_leaves_the_policy_untouched() -> None:

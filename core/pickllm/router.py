@@ -474,17 +474,25 @@ class Router:
             if tally is not None:
                 self._learn(decision, fb, tally)
 
-    def aggregate(self, answers: Sequence[str]) -> int:
+    def aggregate(self, answers: Sequence[str], decision: Decision | None = None) -> int:
         """Which of a multi-model plan's answers is the answer (an index into ``answers``).
 
         Policies that run several models (SelectLLM) define ``aggregate``; otherwise the
-        first answer, the plan's best-ranked member, wins.
+        first answer, the plan's best-ranked member, wins. When ``decision`` (the plan the
+        answers come from, one answer per member) is given and the policy defines
+        ``member_weights``, the vote is weighted by them (SelectLLM's
+        ``weighted_max_conf``).
         """
         if not answers:
             msg = "aggregate() needs at least one answer, got none"
             raise ConfigError(msg)
         combine = getattr(self.policy, "aggregate", None)
-        return int(combine(answers)) if callable(combine) else 0
+        if not callable(combine):
+            return 0
+        weigh = getattr(self.policy, "member_weights", None)
+        if decision is None or not callable(weigh):
+            return int(combine(answers))
+        return int(combine(answers, weigh(decision)))
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> dict[str, CandidateStats]:

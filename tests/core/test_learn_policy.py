@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pickllm import Candidate, Context, Feedback
+from pickllm import Candidate, Context, Decision, Feedback, Plan
 from pickllm.bench import run_bench
 from pickllm.data import load_outcomes
 from pickllm.errors import ConfigError
@@ -112,6 +112,26 @@ def test_selectllm_ensemble_plan_and_aggregation() -> None:
     assert weighted.aggregate(answers, [0.2, 0.2, 0.9]) == 2  # weighted_max_conf
     with pytest.raises(ConfigError):
         policy.aggregate([])
+
+
+def test_router_aggregate_weights_the_vote_by_the_members_confidence() -> None:
+    scorer = _router(extractor="choice")  # weighted_max_conf, the default selection
+    policy = LearnedPolicy(router=scorer, subset_size=3, seed=0)
+    router = Router(POOL, policy)
+    a, b, c = (Candidate(name=n) for n in ("a", "b", "c"))
+    decision = Decision(
+        decision_id="d",
+        candidate=a,
+        ranking=(a, b, c),
+        probability=1.0,
+        policy="learned",
+        plan=Plan(kind="ensemble", members=(a, b, c)),
+        scores=(0.98, 0.02, 0.02),
+    )
+    assert policy.member_weights(decision) == [0.98, 0.02, 0.02]
+    answers = ["(A)", "(B)", "The answer is B"]
+    assert router.aggregate(answers, decision) == 0  # the confident member's A wins
+    assert router.aggregate(answers) == 1  # without the decision: a plain majority for B
 
 
 def test_policy_in_a_router_by_path_survives_config_round_trip(tmp_path: Path) -> None:

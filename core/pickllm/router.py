@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from pickllm.errors import ConfigError, NoCandidateError, StateError, UnknownDecisionError
 from pickllm.objective import Objective, PriceRange
-from pickllm.policies.base import Policy, make_policy
+from pickllm.policies.base import Policy
+from pickllm.registry import make_policy
 from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
 
 if TYPE_CHECKING:
-    from pickllm.learn.base import LearnedRouter
+    from pickllm.learn.base import QueryScorer
 
 __all__ = ["CandidateStats", "Router", "policy_config", "policy_from_config"]
 
@@ -131,7 +132,7 @@ class Router:
     Args:
         candidates: the pool (names must be unique).
         policy: a policy object, a short name for ``pickllm.make_policy``, or a trained
-            SelectLLM/Zooter router (``pickllm train``; wrapped in
+            SelectLLM/Zooter query scorer (``pickllm train``; wrapped in
             ``pickllm.learn.LearnedPolicy``, which also takes the saved directory). The default,
             Thompson sampling, had the best online reward of the built-in policies on the
             bundled RouterBench replay (``pickllm bench``) and needs no tuning; PickLLM's
@@ -162,7 +163,7 @@ class Router:
     def __init__(
         self,
         candidates: Iterable[Candidate],
-        policy: Policy | str | LearnedRouter = "thompson",
+        policy: Policy | str | QueryScorer = "thompson",
         objective: Objective | None = None,
         *,
         seed: SeedLike = None,
@@ -649,15 +650,15 @@ class Router:
 
 
 # ---------------------------------------------------------------------- helpers
-def _learned_policy(router: object, seed: SeedLike) -> Policy:
-    """Wrap a trained SelectLLM/Zooter router in its policy."""
-    from pickllm.learn.base import LearnedRouter
+def _learned_policy(scorer: object, seed: SeedLike) -> Policy:
+    """Wrap a trained SelectLLM/Zooter query scorer in its policy."""
+    from pickllm.learn.base import QueryScorer
     from pickllm.learn.policy import LearnedPolicy
 
-    if not isinstance(router, LearnedRouter):
-        msg = f"policy must be a Policy, a policy name or a trained router, got {router!r}"
+    if not isinstance(scorer, QueryScorer):
+        msg = f"policy must be a Policy, a policy name or a trained QueryScorer, got {scorer!r}"
         raise TypeError(msg)
-    return LearnedPolicy(router=router, seed=seed)
+    return LearnedPolicy(scorer=scorer, seed=seed)
 
 
 def _checksum(text: str) -> str:

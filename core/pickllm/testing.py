@@ -52,11 +52,15 @@ A policy is "learning" unless its class sets ``learning = False``; a wrapper wit
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
 import inspect
 import json
 import math
+import shutil
 import statistics
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -85,6 +89,7 @@ __all__ = [
     "lock_commitment",
     "policy_checks",
     "simulate_convergence",
+    "tiny_scorer_dir",
 ]
 
 P = TypeVar("P", bound=Policy)
@@ -171,6 +176,26 @@ def policy_checks(policy: Policy) -> Iterator[PolicyCheck]:
         ]
     for name, run in checks:
         yield PolicyCheck(name, policy, run)
+
+
+@functools.cache
+def tiny_scorer_dir() -> str:
+    """A tiny SelectLLM scorer over the names of :data:`TEST_POOL`, saved once per process.
+
+    For the conformance checks of ``LearnedPolicy``: its configuration must be JSON, so it
+    takes the directory a trained scorer was saved to. The directory is removed at exit.
+    """
+    from pickllm.learn.selectllm import SelectLLM
+
+    names = [c.name for c in TEST_POOL]
+    texts = [f"question {i} about topic {i % 3}" for i in range(40)]
+    quality = np.array([[(i + j) % 2 for j in range(len(names))] for i in range(40)], float)
+    cost = np.tile(np.arange(1.0, len(names) + 1.0) * 1e-4, (40, 1))
+    scorer = SelectLLM(learner="logistic", max_epochs=5, seed=0)
+    scorer.fit(texts, quality, names, cost=cost)
+    directory = tempfile.mkdtemp(prefix="pickllm-learned-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return str(scorer.save(directory))
 
 
 def check_policy(policy: Policy) -> None:

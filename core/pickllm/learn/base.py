@@ -1,6 +1,6 @@
 """What SelectLLM and Zooter share: featurizing, training, calibration, cost, routing.
 
-A :class:`LearnedRouter` learns from recorded outcomes (every model run on every training
+A :class:`QueryScorer` learns from recorded outcomes (every model run on every training
 query) to predict, from the query text alone, each model's quality ``q(x)``; a small
 :class:`CostModel` predicts each model's cost ``c(x)`` from the prompt's tokens. Routing
 takes the arg-max of ``q - lam * c`` (:func:`pickllm.costaware.route_by_lambda`), with
@@ -57,8 +57,8 @@ from pickllm.types import SeedLike
 __all__ = [
     "Calibration",
     "CostModel",
-    "LearnedRouter",
     "Prediction",
+    "QueryScorer",
     "Tagger",
     "TagsLike",
     "normalise_tags",
@@ -250,7 +250,7 @@ def _check_unit(name: str, value: object) -> float:
     return float(value)
 
 
-class LearnedRouter(ABC):
+class QueryScorer(ABC):
     """Base of the query-aware routers; see the module docstring.
 
     Args:

@@ -26,7 +26,7 @@ import numpy as np
 
 from pickllm._version import __version__
 from pickllm.errors import StateError
-from pickllm.learn.base import LearnedRouter, Tagger
+from pickllm.learn.base import QueryScorer, Tagger
 from pickllm.learn.featurizers import Featurizer, featurizer_from_state
 from pickllm.learn.selectllm import SelectLLM
 from pickllm.learn.zooter import Zooter
@@ -37,7 +37,7 @@ FORMAT = "pickllm-learned-router"
 FORMAT_VERSION = 1
 _META = "router.json"
 _WEIGHTS = "weights.npz"
-_KINDS: dict[str, type[LearnedRouter]] = {"selectllm": SelectLLM, "zooter": Zooter}
+_KINDS: dict[str, type[QueryScorer]] = {"selectllm": SelectLLM, "zooter": Zooter}
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -51,7 +51,7 @@ def _write_atomic(path: Path, write: Any) -> None:
         raise
 
 
-def save_router(router: LearnedRouter, path: str | os.PathLike[str]) -> Path:
+def save_router(router: QueryScorer, path: str | os.PathLike[str]) -> Path:
     """Save a trained ``router`` into the directory ``path`` (created if needed).
 
     Returns:
@@ -78,7 +78,7 @@ def load_router(
     *,
     featurizer: Featurizer | None = None,
     tagger: Tagger | None = None,
-) -> LearnedRouter:
+) -> QueryScorer:
     """Load a router saved with :func:`save_router`.
 
     Args:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from pickllm.errors import ConfigError
-from pickllm.learn.base import Calibration, LearnedRouter, Tagger, _Stacker
+from pickllm.learn.base import Calibration, QueryScorer, Tagger, _Stacker
 from pickllm.learn.featurizers import Featurizer, TagsLike
 from pickllm.learn.models import SoftLoss
 from pickllm.types import SeedLike
@@ -47,7 +47,7 @@ def soft_labels(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return out
 
 
-class Zooter(LearnedRouter):
+class Zooter(QueryScorer):
     """Reward-guided routing by distillation of soft labels into a softmax router.
 
     Args:
@@ -57,7 +57,7 @@ class Zooter(LearnedRouter):
             (1 disables the enhancement). The paper's best was 0.3 with fine-grained
             InsTag tags; with one coarse task tag per query, 0 measured best on both
             bundled data sets (``benchmarks/learned_routers.py``), hence the default.
-        featurizer: see :class:`~pickllm.learn.base.LearnedRouter`.
+        featurizer: see :class:`~pickllm.learn.base.QueryScorer`.
         learner: ``"mlp"`` or ``"logistic"`` (softmax outputs either way).
         hidden: MLP hidden width.
         learning_rate: Adam step size (None: the learner's default).

@@ -1,12 +1,12 @@
-"""The policy base class: ``select(context) -> Decision`` and ``update(decision, feedback)``.
+"""The policy base class: ``select(context) -> Decision`` and ``update(decision, reward)``.
 
 A policy learns one thing: which candidate to pick. Public verbs validate and share the
 bookkeeping; each policy implements one protected hook per verb (``_select``, ``_update``)
 plus its state. Learned state is keyed by candidate *name*, so the pool may change between
 calls without losing what was learned about the candidates that stay.
 
-Policies register themselves by their class attribute ``name`` when the class is defined,
-so ``make_policy("ucb1")`` finds every policy without a list to edit.
+A policy's class attribute ``name`` is what ``pickllm.make_policy`` (in
+:mod:`pickllm.registry`) finds it by, with no list to edit.
 """
 
 from __future__ import annotations
@@ -29,14 +29,10 @@ from pickllm.types import Candidate, Context, Decision, Plan, PlanKind, SeedLike
 __all__ = [
     "Choice",
     "Policy",
-    "available_policies",
-    "make_policy",
     "new_decision_id",
 ]
 
 P = TypeVar("P", bound="Policy")
-
-_REGISTRY: dict[str, type[Policy]] = {}
 
 # A random per-process prefix plus a counter: unique, and an order of magnitude cheaper
 # than uuid4 on the hot path. ``next`` on itertools.count is atomic under the GIL.
@@ -92,11 +88,6 @@ class Policy(ABC):
     """Whether the policy learns from feedback; the fixed baselines (``fixed``, ``random``,
     ``cheapest``) set it to False, and the conformance suite then does not ask them to
     beat random choice."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name and not inspect.isabstract(cls):
-            _REGISTRY[cls.name] = cls
 
     def __init__(self, *, seed: SeedLike = None) -> None:
         _check_seed(seed)
@@ -349,27 +340,3 @@ def state_field(policy: str, state: Mapping[str, Any], field: str) -> Any:
         msg = f"state of policy {policy!r} has no {field!r} (it has {sorted(state)})"
         raise StateError(msg)
     return state[field]
-
-
-def available_policies() -> list[str]:
-    """Names ``make_policy`` accepts."""
-    # Importing the packages registers the built-in policies (the learned one included,
-    # so a saved router that uses it can be rebuilt by name).
-    import pickllm.learn.policy
-    import pickllm.policies  # noqa: F401
-
-    return sorted(_REGISTRY)
-
-
-def make_policy(name: str, **params: Any) -> Policy:
-    """Build a policy from its short name.
-
-    Raises:
-        ConfigError: the name is unknown (the message lists the known names).
-    """
-    names = available_policies()
-    key = name.strip().lower().replace("-", "_")
-    if key not in _REGISTRY:
-        msg = f"unknown policy {name!r}; available: {', '.join(names)}"
-        raise ConfigError(msg)
-    return _REGISTRY[key](**params)

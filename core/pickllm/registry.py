@@ -106,7 +106,7 @@ def make_policy(name: str, **params: Any) -> Policy:
 
     Examples:
         >>> make_policy("ucb1", seed=0)
-        UCB1(c=2.0, seed=0)
+        UCB1(exploration=1.4142135623730951, seed=0)
         >>> try:
         ...     make_policy("fixed")
         ... except ConfigError as exc:

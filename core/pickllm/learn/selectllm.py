@@ -33,7 +33,8 @@ import numpy as np
 
 from pickllm.errors import ConfigError
 from pickllm.learn.aggregate import Extractor, Vote
-from pickllm.learn.base import Calibration, QueryScorer, Tagger, _Stacker
+from pickllm.learn.base import Calibration, QueryScorer, Tagger
+from pickllm.learn.calibration import Stacker
 from pickllm.learn.featurizers import Featurizer, TagsLike
 from pickllm.types import SeedLike
 
@@ -213,7 +214,7 @@ class SelectLLM(QueryScorer):
 
     def _fit_stacker(self, output: np.ndarray, quality: np.ndarray) -> None:
         if self.calibration == "cross_fit":
-            self._stacker = _Stacker(transform="logit").fit(output, quality)
+            self._stacker = Stacker(transform="logit").fit(output, quality)
         else:
             self._stacker = None
 

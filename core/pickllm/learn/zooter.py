@@ -25,7 +25,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from pickllm.errors import ConfigError
-from pickllm.learn.base import Calibration, QueryScorer, Tagger, _Stacker
+from pickllm.learn.base import Calibration, QueryScorer, Tagger
+from pickllm.learn.calibration import Stacker
 from pickllm.learn.featurizers import Featurizer, TagsLike
 from pickllm.learn.models import SoftLoss
 from pickllm.types import SeedLike
@@ -146,7 +147,7 @@ class Zooter(QueryScorer):
         return soft_labels(quality, self.temperature)
 
     def _fit_stacker(self, output: np.ndarray, quality: np.ndarray) -> None:
-        self._stacker = _Stacker(transform="log").fit(output, quality)
+        self._stacker = Stacker(transform="log").fit(output, quality)
 
     def _quality_from_output(self, output: np.ndarray) -> np.ndarray:
         if self._stacker is None:  # pragma: no cover - always fitted with the learners

@@ -57,7 +57,7 @@ from pickllm.learn.featurizers import (
     TagsLike,
     normalise_tags,
 )
-from pickllm.learn.heads import Heads, train_heads
+from pickllm.learn.heads import Heads, make_learner, train_heads
 from pickllm.learn.models import MLP, LogisticRegression, Output, SoftLoss
 from pickllm.learn.state import decode_state, encode_state, write_scorer
 from pickllm.types import SeedLike
@@ -76,6 +76,24 @@ Tagger = Callable[[str], "Sequence[str]"]
 """A user tagger: the tags of a query text (Zooter used the InsTag instruction tagger)."""
 
 Calibration = Literal["none", "cross_fit"]
+
+_PARAMS = (
+    "featurizer",
+    "learner",
+    "hidden",
+    "learning_rate",
+    "weight_decay",
+    "max_epochs",
+    "ensemble",
+    "tag_beta",
+    "tags_as_features",
+    "turns_as_features",
+    "tagger",
+    "calibration",
+    "cv_folds",
+    "seed",
+)
+"""The hyperparameters of every scorer, in ``__init__`` order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,22 +319,7 @@ class QueryScorer(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters as given (featurizer and tagger objects included)."""
-        return {
-            "featurizer": self.featurizer,
-            "learner": self.learner,
-            "hidden": self.hidden,
-            "learning_rate": self.learning_rate,
-            "weight_decay": self.weight_decay,
-            "max_epochs": self.max_epochs,
-            "ensemble": self.ensemble,
-            "tag_beta": self.tag_beta,
-            "tags_as_features": self.tags_as_features,
-            "turns_as_features": self.turns_as_features,
-            "tagger": self.tagger,
-            "calibration": self.calibration,
-            "cv_folds": self.cv_folds,
-            "seed": self.seed,
-        }
+        return {name: getattr(self, name) for name in _PARAMS}
 
     def __repr__(self) -> str:
         shown = {
@@ -408,22 +411,12 @@ class QueryScorer(ABC):
         return normalise_tags(tags, len(texts))
 
     def _make_learner(self, seed: int, output: Output | None = None) -> LogisticRegression | MLP:
-        out = self._output if output is None else output
-        loss = self._learner_loss() if output is None else "forward_kl"
-        if self.learner == "mlp":
-            return MLP(
-                hidden=self.hidden,
-                output=out,
-                loss=loss,
-                learning_rate=self.learning_rate or 0.003,
-                weight_decay=self.weight_decay,
-                max_epochs=self.max_epochs,
-                seed=seed,
-            )
-        return LogisticRegression(
-            output=out,
-            loss=loss,
-            learning_rate=self.learning_rate or 0.01,
+        return make_learner(
+            self.learner,
+            output=self._output if output is None else output,
+            loss=self._learner_loss() if output is None else "forward_kl",
+            hidden=self.hidden,
+            learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
             max_epochs=self.max_epochs,
             seed=seed,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from pickllm.errors import StateError
-from pickllm.learn.models import MLP, LogisticRegression, Output
+from pickllm.learn.models import MLP, LogisticRegression, Output, SoftLoss
 
-__all__ = ["Heads", "LearnerFactory", "check_heads", "train_heads"]
+__all__ = ["Heads", "LearnerFactory", "check_heads", "make_learner", "train_heads"]
 
 LearnerFactory = Callable[[int, Output | None], LogisticRegression | MLP]
 """``make(seed, output)``: a fresh learner; ``output=None`` for the target head's own."""
@@ -47,6 +48,42 @@ class Heads:
     def epochs(self) -> list[int]:
         """The best epoch of every learner, target head first."""
         return [m.best_epoch_ for m in (*self.target, *self.tag)]
+
+
+def make_learner(
+    kind: Literal["mlp", "logistic"],
+    *,
+    output: Output,
+    loss: SoftLoss,
+    hidden: int,
+    learning_rate: float | None,
+    weight_decay: float,
+    max_epochs: int,
+    seed: int,
+) -> LogisticRegression | MLP:
+    """A fresh learner: an MLP (one hidden ReLU layer) or a logistic regression.
+
+    ``learning_rate=None`` takes the default of the kind: 0.003 for the MLP, 0.01 for the
+    logistic regression.
+    """
+    if kind == "mlp":
+        return MLP(
+            hidden=hidden,
+            output=output,
+            loss=loss,
+            learning_rate=learning_rate or 0.003,
+            weight_decay=weight_decay,
+            max_epochs=max_epochs,
+            seed=seed,
+        )
+    return LogisticRegression(
+        output=output,
+        loss=loss,
+        learning_rate=learning_rate or 0.01,
+        weight_decay=weight_decay,
+        max_epochs=max_epochs,
+        seed=seed,
+    )
 
 
 def check_heads(heads: Heads, k: int, n_tags: int) -> None:

@@ -28,7 +28,7 @@ from pickllm.data import OutcomeTable, load_outcomes
 from pickllm.latency import latency_matrix
 from pickllm.learn import (
     LearnedOffline,
-    LearnedRouter,
+    QueryScorer,
     SelectLLM,
     Vote,
     Zooter,
@@ -39,7 +39,7 @@ from pickllm.learn.offline import table_fit_args
 GPT4 = "gpt-4-1106-preview"
 
 # name -> (factory, how task labels are used). Routers average 5 learners by default.
-CONFIGS: dict[str, tuple[Callable[[], LearnedRouter], str]] = {
+CONFIGS: dict[str, tuple[Callable[[], QueryScorer], str]] = {
     "selectllm": (lambda: SelectLLM(seed=0), "none"),
     "selectllm_single": (lambda: SelectLLM(ensemble=1, seed=0), "none"),
     "selectllm_logistic": (lambda: SelectLLM(learner="logistic", seed=0), "none"),

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pickllm.data import load_outcomes
-from pickllm.learn import HashedNgramFeaturizer, LearnedRouter, SelectLLM, Zooter
+from pickllm.learn import HashedNgramFeaturizer, QueryScorer, SelectLLM, Zooter
 
 N_PROMPTS = 5000
 N_MODELS = 11
@@ -47,7 +47,7 @@ def build_data() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[st
     return texts, quality, cost, tokens, tags
 
 
-CONFIGS: dict[str, Callable[[], LearnedRouter]] = {
+CONFIGS: dict[str, Callable[[], QueryScorer]] = {
     "SelectLLM (default: MLP x5, SVD-256 features)": lambda: SelectLLM(seed=0),
     "SelectLLM (one MLP)": lambda: SelectLLM(ensemble=1, seed=0),
     "SelectLLM (logistic x5)": lambda: SelectLLM(learner="logistic", seed=0),

@@ -23,10 +23,9 @@ from pickllm.policies import (
     Policy,
     Random,
     ThompsonSampling,
-    available_policies,
-    make_policy,
 )
 from pickllm.pricing import PriceTable, Usage, estimate_tokens, make_feedback
+from pickllm.registry import available_policies, make_policy
 from pickllm.router import CandidateStats, Router
 from pickllm.types import Candidate, Context, Decision, Feedback, Plan
 

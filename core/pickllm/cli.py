@@ -170,7 +170,7 @@ def _add_train(subparsers: Any) -> None:
         description=(
             "Train a SelectLLM or Zooter router on the train rows of an outcome table and save "
             "it (JSON + npz) to a directory that Router, ChatPickLLM and PickLLM accept through "
-            "pickllm.learn.LearnedPolicy(router=DIR)."
+            "pickllm.learn.LearnedPolicy(scorer=DIR)."
         ),
     )
     parser.add_argument(

@@ -26,7 +26,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError, DataError
 from pickllm.types import Candidate, Feedback
 
@@ -59,7 +58,6 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // CHARS_PER_TOKEN)
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class Usage:
     """What a provider reported about one call; None marks what it did not report.
@@ -82,15 +80,6 @@ class Usage:
     cost_usd: float | None = None
 
     def __post_init__(self) -> None:
-        i, o, cost = self.input_tokens, self.output_tokens, self.cost_usd
-        # The common case (plain ints, a float or None) is checked in one expression; the
-        # loop below names the offending field.
-        if (
-            (i is None or (type(i) is int and i >= 0))
-            and (o is None or (type(o) is int and o >= 0))
-            and (cost is None or (type(cost) is float and cost >= 0.0))
-        ):
-            return
         for what in ("input_tokens", "output_tokens"):
             value = getattr(self, what)
             if value is not None and (
@@ -98,6 +87,7 @@ class Usage:
             ):
                 msg = f"Usage {what} must be an int >= 0 or None, got {value!r}"
                 raise ConfigError(msg)
+        cost = self.cost_usd
         if cost is not None and not (
             isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0.0
         ):

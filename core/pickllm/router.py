@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from pickllm.errors import ConfigError, NoCandidateError, StateError, UnknownDecisionError
 from pickllm.objective import Objective, PriceRange
-from pickllm.policies.base import Policy, make_policy, new_decision_id
+from pickllm.policies.base import Policy, new_decision_id
+from pickllm.registry import make_policy
 from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
 
 if TYPE_CHECKING:
-    from pickllm.learn.base import LearnedRouter
+    from pickllm.learn.base import QueryScorer
 
 __all__ = ["CandidateStats", "Router", "policy_config", "policy_from_config"]
 
@@ -109,11 +110,10 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
 
 
 class _Pending:
-    """A decision with a recorded call waiting for its score, or a score waiting for its call.
+    """A routed decision not yet fully learned from.
 
-    A decision that is only routed is pending as its route time alone (a float), which
-    is cheaper to store on every call; it becomes a ``_Pending`` in the same place of the
-    queue when a score or an awaiting call arrives.
+    It may hold recorded calls waiting for their score, or a score waiting for its call;
+    a decision that is only routed holds neither.
     """
 
     __slots__ = ("awaiting", "early_score", "since")
@@ -132,7 +132,7 @@ class Router:
     Args:
         candidates: the pool (names must be unique).
         policy: a policy object, a short name for ``pickllm.make_policy``, or a trained
-            SelectLLM/Zooter router (``pickllm train``; wrapped in
+            SelectLLM/Zooter query scorer (``pickllm train``; wrapped in
             ``pickllm.learn.LearnedPolicy``, which also takes the saved directory). The default,
             Thompson sampling, had the best online reward of the built-in policies on the
             bundled RouterBench replay (``pickllm bench``) and needs no tuning; PickLLM's
@@ -163,7 +163,7 @@ class Router:
     def __init__(
         self,
         candidates: Iterable[Candidate],
-        policy: Policy | str | LearnedRouter = "thompson",
+        policy: Policy | str | QueryScorer = "thompson",
         objective: Objective | None = None,
         *,
         seed: SeedLike = None,
@@ -203,11 +203,8 @@ class Router:
         self._by_name: dict[str, Candidate] = {}
         self._prices = PriceRange()
         self._tallies: dict[str, _Tally] = {}
-        self._pending: OrderedDict[str, float | _Pending] = OrderedDict()
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._expired = 0
-        # When the oldest pending entry expires (or earlier): route() checks a float
-        # instead of looking at the oldest entry on every call.
-        self._expiry_due = -math.inf
         self._set_pool(pool)
 
     # ------------------------------------------------------------------ pool
@@ -327,9 +324,8 @@ class Router:
             if self.max_pending:
                 now = self.clock()
                 pending = self._pending
-                pending[decision.decision_id] = now
-                if now >= self._expiry_due:
-                    self._expire(now)
+                pending[decision.decision_id] = _Pending(now)
+                self._expire(now)
                 if len(pending) > self.max_pending:
                     self._drop_oldest()
         return decision
@@ -377,26 +373,19 @@ class Router:
             pending = self._pending
             entry = pending.get(did)
             if feedback.quality is None and feedback.error is None:
-                if isinstance(entry, _Pending) and entry.early_score is not None:
+                if entry is not None and entry.early_score is not None:
                     feedback = feedback.with_quality(entry.early_score)
                 elif await_score:
-                    if not isinstance(entry, _Pending):
-                        if entry is None:
-                            # Another member of the same plan was already learned from.
-                            entry = pending[did] = _Pending(self.clock())
-                        else:  # routed only: it keeps its place in the queue
-                            entry = pending[did] = _Pending(entry)
+                    if entry is None:
+                        # Another member of the same plan was already learned from.
+                        entry = pending[did] = _Pending(self.clock())
                     entry.awaiting.append((decision, feedback))
                     # After the append: with no room (max_pending=0), the call dropped is
                     # learned from at once instead of being lost.
                     if len(pending) > self.max_pending:
                         self._drop_oldest()
                     return None
-            if (
-                entry is not None
-                and feedback.error is None
-                and not (isinstance(entry, _Pending) and entry.awaiting)
-            ):
+            if entry is not None and feedback.error is None and not entry.awaiting:
                 del pending[did]
             return self._learn(decision, feedback, tally)
 
@@ -421,8 +410,6 @@ class Router:
             raise ConfigError(msg)
         with self._lock:
             entry = self._pending.get(decision_id)
-            if entry is not None and not isinstance(entry, _Pending):  # routed, not recorded
-                entry = self._pending[decision_id] = _Pending(entry)
             if entry is None:
                 msg = (
                     f"decision {decision_id!r} is not pending: unknown, already scored, or "
@@ -454,7 +441,7 @@ class Router:
         """
         with self._lock:
             entry = self._pending.pop(decision_id, None)
-            if not isinstance(entry, _Pending):
+            if entry is None:
                 return None
             reward = None
             for decision, fb in entry.awaiting:
@@ -513,18 +500,13 @@ class Router:
         pending = self._pending
         while pending:
             entry = next(iter(pending.values()))
-            since = entry.since if isinstance(entry, _Pending) else entry
-            if since > deadline:
-                self._expiry_due = since + self.pending_ttl_s
+            if entry.since > deadline:
                 return
             self._drop_oldest()
-        self._expiry_due = -math.inf
 
     def _drop_oldest(self) -> None:
         _, entry = self._pending.popitem(last=False)
         self._expired += 1
-        if not isinstance(entry, _Pending):
-            return
         # A recorded call whose score never came is learned from without it.
         for decision, fb in entry.awaiting:
             tally = self._tallies.get(decision.candidate.name)
@@ -707,15 +689,15 @@ class Router:
 
 
 # ---------------------------------------------------------------------- helpers
-def _learned_policy(router: object, seed: SeedLike) -> Policy:
-    """Wrap a trained SelectLLM/Zooter router in its policy."""
-    from pickllm.learn.base import LearnedRouter
+def _learned_policy(scorer: object, seed: SeedLike) -> Policy:
+    """Wrap a trained SelectLLM/Zooter query scorer in its policy."""
+    from pickllm.learn.base import QueryScorer
     from pickllm.learn.policy import LearnedPolicy
 
-    if not isinstance(router, LearnedRouter):
-        msg = f"policy must be a Policy, a policy name or a trained router, got {router!r}"
+    if not isinstance(scorer, QueryScorer):
+        msg = f"policy must be a Policy, a policy name or a trained QueryScorer, got {scorer!r}"
         raise TypeError(msg)
-    return LearnedPolicy(router=router, seed=seed)
+    return LearnedPolicy(scorer=scorer, seed=seed)
 
 
 def _checksum(text: str) -> str:

@@ -27,8 +27,11 @@ The checks:
 * ``select_offered``: ``select`` picks an offered candidate, ranks exactly the offered
   candidates, reports a probability in (0, 1], and keeps doing so when the offered set
   shrinks, changes order, grows a new candidate or has a single candidate.
-* ``update_does_not_mutate``: ``select`` and ``update`` leave the context, decision and
-  feedback as they were (for rewards and for ``Feedback`` objects).
+* ``update_does_not_mutate``: ``select`` and ``update`` leave the context and the
+  decision as they were.
+* ``update_validates_reward``: ``update`` takes a reward in [0, 1] only: a ``Feedback``
+  or another non-number raises ``TypeError``, NaN, infinity or a number outside [0, 1]
+  raises ``ConfigError``, each naming ``reward``, and the policy's state is unchanged.
 * ``seeded_determinism``: two policies with the same seed (int or Generator) decide alike.
 * ``clone_equivalence``: ``clone()`` of a trained policy is unfitted and decides like a
   fresh policy with the same seed.
@@ -49,12 +52,16 @@ A policy is "learning" unless its class sets ``learning = False``; a wrapper wit
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
 import inspect
 import json
 import math
 import re
+import shutil
 import statistics
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -62,7 +69,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pickllm.errors import StateError
+from pickllm.errors import ConfigError, StateError
 from pickllm.policies.base import Policy
 from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
 from pickllm.policies.learning_automaton import LearningAutomaton
@@ -85,6 +92,7 @@ __all__ = [
     "lock_commitment",
     "policy_checks",
     "simulate_convergence",
+    "tiny_scorer_dir",
 ]
 
 P = TypeVar("P", bound=Policy)
@@ -158,6 +166,7 @@ def policy_checks(policy: Policy) -> Iterator[PolicyCheck]:
         ("config_round_trip", check_config_round_trip),
         ("select_offered", check_select_offered),
         ("update_does_not_mutate", check_update_does_not_mutate),
+        ("update_validates_reward", check_update_validates_reward),
         ("seeded_determinism", check_seeded_determinism),
         ("clone_equivalence", check_clone_equivalence),
         ("state_round_trip", check_state_round_trip),
@@ -170,6 +179,26 @@ def policy_checks(policy: Policy) -> Iterator[PolicyCheck]:
         ]
     for name, run in checks:
         yield PolicyCheck(name, policy, run)
+
+
+@functools.cache
+def tiny_scorer_dir() -> str:
+    """A tiny SelectLLM scorer over the names of :data:`TEST_POOL`, saved once per process.
+
+    For the conformance checks of ``LearnedPolicy``: its configuration must be JSON, so it
+    takes the directory a trained scorer was saved to. The directory is removed at exit.
+    """
+    from pickllm.learn.selectllm import SelectLLM
+
+    names = [c.name for c in TEST_POOL]
+    texts = [f"question {i} about topic {i % 3}" for i in range(40)]
+    quality = np.array([[(i + j) % 2 for j in range(len(names))] for i in range(40)], float)
+    cost = np.tile(np.arange(1.0, len(names) + 1.0) * 1e-4, (40, 1))
+    scorer = SelectLLM(learner="logistic", max_epochs=5, seed=0)
+    scorer.fit(texts, quality, names, cost=cost)
+    directory = tempfile.mkdtemp(prefix="pickllm-learned-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return str(scorer.save(directory))
 
 
 def check_policy(policy: Policy) -> None:
@@ -316,22 +345,38 @@ def check_update_does_not_mutate(policy: Policy) -> None:
         decision = a.select(ctx)
         _require(ctx == ctx_before, "select() mutated the context")
         decision_before = copy.deepcopy(decision)
-        feedback: Feedback | float
-        if t % 3 == 0:
-            feedback = Feedback(
-                latency_s=0.5,
-                input_tokens=100,
-                output_tokens=20,
-                cost_usd=1e-4,
-                quality=_reward(env, decision.candidate.name),
-            )
-        else:
-            feedback = _reward(env, decision.candidate.name)
-        feedback_before = copy.deepcopy(feedback)
-        a.update(decision, feedback)
+        a.update(decision, _reward(env, decision.candidate.name))
         _require(decision == decision_before, "update() mutated the decision")
-        _require(feedback == feedback_before, "update() mutated the feedback")
         _require(ctx == ctx_before, "update() mutated the context")
+
+
+def check_update_validates_reward(policy: Policy) -> None:
+    """``update`` takes a reward in [0, 1] only, and a refused one changes nothing."""
+    a = policy.clone(seed=_SEED)
+    decision = a.select(Context(query="q", candidates=TEST_POOL))
+    before = json.dumps(a.state_dict(), sort_keys=True)
+    refused: list[tuple[object, type[Exception]]] = [
+        (Feedback(quality=1.0), TypeError),
+        ("1.0", TypeError),
+        (True, TypeError),
+        (-0.1, ConfigError),
+        (1.5, ConfigError),
+        (math.nan, ConfigError),
+        (math.inf, ConfigError),
+    ]
+    for bad, error in refused:
+        try:
+            a.update(decision, bad)  # type: ignore[arg-type]
+        except error as exc:
+            _require("reward" in str(exc), f"the error for reward={bad!r} does not name it")
+        else:
+            msg = f"update() accepted reward={bad!r}"
+            raise AssertionError(msg)
+        _require(
+            json.dumps(a.state_dict(), sort_keys=True) == before,
+            f"update() with the refused reward={bad!r} changed the policy's state",
+        )
+    a.update(decision, 1)  # an int reward is a number in [0, 1] too
 
 
 def check_seeded_determinism(policy: Policy) -> None:

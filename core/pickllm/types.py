@@ -13,7 +13,6 @@ from typing import Literal
 
 import numpy as np
 
-from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError
 
 __all__ = [
@@ -99,7 +98,6 @@ class Candidate:
         )
 
 
-@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Context:
     """What a policy sees of one call.
@@ -140,7 +138,6 @@ class Context:
         return np.asarray(self.features, dtype=float)
 
 
-@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Plan:
     """Which models a decision runs, and how.
@@ -164,7 +161,6 @@ class Plan:
             raise ConfigError(msg)
 
 
-@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """A routing decision.
@@ -216,7 +212,6 @@ class Decision:
         return replace(self, candidate=candidate)
 
 
-@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Feedback:
     """What one call of one candidate cost, how long it took and how good it was.

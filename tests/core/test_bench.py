@@ -373,7 +373,7 @@ class _Broken(_Perfect):
 
 
 def test_registered_offline_routers_are_benchmarked(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pickllm.bench.OFFLINE_ROUTERS", dict(OFFLINE_ROUTERS))
+    monkeypatch.setattr("pickllm.registry.OFFLINE_ROUTERS", dict(OFFLINE_ROUTERS))
     register_offline_router("perfect", _Perfect)
     assert isinstance(_Perfect(), OfflineRouter)
     report = run_bench(synthetic(), policies=["per_task", "perfect"])
@@ -387,7 +387,7 @@ def test_registered_offline_routers_are_benchmarked(monkeypatch: pytest.MonkeyPa
 def test_an_offline_router_predicting_the_wrong_shape_is_rejected(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("pickllm.bench.OFFLINE_ROUTERS", {"broken": _Broken})
+    monkeypatch.setattr("pickllm.registry.OFFLINE_ROUTERS", {"broken": _Broken})
     with pytest.raises(ConfigError, match="offline router 'broken'"):
         run_bench(synthetic(), policies=["broken"])
 
@@ -397,7 +397,7 @@ def test_registration_rejects_empty_names(monkeypatch: pytest.MonkeyPatch) -> No
         register_offline_router("", _Perfect)
     with pytest.raises(ConfigError):
         register_online_policy("", scripted("last"))
-    monkeypatch.setattr("pickllm.bench.ONLINE_FACTORIES", dict(ONLINE_FACTORIES))
+    monkeypatch.setattr("pickllm.registry.ONLINE_FACTORIES", dict(ONLINE_FACTORIES))
     register_online_policy("scripted", scripted("last"))
     assert "scripted" in available_methods()["online"]
 

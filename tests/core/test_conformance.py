@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from pickllm.policies import Choice, PerContext, Policy, available_policies
-from pickllm.policies.base import _REGISTRY
-from pickllm.testing import PolicyCheck, check_policy, policy_checks
+from pickllm.learn import LearnedPolicy
+from pickllm.policies import Choice, PerContext, Policy
+from pickllm.registry import available_policies, policy_class
+from pickllm.testing import PolicyCheck, check_policy, policy_checks, tiny_scorer_dir
 from pickllm.types import Context, Decision, SeedLike
 
 
+def _build(cls: type[Policy]) -> Policy:
+    if cls is LearnedPolicy:
+        # Its configuration must be JSON: the suite's scorer comes saved in a directory.
+        return LearnedPolicy(scorer=tiny_scorer_dir())
+    return cls(**cls._unit_test_params())
+
+
 def _policies() -> list[Policy]:
-    available_policies()  # imports the built-in policies, which registers them
-    # Policies that tests define for themselves register too; only the library's are checked.
-    policies = [
-        _REGISTRY[name](**_REGISTRY[name]._unit_test_params())
-        for name in sorted(_REGISTRY)
-        if _REGISTRY[name].__module__.startswith("pickllm.")
-    ]
+    # Policies that tests define for themselves are found too; only the library's are checked.
+    classes = [policy_class(name) for name in available_policies()]
+    policies = [_build(cls) for cls in classes if cls.__module__.startswith("pickllm.")]
     learners = [p for p in policies if type(p).learning and not isinstance(p, PerContext)]
     wrapped: list[Policy] = [PerContext(policy=p) for p in learners]
     wrapped.append(PerContext(policy=learners[0], shared_prior=False, max_keys=2))

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pickllm import Candidate, Context, Feedback
+from pickllm import Candidate, Context, Decision, Feedback, Plan
 from pickllm.bench import run_bench
 from pickllm.data import load_outcomes
 from pickllm.errors import ConfigError
@@ -20,13 +20,13 @@ from pickllm.learn import (
     train,
 )
 from pickllm.router import Router, policy_config, policy_from_config
-from pickllm.testing import check_policy
+from pickllm.testing import check_policy, tiny_scorer_dir
 
 MODELS = ("cheap", "strong")
 TEXTS = ["easy question number {}".format, "hard proof about topic {}".format]
 
 
-def _router(**kw: object) -> SelectLLM:
+def _scorer(**kw: object) -> SelectLLM:
     texts = [TEXTS[i % 2](i) for i in range(120)]
     # "cheap" solves the easy half, "strong" solves everything.
     quality = np.array([[1.0 - (i % 2), 1.0] for i in range(120)])
@@ -48,13 +48,13 @@ POOL = (
 
 
 def test_policy_passes_the_conformance_suite() -> None:
-    check_policy(LearnedPolicy(**LearnedPolicy._unit_test_params()))
+    check_policy(LearnedPolicy(scorer=tiny_scorer_dir()))
 
 
 def test_quality_only_and_cost_aware_choices() -> None:
-    router = _router()
-    quality_only = LearnedPolicy(router=router, seed=0)
-    frugal = LearnedPolicy(router=router, lam=60.0, seed=0)
+    router = _scorer()
+    quality_only = LearnedPolicy(scorer=router, seed=0)
+    frugal = LearnedPolicy(scorer=router, lam=60.0, seed=0)
     easy = Context(query="easy question number 999", candidates=POOL)
     hard = Context(query="hard proof about topic 999", candidates=POOL)
     # Both solve easy questions with certainty: the quality-only route may pick either, the
@@ -68,26 +68,26 @@ def test_quality_only_and_cost_aware_choices() -> None:
 
 
 def test_budget_mixes_ties_with_the_policy_generator() -> None:
-    router = _router()
+    router = _scorer()
     _q, c = router.training_predictions()
     budget = float(c[:, 0].mean() + 0.25 * (c[:, 1] - c[:, 0]).mean())
     fit = router.fit_budget(budget)
     assert fit.cost == pytest.approx(budget)
-    policy = LearnedPolicy(router=router, budget=budget, seed=0)
+    policy = LearnedPolicy(scorer=router, budget=budget, seed=0)
     # On the queries the budget was fitted on, the spend matches it (in expectation).
     queries = [TEXTS[i % 2](i) for i in range(120)] * 3
     picks = [policy.select(Context(query=q, candidates=POOL)).candidate.name for q in queries]
     spent = np.mean([1e-4 if p == "cheap" else 1e-2 for p in picks])
     assert spent == pytest.approx(budget, rel=0.1)
     assert 0 < picks.count("strong") < len(picks) / 2
-    again = LearnedPolicy(router=router, budget=budget, seed=0)
+    again = LearnedPolicy(scorer=router, budget=budget, seed=0)
     assert picks[:50] == [
         again.select(Context(query=q, candidates=POOL)).candidate.name for q in queries[:50]
     ]
 
 
 def test_unknown_candidates_rank_last_and_all_unknown_falls_back_to_cheapest() -> None:
-    policy = LearnedPolicy(router=_router(), seed=0)
+    policy = LearnedPolicy(scorer=_scorer(), seed=0)
     stranger = Candidate(name="stranger", input_price=0.01, output_price=0.01)
     d = policy.select(Context(query="hard proof about topic 5", candidates=(stranger, *POOL)))
     assert d.candidate.name == "strong"
@@ -98,8 +98,8 @@ def test_unknown_candidates_rank_last_and_all_unknown_falls_back_to_cheapest() -
 
 
 def test_selectllm_ensemble_plan_and_aggregation() -> None:
-    router = _router(extractor="choice", selection="max_conf")
-    policy = LearnedPolicy(router=router, subset_size=2, seed=0)
+    router = _scorer(extractor="choice", selection="max_conf")
+    policy = LearnedPolicy(scorer=router, subset_size=2, seed=0)
     d = policy.select(Context(query="easy question number 3", candidates=POOL))
     assert d.kind == "ensemble"
     assert {m.name for m in d.members} == {"cheap", "strong"}
@@ -108,19 +108,39 @@ def test_selectllm_ensemble_plan_and_aggregation() -> None:
     assert all(0.0 <= w <= 1.0 for w in weights)
     answers = ["B", "B)", "The answer is (A)"]
     assert policy.aggregate(answers, [0.2, 0.2, 0.9]) == 0  # max_conf: a plain majority
-    weighted = LearnedPolicy(router=_router(extractor="choice"), subset_size=2, seed=0)
+    weighted = LearnedPolicy(scorer=_scorer(extractor="choice"), subset_size=2, seed=0)
     assert weighted.aggregate(answers, [0.2, 0.2, 0.9]) == 2  # weighted_max_conf
     with pytest.raises(ConfigError):
         policy.aggregate([])
 
 
+def test_router_aggregate_weights_the_vote_by_the_members_confidence() -> None:
+    scorer = _scorer(extractor="choice")  # weighted_max_conf, the default selection
+    policy = LearnedPolicy(scorer=scorer, subset_size=3, seed=0)
+    router = Router(POOL, policy)
+    a, b, c = (Candidate(name=n) for n in ("a", "b", "c"))
+    decision = Decision(
+        decision_id="d",
+        candidate=a,
+        ranking=(a, b, c),
+        probability=1.0,
+        policy="learned",
+        plan=Plan(kind="ensemble", members=(a, b, c)),
+        scores=(0.98, 0.02, 0.02),
+    )
+    assert policy.member_weights(decision) == [0.98, 0.02, 0.02]
+    answers = ["(A)", "(B)", "The answer is B"]
+    assert router.aggregate(answers, decision) == 0  # the confident member's A wins
+    assert router.aggregate(answers) == 1  # without the decision: a plain majority for B
+
+
 def test_policy_in_a_router_by_path_survives_config_round_trip(tmp_path: Path) -> None:
-    router = _router()
+    router = _scorer()
     path = str(router.save(tmp_path / "learned"))
-    policy = LearnedPolicy(router=path, lam=60.0, seed=0)
+    policy = LearnedPolicy(scorer=path, lam=60.0, seed=0)
     rebuilt = policy_from_config(json.loads(json.dumps(policy_config(policy))))
     assert isinstance(rebuilt, LearnedPolicy)
-    assert rebuilt.router == path
+    assert rebuilt.scorer == path
     r = Router(POOL, policy=rebuilt)
     decision = r.route("easy question number 42")
     assert decision.candidate.name == "cheap"
@@ -131,15 +151,15 @@ def test_policy_in_a_router_by_path_survives_config_round_trip(tmp_path: Path) -
 
 def test_policy_validates() -> None:
     with pytest.raises(ConfigError, match="trained"):
-        LearnedPolicy(router=SelectLLM())
-    with pytest.raises(TypeError, match="router"):
-        LearnedPolicy(router=3)  # type: ignore[arg-type]
+        LearnedPolicy(scorer=SelectLLM())
+    with pytest.raises(TypeError, match="scorer must be a trained QueryScorer"):
+        LearnedPolicy(scorer=3)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="lam"):
-        LearnedPolicy(router=_router(), lam=-1.0)
+        LearnedPolicy(scorer=_scorer(), lam=-1.0)
     with pytest.raises(ConfigError, match="budget"):
-        LearnedPolicy(router=_router(), budget=-1.0)
+        LearnedPolicy(scorer=_scorer(), budget=-1.0)
     with pytest.raises(ConfigError, match="subset_size"):
-        LearnedPolicy(router=_router(), subset_size=0)
+        LearnedPolicy(scorer=_scorer(), subset_size=0)
 
 
 def test_train_on_bundled_data_and_bench_adapter() -> None:
@@ -207,10 +227,10 @@ def test_public_api_is_pinned() -> None:
         "LangChainEmbeddings",
         "LearnedOffline",
         "LearnedPolicy",
-        "LearnedRouter",
         "LlamaIndexEmbeddings",
         "LogisticRegression",
         "Prediction",
+        "QueryScorer",
         "SelectLLM",
         "TrainedRouter",
         "Vote",

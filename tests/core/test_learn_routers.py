@@ -285,7 +285,7 @@ def test_save_and_load_round_trip(kind: str, tmp_path: Path, train_data, test_da
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["router.json", "weights.npz"]
     meta = json.loads((tmp_path / "r" / "router.json").read_text())
     assert meta["kind"] == kind
-    assert meta["format"] == "pickllm-learned-router"
+    assert meta["format"] == "pickllm-query-scorer"
     loaded = load_trained(tmp_path / "r")
     assert type(loaded) is cls
     assert loaded.models == MODELS
@@ -295,6 +295,12 @@ def test_save_and_load_round_trip(kind: str, tmp_path: Path, train_data, test_da
     np.testing.assert_array_equal(a.quality, b.quality)
     np.testing.assert_array_equal(a.cost, b.cost)
     assert loaded.fit_budget(3e-4) == router.fit_budget(3e-4)
+    # A scorer saved before the rename to QueryScorer (the old format key) still loads.
+    legacy = {**meta, "format": "pickllm-learned-router"}
+    (tmp_path / "r" / "router.json").write_text(json.dumps(legacy))
+    old = load_trained(tmp_path / "r")
+    c = old.predict(t_texts, tags=t_tags, input_tokens=t_tokens)
+    np.testing.assert_array_equal(a.quality, c.quality)
 
 
 def test_loading_rejects_bad_directories(tmp_path: Path, train_data) -> None:  # type: ignore[no-untyped-def]

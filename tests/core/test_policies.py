@@ -24,9 +24,8 @@ from pickllm.policies import (
     Policy,
     Random,
     ThompsonSampling,
-    available_policies,
-    make_policy,
 )
+from pickllm.registry import available_policies, make_policy
 from pickllm.types import Candidate, Context, Decision, Feedback
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
@@ -67,8 +66,6 @@ def test_package_exports_are_pinned() -> None:
         "Policy",
         "Random",
         "ThompsonSampling",
-        "available_policies",
-        "make_policy",
     ]
 
 
@@ -92,6 +89,62 @@ def test_make_policy_builds_every_builtin(name: str, cls: type[Policy], params: 
     assert policy.name == name
     assert policy.seed == 3
     assert make_policy(name.upper().replace("_", "-"), **params).name == name
+
+
+@pytest.mark.parametrize(("name", "argument"), [("fixed", "'model'"), ("per_context", "'policy'")])
+def test_a_policy_by_name_names_the_argument_it_needs(name: str, argument: str) -> None:
+    with pytest.raises(ConfigError, match=f"policy {name!r} needs the argument {argument}"):
+        make_policy(name, seed=0)
+
+
+def test_an_unknown_policy_name_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown policy 'nope'; available: cheapest, "):
+        make_policy("nope")
+
+
+def test_the_registry_finds_named_subclasses_and_keeps_builtin_names() -> None:
+    class Mine(UCB1):
+        """A policy of the user's own.
+
+        Args:
+            seed: seed.
+
+        Examples:
+            >>> Mine().name
+            'test_mine'
+        """
+
+        name = "test_mine"
+
+    class Shadow(UCB1):
+        """Claims a built-in name.
+
+        Args:
+            seed: seed.
+
+        Examples:
+            >>> Shadow().name
+            'ucb1'
+        """
+
+        name = "ucb1"
+
+    class Inherits(Mine):
+        """Inherits its parent's name without claiming it.
+
+        Args:
+            seed: seed.
+
+        Examples:
+            >>> Inherits().name
+            'test_mine'
+        """
+
+    assert type(make_policy("test_mine", seed=0)) is Mine
+    assert type(make_policy("ucb1")) is UCB1
+    assert Shadow.name == "ucb1"
+    assert Inherits.name == "test_mine"
+    assert available_policies().count("test_mine") == 1
 
 
 def test_only_baselines_are_not_learning() -> None:
@@ -132,7 +185,7 @@ def test_ranking_sorts_by_score_then_price_then_offered_order() -> None:
     decision = policy.select(ctx(A, C, B, D, e))
     assert [c.name for c in decision.ranking] == ["a", "d", "b", "e", "c"]
     assert decision.scores == (0.1, 0.9, 0.5, 0.5, 0.5)
-    # A different tuple with the same names is priced afresh, not from the cache.
+    # Each pool is priced as given: a cheaper "c" now wins its tie.
     cheap_c = Candidate(name="c", input_price=0.0, output_price=0.0)
     decision = policy.select(ctx(A, cheap_c, B, D, e))
     assert [c.name for c in decision.ranking] == ["a", "d", "c", "b", "e"]
@@ -143,22 +196,24 @@ def test_select_without_candidates_raises() -> None:
         UCB1().select(Context())
 
 
-@pytest.mark.parametrize("reward", [-0.1, 1.5, math.nan])
+@pytest.mark.parametrize("reward", [-0.1, 1.5, math.nan, math.inf])
 def test_update_rejects_rewards_outside_unit_interval(reward: float) -> None:
     policy = UCB1()
-    with pytest.raises(ConfigError, match="reward must be in"):
+    with pytest.raises(ConfigError, match=r"reward must be a finite number in \[0, 1\], got"):
         policy.update(policy.select(ctx()), reward)
+    assert policy.means == {}
 
 
-def test_update_turns_feedback_into_a_reward() -> None:
+def test_update_takes_a_reward_not_a_feedback() -> None:
     policy = UCB1()
     decision = decision_for(policy, A)
     feedback = Feedback(quality=0.25, latency_s=0.3, cost_usd=1e-6, input_tokens=10)
-    policy.update(decision, feedback)
-    expected = Objective().reward(feedback, PriceRange.of(decision.ranking))
-    assert policy.means == {"a": pytest.approx(expected)}
-    policy.update(decision_for(policy, B), Feedback(quality=1.0, error="Timeout"))
-    assert policy.means["b"] == 0.0
+    with pytest.raises(TypeError, match="reward must be a number, got Feedback"):
+        policy.update(decision, feedback)  # type: ignore[arg-type]
+    # The caller owns the objective and converts explicitly.
+    reward = Objective().reward(feedback, PriceRange.of(decision.ranking))
+    policy.update(decision, reward)
+    assert policy.means == {"a": pytest.approx(reward)}
 
 
 def test_a_bad_rng_state_leaves_the_policy_untouched() -> None:
@@ -435,9 +490,10 @@ def test_ucb1_tries_untried_candidates_cheapest_first() -> None:
     tied = UCB1(exploration=0.0)
     for cand in (A, B, C, D):
         tied.update(decision_for(tied, cand), 0.5)
-    for offer in ((A, C, D, B), (B, D, A, C), (C, A)):
-        expected = "a" if offer == (C, A) else "b"
-        assert tied.select(ctx(*offer)).candidate.name == expected
+    offers: list[tuple[Candidate, ...]] = [(A, C, D, B), (B, D, A, C), (C, A)]
+    for tie in offers:
+        expected = "a" if tie == (C, A) else "b"
+        assert tied.select(ctx(*tie)).candidate.name == expected
 
 
 def test_ucb1_index() -> None:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pickllm.errors import ConfigError, StateError
-from pickllm.policies import UCB1, Choice, EpsilonGreedyQ, Policy, Random, make_policy
+from pickllm.policies import UCB1, Choice, EpsilonGreedyQ, Policy, Random
+from pickllm.registry import make_policy
 from pickllm.types import Candidate, Context, Decision
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
@@ -116,7 +117,8 @@ def test_other_numbers_are_converted(reward: Any) -> None:
 def test_rewards_outside_the_unit_interval_are_refused(reward: Any) -> None:
     policy = Scripted()
     with pytest.raises(
-        ConfigError, match=r"reward must be in \[0, 1\], got " + re.escape(repr(reward))
+        ConfigError,
+        match=r"reward must be a finite number in \[0, 1\], got " + re.escape(repr(reward)),
     ):
         policy.update(policy.select(ctx(A)), reward)
     assert policy.rewards == []

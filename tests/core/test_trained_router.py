@@ -30,7 +30,7 @@ def test_router_routes_with_a_trained_router_and_survives_save(
 ) -> None:
     pool = [Candidate(name=m) for m in table.models]
     test_rows = table.rows(split="test")[:30]
-    router = Router(pool, LearnedPolicy(router=str(trained_dir), seed=0))
+    router = Router(pool, LearnedPolicy(scorer=str(trained_dir), seed=0))
     picks = [router.route(table.prompts[i]).candidate.name for i in test_rows]
     assert set(picks) <= set(table.models)
     decision = router.route(table.prompts[test_rows[0]])

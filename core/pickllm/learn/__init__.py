@@ -26,7 +26,7 @@ from pickllm.learn.aggregate import (
     number,
 )
 from pickllm.learn.api import ROUTER_KINDS, TrainedRouter, load_trained, train
-from pickllm.learn.base import CostModel, LearnedRouter, Prediction
+from pickllm.learn.base import CostModel, Prediction, QueryScorer
 from pickllm.learn.featurizers import (
     ContextSignals,
     Featurizer,
@@ -54,10 +54,10 @@ __all__ = [
     "LangChainEmbeddings",
     "LearnedOffline",
     "LearnedPolicy",
-    "LearnedRouter",
     "LlamaIndexEmbeddings",
     "LogisticRegression",
     "Prediction",
+    "QueryScorer",
     "SelectLLM",
     "TrainedRouter",
     "Vote",

@@ -15,7 +15,7 @@ import numpy as np
 
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError
-from pickllm.learn.base import LearnedRouter, Tagger
+from pickllm.learn.base import QueryScorer, Tagger
 from pickllm.learn.featurizers import Featurizer
 from pickllm.learn.offline import table_fit_args
 from pickllm.learn.persist import load_router
@@ -24,10 +24,10 @@ from pickllm.learn.zooter import Zooter
 
 __all__ = ["ROUTER_KINDS", "TrainedRouter", "load_trained", "train"]
 
-TrainedRouter: TypeAlias = LearnedRouter
+TrainedRouter: TypeAlias = QueryScorer
 """A fitted :class:`~pickllm.learn.selectllm.SelectLLM` or :class:`~pickllm.learn.zooter.Zooter`."""
 
-ROUTER_KINDS: dict[str, type[LearnedRouter]] = {"selectllm": SelectLLM, "zooter": Zooter}
+ROUTER_KINDS: dict[str, type[QueryScorer]] = {"selectllm": SelectLLM, "zooter": Zooter}
 """The router classes :func:`train` builds, by name."""
 
 

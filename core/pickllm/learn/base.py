@@ -1,6 +1,6 @@
 """What SelectLLM and Zooter share: featurizing, training, calibration, cost, routing.
 
-A :class:`LearnedRouter` learns from recorded outcomes (every model run on every training
+A :class:`QueryScorer` learns from recorded outcomes (every model run on every training
 query) to predict, from the query text alone, each model's quality ``q(x)``; a small
 :class:`CostModel` predicts each model's cost ``c(x)`` from the prompt's tokens. Routing
 takes the arg-max of ``q - lam * c`` (:func:`pickllm.costaware.route_by_lambda`), with
@@ -24,8 +24,13 @@ Tags (task names, or the output of a user tagger) can be used in two independent
   on the smoothed targets (``llmrouter_9llm`` fold 0: 64.8-65.0% over five seeds,
   against 63.8-65.1%).
 * ``tags_as_features=True`` appends a one-hot of the tags to the text features (then the
-  router needs the tags at prediction time too). ``turns_as_features=True`` likewise
+  scorer needs the tags at prediction time too). ``turns_as_features=True`` likewise
   appends the number of conversation turns (:class:`~pickllm.learn.ContextSignals`).
+
+The parts live in their own modules: the learners and their training in
+:mod:`pickllm.learn.heads`, the output-to-quality map and cross-fitting in
+:mod:`pickllm.learn.calibration`, the cost model in :mod:`pickllm.learn.cost`, and the
+saved state and its files in :mod:`pickllm.learn.state`.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -43,6 +48,8 @@ import numpy as np
 
 from pickllm.costaware import LambdaFit, apply, fit_lambda, route_by_lambda
 from pickllm.errors import ConfigError, StateError
+from pickllm.learn.calibration import Stacker, cross_fitted_output
+from pickllm.learn.cost import CostModel, fit_cost_model, prompt_tokens
 from pickllm.learn.featurizers import (
     ContextSignals,
     Featurizer,
@@ -50,15 +57,16 @@ from pickllm.learn.featurizers import (
     TagsLike,
     normalise_tags,
 )
-from pickllm.learn.models import MLP, LogisticRegression, Output, SoftLoss, model_from_state
-from pickllm.pricing import estimate_tokens
+from pickllm.learn.heads import Heads, make_learner, train_heads
+from pickllm.learn.models import MLP, LogisticRegression, Output, SoftLoss
+from pickllm.learn.state import decode_state, encode_state, write_scorer
 from pickllm.types import SeedLike
 
 __all__ = [
     "Calibration",
     "CostModel",
-    "LearnedRouter",
     "Prediction",
+    "QueryScorer",
     "Tagger",
     "TagsLike",
     "normalise_tags",
@@ -69,15 +77,23 @@ Tagger = Callable[[str], "Sequence[str]"]
 
 Calibration = Literal["none", "cross_fit"]
 
-
-def _tokens(texts: Sequence[str], input_tokens: Sequence[int] | np.ndarray | None) -> np.ndarray:
-    if input_tokens is None:
-        return np.array([estimate_tokens(t) for t in texts], dtype=float)
-    arr = np.asarray(input_tokens, dtype=float).reshape(-1)
-    if arr.shape[0] != len(texts) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        msg = f"input_tokens must be {len(texts)} finite numbers >= 0"
-        raise ConfigError(msg)
-    return arr
+_PARAMS = (
+    "featurizer",
+    "learner",
+    "hidden",
+    "learning_rate",
+    "weight_decay",
+    "max_epochs",
+    "ensemble",
+    "tag_beta",
+    "tags_as_features",
+    "turns_as_features",
+    "tagger",
+    "calibration",
+    "cv_folds",
+    "seed",
+)
+"""The hyperparameters of every scorer, in ``__init__`` order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,149 +111,6 @@ class Prediction:
     models: tuple[str, ...]
 
 
-@dataclass
-class _Heads:
-    """The fitted learners: the target head, the tag head and the tags' mean targets."""
-
-    target: list[LogisticRegression | MLP] = field(default_factory=list)
-    tag: list[LogisticRegression | MLP] = field(default_factory=list)
-    tag_means: np.ndarray | None = None  # (n_tags, k)
-    beta: float = 1.0
-
-    def output(self, x: np.ndarray) -> np.ndarray:
-        """``beta * target head + (1 - beta) * P(tag | x) @ tag_means``, shape (m, k)."""
-        parts: list[np.ndarray] = []
-        if self.target:
-            head: np.ndarray = np.mean([m.predict_proba(x) for m in self.target], axis=0)
-            parts.append((self.beta if self.tag else 1.0) * head)
-        if self.tag and self.tag_means is not None:
-            p_tag = np.mean([m.predict_proba(x) for m in self.tag], axis=0)
-            parts.append((1.0 - self.beta if self.target else 1.0) * (p_tag @ self.tag_means))
-        out: np.ndarray = np.sum(parts, axis=0)
-        return out
-
-    @property
-    def epochs(self) -> list[int]:
-        return [m.best_epoch_ for m in (*self.target, *self.tag)]
-
-
-def _check_heads(heads: _Heads, k: int, n_tags: int) -> None:
-    if not heads.target and not heads.tag:
-        msg = "a saved router needs at least one learner"
-        raise StateError(msg)
-    for m in heads.target:
-        if m.n_outputs != k:
-            msg = f"learner has {m.n_outputs} outputs for {k} models"
-            raise StateError(msg)
-    for m in heads.tag:
-        if m.n_outputs != n_tags:
-            msg = f"tag learner has {m.n_outputs} outputs for {n_tags} tags"
-            raise StateError(msg)
-    if heads.tag and (heads.tag_means is None or heads.tag_means.shape != (n_tags, k)):
-        msg = f"tag means must have shape ({n_tags}, {k})"
-        raise StateError(msg)
-
-
-class CostModel:
-    """Per-model cost as an affine function of the prompt's input tokens.
-
-    ``c_k(x) = a_k + b_k * tokens(x)``, fitted by least squares on the training queries
-    and clipped below at the model's cheapest observed call (an affine fit can go
-    negative on short prompts). With one distinct token count it is the mean cost.
-
-    Examples:
-        >>> cm = CostModel().fit(np.array([100, 200, 300]), np.array([[1.0], [2.0], [3.0]]))
-        >>> cm.predict(np.array([250])).round(6).tolist()
-        [[2.5]]
-    """
-
-    def __init__(self) -> None:
-        self._coef: np.ndarray | None = None  # (2, k): intercept, slope
-        self._floor: np.ndarray | None = None
-
-    @property
-    def fitted(self) -> bool:
-        """Whether ``fit`` has run."""
-        return self._coef is not None
-
-    def fit(self, tokens: np.ndarray, cost: np.ndarray) -> Self:
-        """Fit on ``tokens`` (n,) and ``cost`` (n, k)."""
-        t = np.asarray(tokens, dtype=float).reshape(-1)
-        c = np.asarray(cost, dtype=float)
-        if c.ndim != 2 or c.shape[0] != t.shape[0] or t.shape[0] == 0:
-            msg = f"CostModel.fit needs tokens (n,) and cost (n, k), got {t.shape} and {c.shape}"
-            raise ConfigError(msg)
-        if np.ptp(t) > 0:
-            design = np.stack([np.ones_like(t), t], axis=1)
-            coef, *_ = np.linalg.lstsq(design, c, rcond=None)
-        else:
-            coef = np.stack([c.mean(axis=0), np.zeros(c.shape[1])])
-        self._coef = coef
-        self._floor = c.min(axis=0)
-        return self
-
-    def predict(self, tokens: np.ndarray) -> np.ndarray:
-        """Predicted cost ``(m, k)`` for prompts of ``tokens`` (m,) input tokens."""
-        if self._coef is None or self._floor is None:
-            msg = "CostModel.predict called before fit"
-            raise StateError(msg)
-        t = np.asarray(tokens, dtype=float).reshape(-1)
-        out: np.ndarray = np.maximum(self._coef[0] + t[:, None] * self._coef[1], self._floor)
-        return out
-
-    def get_state(self) -> dict[str, np.ndarray]:
-        """The coefficients as arrays."""
-        if self._coef is None or self._floor is None:
-            msg = "CostModel is not fitted"
-            raise StateError(msg)
-        return {"coef": self._coef, "floor": self._floor}
-
-    @classmethod
-    def from_state(cls, arrays: Mapping[str, np.ndarray]) -> CostModel:
-        """Rebuild from :meth:`get_state`."""
-        obj = cls()
-        coef = np.asarray(arrays["coef"], dtype=float)
-        floor = np.asarray(arrays["floor"], dtype=float)
-        if coef.ndim != 2 or coef.shape[0] != 2 or floor.shape != (coef.shape[1],):
-            msg = f"cost model arrays have shapes {coef.shape} and {floor.shape}"
-            raise StateError(msg)
-        obj._coef, obj._floor = coef, floor
-        return obj
-
-
-class _Stacker:
-    """Maps a learner's (k) outputs to (k) qualities: ridge regression on transformed outputs.
-
-    Fitted on the learner's predictions for the training queries (cross-fitted ones when
-    available), it turns Zooter's distribution into per-model qualities and re-calibrates
-    SelectLLM's probabilities using every model's output at once.
-    """
-
-    def __init__(self, *, transform: Literal["logit", "log"], ridge: float = 1e-3) -> None:
-        self.transform = transform
-        self.ridge = ridge
-        self._w: np.ndarray | None = None
-
-    def _design(self, p: np.ndarray) -> np.ndarray:
-        p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-        f = np.log(p / (1 - p)) if self.transform == "logit" else np.log(p)
-        return np.hstack([f, np.ones((f.shape[0], 1))])
-
-    def fit(self, p: np.ndarray, quality: np.ndarray) -> Self:
-        a = self._design(p)
-        reg = self.ridge * a.shape[0] * np.eye(a.shape[1])
-        reg[-1, -1] = 0.0
-        self._w = np.linalg.solve(a.T @ a + reg, a.T @ np.asarray(quality, dtype=float))
-        return self
-
-    def predict(self, p: np.ndarray) -> np.ndarray:
-        if self._w is None:
-            msg = "stacker not fitted"
-            raise StateError(msg)
-        out: np.ndarray = np.clip(self._design(p) @ self._w, 0.0, 1.0)
-        return out
-
-
 def _check_unit(name: str, value: object) -> float:
     if (
         not isinstance(value, int | float)
@@ -250,8 +123,82 @@ def _check_unit(name: str, value: object) -> float:
     return float(value)
 
 
-class LearnedRouter(ABC):
-    """Base of the query-aware routers; see the module docstring.
+def _check_params(
+    *,
+    featurizer: object,
+    learner: object,
+    hidden: object,
+    max_epochs: object,
+    ensemble: object,
+    cv_folds: object,
+    learning_rate: object,
+    weight_decay: object,
+    tag_beta: object,
+    tagger: object,
+    calibration: object,
+    seed: object,
+) -> None:
+    """Validate a scorer's hyperparameters; the messages name the parameter and value."""
+    if featurizer is not None and not isinstance(featurizer, Featurizer):
+        msg = f"featurizer must follow the Featurizer protocol, got {type(featurizer).__name__}"
+        raise TypeError(msg)
+    if learner not in ("mlp", "logistic"):
+        msg = f"learner must be 'mlp' or 'logistic', got {learner!r}"
+        raise ConfigError(msg)
+    for pname, value, low in (
+        ("hidden", hidden, 1),
+        ("max_epochs", max_epochs, 1),
+        ("ensemble", ensemble, 1),
+        ("cv_folds", cv_folds, 2),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            msg = f"{pname} must be an int >= {low}, got {value!r}"
+            raise ConfigError(msg)
+    if learning_rate is not None and (
+        not isinstance(learning_rate, int | float)
+        or isinstance(learning_rate, bool)
+        or not learning_rate > 0
+    ):
+        msg = f"learning_rate must be None or a number > 0, got {learning_rate!r}"
+        raise ConfigError(msg)
+    if (
+        not isinstance(weight_decay, int | float)
+        or isinstance(weight_decay, bool)
+        or not weight_decay >= 0
+    ):
+        msg = f"weight_decay must be a number >= 0, got {weight_decay!r}"
+        raise ConfigError(msg)
+    _check_unit("tag_beta", tag_beta)
+    if tagger is not None and not callable(tagger):
+        msg = f"tagger must be None or a callable text -> tags, got {tagger!r}"
+        raise TypeError(msg)
+    if calibration not in ("none", "cross_fit"):
+        msg = f"calibration must be 'none' or 'cross_fit', got {calibration!r}"
+        raise ConfigError(msg)
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int | np.random.Generator)
+    ):
+        msg = f"seed must be an int, a numpy Generator or None, got {seed!r}"
+        raise TypeError(msg)
+
+
+def _check_quality(quality: np.ndarray, n: int, models: Sequence[str]) -> np.ndarray:
+    q = np.asarray(quality, dtype=float)
+    k = len(models)
+    if q.ndim != 2 or q.shape != (n, k) or n == 0 or k == 0:
+        msg = f"quality must be (n, k) = ({n}, {k}) with n, k >= 1, got {q.shape}"
+        raise ConfigError(msg)
+    if len(set(models)) != k:
+        msg = f"model names must be unique, got {list(models)!r}"
+        raise ConfigError(msg)
+    if not np.all((q >= 0) & (q <= 1)):
+        msg = "quality must be in [0, 1] everywhere (found a value outside or NaN)"
+        raise ConfigError(msg)
+    return q
+
+
+class QueryScorer(ABC):
+    """Base of the query scorers (SelectLLM, Zooter); see the module docstring.
 
     Args:
         featurizer: turns texts into features; default
@@ -270,7 +217,7 @@ class LearnedRouter(ABC):
         tagger: computes tags from the text when none are given.
         calibration: ``"cross_fit"`` fits the output-to-quality map on out-of-fold
             predictions of ``cv_folds`` extra learners (more robust, slower); ``"none"``
-            uses the learner's in-sample predictions (see each router for what it means).
+            uses the learner's in-sample predictions (see each scorer for what it means).
         cv_folds: folds for ``calibration="cross_fit"``.
         seed: seeds the learners (and the featurizer's projection).
     """
@@ -296,47 +243,20 @@ class LearnedRouter(ABC):
         cv_folds: int = 5,
         seed: SeedLike = 0,
     ) -> None:
-        if featurizer is not None and not isinstance(featurizer, Featurizer):
-            msg = f"featurizer must follow the Featurizer protocol, got {type(featurizer).__name__}"
-            raise TypeError(msg)
-        if learner not in ("mlp", "logistic"):
-            msg = f"learner must be 'mlp' or 'logistic', got {learner!r}"
-            raise ConfigError(msg)
-        for pname, value, low in (
-            ("hidden", hidden, 1),
-            ("max_epochs", max_epochs, 1),
-            ("ensemble", ensemble, 1),
-            ("cv_folds", cv_folds, 2),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                msg = f"{pname} must be an int >= {low}, got {value!r}"
-                raise ConfigError(msg)
-        if learning_rate is not None and (
-            not isinstance(learning_rate, int | float)
-            or isinstance(learning_rate, bool)
-            or not learning_rate > 0
-        ):
-            msg = f"learning_rate must be None or a number > 0, got {learning_rate!r}"
-            raise ConfigError(msg)
-        if (
-            not isinstance(weight_decay, int | float)
-            or isinstance(weight_decay, bool)
-            or not weight_decay >= 0
-        ):
-            msg = f"weight_decay must be a number >= 0, got {weight_decay!r}"
-            raise ConfigError(msg)
-        _check_unit("tag_beta", tag_beta)
-        if tagger is not None and not callable(tagger):
-            msg = f"tagger must be None or a callable text -> tags, got {tagger!r}"
-            raise TypeError(msg)
-        if calibration not in ("none", "cross_fit"):
-            msg = f"calibration must be 'none' or 'cross_fit', got {calibration!r}"
-            raise ConfigError(msg)
-        if seed is not None and (
-            isinstance(seed, bool) or not isinstance(seed, int | np.random.Generator)
-        ):
-            msg = f"seed must be an int, a numpy Generator or None, got {seed!r}"
-            raise TypeError(msg)
+        _check_params(
+            featurizer=featurizer,
+            learner=learner,
+            hidden=hidden,
+            max_epochs=max_epochs,
+            ensemble=ensemble,
+            cv_folds=cv_folds,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            tag_beta=tag_beta,
+            tagger=tagger,
+            calibration=calibration,
+            seed=seed,
+        )
         self.featurizer = featurizer
         self.learner = learner
         self.hidden = hidden
@@ -359,9 +279,9 @@ class LearnedRouter(ABC):
         )
         self._featurizer: Featurizer | None = None
         self._signals: ContextSignals | None = None
-        self._heads = _Heads()
+        self._heads = Heads()
         self._tag_vocab: tuple[str, ...] = ()
-        self._stacker: _Stacker | None = None
+        self._stacker: Stacker | None = None
         self._cost_model: CostModel | None = None
         self._models: tuple[str, ...] = ()
         self._train_quality: np.ndarray | None = None
@@ -389,7 +309,7 @@ class LearnedRouter(ABC):
 
     @property
     def fitted(self) -> bool:
-        """Whether the router has been trained (or loaded)."""
+        """Whether the scorer has been trained (or loaded)."""
         return bool(self._heads.target or self._heads.tag)
 
     @property
@@ -399,22 +319,7 @@ class LearnedRouter(ABC):
 
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters as given (featurizer and tagger objects included)."""
-        return {
-            "featurizer": self.featurizer,
-            "learner": self.learner,
-            "hidden": self.hidden,
-            "learning_rate": self.learning_rate,
-            "weight_decay": self.weight_decay,
-            "max_epochs": self.max_epochs,
-            "ensemble": self.ensemble,
-            "tag_beta": self.tag_beta,
-            "tags_as_features": self.tags_as_features,
-            "turns_as_features": self.turns_as_features,
-            "tagger": self.tagger,
-            "calibration": self.calibration,
-            "cv_folds": self.cv_folds,
-            "seed": self.seed,
-        }
+        return {name: getattr(self, name) for name in _PARAMS}
 
     def __repr__(self) -> str:
         shown = {
@@ -451,7 +356,7 @@ class LearnedRouter(ABC):
         """
         t0 = time.perf_counter()
         texts = list(texts)
-        q = self._check_quality(quality, len(texts), models)
+        q = _check_quality(quality, len(texts), models)
         tag_rows = self._resolve_tags(texts, tags)
         if self.tags_as_features and not any(tag_rows):
             msg = "tags_as_features=True needs tags (pass tags=... or a tagger)"
@@ -472,7 +377,7 @@ class LearnedRouter(ABC):
         self._tag_vocab = tuple(sorted({t for row in tag_rows for t in row}))
         self._heads = self._train(x, y, tag_rows, self._base_seed)
         self._calibrate(x, y, tag_rows, q)
-        self._fit_cost(texts, q, cost, input_tokens)
+        self._cost_model, self._train_cost = fit_cost_model(texts, q, cost, input_tokens)
         self._summary = {
             "n_train": len(texts),
             "n_models": len(self._models),
@@ -484,61 +389,18 @@ class LearnedRouter(ABC):
         }
         return self
 
-    @staticmethod
-    def _check_quality(quality: np.ndarray, n: int, models: Sequence[str]) -> np.ndarray:
-        q = np.asarray(quality, dtype=float)
-        k = len(models)
-        if q.ndim != 2 or q.shape != (n, k) or n == 0 or k == 0:
-            msg = f"quality must be (n, k) = ({n}, {k}) with n, k >= 1, got {q.shape}"
-            raise ConfigError(msg)
-        if len(set(models)) != k:
-            msg = f"model names must be unique, got {list(models)!r}"
-            raise ConfigError(msg)
-        if not np.all((q >= 0) & (q <= 1)):
-            msg = "quality must be in [0, 1] everywhere (found a value outside or NaN)"
-            raise ConfigError(msg)
-        return q
-
     def _calibrate(
         self, x: np.ndarray, y: np.ndarray, tag_rows: Sequence[tuple[str, ...]], q: np.ndarray
     ) -> None:
         """Fit the output-to-quality map, on out-of-fold outputs with cross-fitting."""
-        if self.calibration != "cross_fit":
+        if self.calibration == "cross_fit":
+            output = cross_fitted_output(
+                x, y, tag_rows, folds=self.cv_folds, seed=self._base_seed, train=self._train
+            )
+        else:
             output = self._heads.output(x)
-            self._fit_stacker(output, q)
-            self._train_quality = self._quality_from_output(output)
-            return
-        n = x.shape[0]
-        oof = np.zeros_like(y)
-        fold = np.random.default_rng([self._base_seed, 1]).permutation(n) % self.cv_folds
-        for f in range(self.cv_folds):
-            held = fold == f
-            if not held.any() or held.all():
-                continue
-            rest = [row for row, h in zip(tag_rows, held, strict=True) if not h]
-            part = self._train(x[~held], y[~held], rest, self._base_seed + 1 + f)
-            oof[held] = part.output(x[held])
-        self._fit_stacker(oof, q)
-        self._train_quality = self._quality_from_output(oof)
-
-    def _fit_cost(
-        self,
-        texts: Sequence[str],
-        q: np.ndarray,
-        cost: np.ndarray | None,
-        input_tokens: Sequence[int] | np.ndarray | None,
-    ) -> None:
-        if cost is None:
-            self._cost_model = None
-            self._train_cost = np.zeros_like(q)
-            return
-        c = np.asarray(cost, dtype=float)
-        if c.shape != q.shape or not np.all(np.isfinite(c)) or np.any(c < 0):
-            msg = f"cost must be finite, >= 0 and of shape {q.shape}, got {c.shape}"
-            raise ConfigError(msg)
-        tokens = _tokens(texts, input_tokens)
-        self._cost_model = CostModel().fit(tokens, c)
-        self._train_cost = self._cost_model.predict(tokens)
+        self._fit_stacker(output, q)
+        self._train_quality = self._quality_from_output(output)
 
     def _default_featurizer(self) -> HashedNgramFeaturizer:
         return HashedNgramFeaturizer(components=256, seed=self._base_seed)
@@ -549,22 +411,12 @@ class LearnedRouter(ABC):
         return normalise_tags(tags, len(texts))
 
     def _make_learner(self, seed: int, output: Output | None = None) -> LogisticRegression | MLP:
-        out = self._output if output is None else output
-        loss = self._learner_loss() if output is None else "forward_kl"
-        if self.learner == "mlp":
-            return MLP(
-                hidden=self.hidden,
-                output=out,
-                loss=loss,
-                learning_rate=self.learning_rate or 0.003,
-                weight_decay=self.weight_decay,
-                max_epochs=self.max_epochs,
-                seed=seed,
-            )
-        return LogisticRegression(
-            output=out,
-            loss=loss,
-            learning_rate=self.learning_rate or 0.01,
+        return make_learner(
+            self.learner,
+            output=self._output if output is None else output,
+            loss=self._learner_loss() if output is None else "forward_kl",
+            hidden=self.hidden,
+            learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
             max_epochs=self.max_epochs,
             seed=seed,
@@ -574,38 +426,18 @@ class LearnedRouter(ABC):
         return "forward_kl"
 
     def _train(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        tag_rows: Sequence[tuple[str, ...]],
-        seed: int,
-    ) -> _Heads:
-        """Fit the target head (unless ``tag_beta == 0``) and the tag head (if tagged)."""
-        heads = _Heads(beta=self.tag_beta)
-        vocab = {t: j for j, t in enumerate(self._tag_vocab)}
-        tagged = np.array([bool(row) for row in tag_rows])
-        use_tags = self.tag_beta < 1.0 and bool(vocab) and bool(tagged.any())
-        if not use_tags or self.tag_beta > 0.0:
-            heads.target = [
-                self._make_learner((seed * 1000 + e) % 2**32).fit(x, y)
-                for e in range(self.ensemble)
-            ]
-        if use_tags:
-            p_tag = np.zeros((len(tag_rows), len(vocab)))
-            for i, row in enumerate(tag_rows):
-                for t in row:
-                    p_tag[i, vocab[t]] += 1.0 / len(row)
-            # ybar_t: the mean target of the queries carrying tag t.
-            carries = (p_tag > 0).astype(float)
-            counts = carries.sum(axis=0)[:, None]
-            heads.tag_means = (carries.T @ y) / np.maximum(counts, 1.0)
-            heads.tag = [
-                self._make_learner((seed * 1000 + 500 + e) % 2**32, output="softmax").fit(
-                    x[tagged], p_tag[tagged]
-                )
-                for e in range(self.ensemble)
-            ]
-        return heads
+        self, x: np.ndarray, y: np.ndarray, tag_rows: Sequence[tuple[str, ...]], seed: int
+    ) -> Heads:
+        return train_heads(
+            x,
+            y,
+            tag_rows,
+            seed=seed,
+            tag_vocab=self._tag_vocab,
+            tag_beta=self.tag_beta,
+            ensemble=self.ensemble,
+            make=self._make_learner,
+        )
 
     # ------------------------------------------------------------------ prediction
     def _require_fitted(self) -> None:
@@ -641,7 +473,7 @@ class LearnedRouter(ABC):
         texts = list(texts)
         if self._cost_model is None:
             return np.zeros((len(texts), len(self._models)))
-        return self._cost_model.predict(_tokens(texts, input_tokens))
+        return self._cost_model.predict(prompt_tokens(texts, input_tokens))
 
     def predict(
         self,
@@ -664,7 +496,7 @@ class LearnedRouter(ABC):
         """The per-model values :meth:`route` trades off against ``lam`` times cost.
 
         That is the predicted quality, except for Zooter's quality-only routing (``lam == 0``),
-        which ranks by the router's own distribution.
+        which ranks by the scorer's own distribution.
         """
         del lam
         return self.predict_quality(texts, tags=tags)
@@ -690,11 +522,11 @@ class LearnedRouter(ABC):
         ``calibration="cross_fit"``), so the expected predicted cost there equals the budget.
 
         Raises:
-            StateError: the router was trained without cost.
+            StateError: the scorer was trained without cost.
         """
         self._require_fitted()
         if self._cost_model is None or self._train_quality is None or self._train_cost is None:
-            msg = "fit_budget needs a router trained with cost=..."
+            msg = "fit_budget needs a scorer trained with cost=..."
             raise StateError(msg)
         return fit_lambda(self._train_quality, self._train_cost, budget)
 
@@ -712,13 +544,12 @@ class LearnedRouter(ABC):
         return apply(fit, p.quality, p.cost, rng)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save the trained router into the directory ``path`` (JSON + npz).
+        """Save the trained scorer into the directory ``path`` (JSON + npz).
 
         Load it back with :func:`pickllm.learn.load_trained`.
         """
-        from pickllm.learn.persist import save_router
-
-        return save_router(self, path)
+        meta, arrays = self.get_state()
+        return write_scorer(meta, arrays, path)
 
     def training_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """Quality and cost predicted for the training queries, as :meth:`fit_budget` uses.
@@ -733,7 +564,7 @@ class LearnedRouter(ABC):
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Everything needed to rebuild the trained router: JSON-ready meta and arrays.
+        """Everything needed to rebuild the trained scorer: JSON-ready meta and arrays.
 
         The featurizer and tagger objects are not part of the hyperparameters saved;
         the featurizer's own state is (embedding adapters need their model passed back
@@ -746,36 +577,20 @@ class LearnedRouter(ABC):
         params = {k: v for k, v in self.get_params().items() if k not in ("featurizer", "tagger")}
         params["seed"] = self._base_seed  # a Generator seed is saved as the int it gave
         params.update(self._extra_params())
-        arrays: dict[str, np.ndarray] = {}
-        feat_meta, feat_arrays = self._featurizer.get_state()
-        arrays.update({f"featurizer/{k}": v for k, v in feat_arrays.items()})
-        heads: dict[str, list[dict[str, Any]]] = {"target": [], "tag": []}
-        for head, members in (("target", self._heads.target), ("tag", self._heads.tag)):
-            for i, m in enumerate(members):
-                meta, weights = m.get_state()
-                heads[head].append(meta)
-                arrays.update({f"{head}{i}/{k}": v for k, v in weights.items()})
-        if self._heads.tag_means is not None:
-            arrays["tag_means"] = self._heads.tag_means
-        if self._stacker is not None and self._stacker._w is not None:  # noqa: SLF001
-            arrays["stacker/w"] = self._stacker._w  # noqa: SLF001
-        if self._cost_model is not None:
-            arrays.update({f"cost/{k}": v for k, v in self._cost_model.get_state().items()})
-        arrays["train/quality"] = self._train_quality
-        arrays["train/cost"] = self._train_cost
-        meta_all = {
-            "kind": self.kind,
-            "params": params,
-            "models": list(self._models),
-            "featurizer": feat_meta,
-            "signals": None if self._signals is None else self._signals.get_state(),
-            "heads": heads,
-            "tags": list(self._tag_vocab),
-            "stacker": None if self._stacker is None else self._stacker.transform,
-            "has_cost": self._cost_model is not None,
-            "summary": self._summary,
-        }
-        return meta_all, arrays
+        return encode_state(
+            kind=self.kind,
+            params=params,
+            featurizer=self._featurizer,
+            signals=self._signals,
+            models=self._models,
+            tag_vocab=self._tag_vocab,
+            heads=self._heads,
+            stacker=self._stacker,
+            cost_model=self._cost_model,
+            train_quality=self._train_quality,
+            train_cost=self._train_cost,
+            summary=self._summary,
+        )
 
     def _extra_params(self) -> dict[str, Any]:
         return {}
@@ -786,33 +601,14 @@ class LearnedRouter(ABC):
         arrays: Mapping[str, np.ndarray],
         featurizer: Featurizer,
     ) -> None:
-        def group(prefix: str) -> dict[str, np.ndarray]:
-            return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-
+        restored = decode_state(meta, arrays, tag_beta=self.tag_beta)
         self._featurizer = featurizer
-        signals = meta.get("signals")
-        self._signals = None if signals is None else ContextSignals.from_state(signals)
-        self._models = tuple(str(m) for m in meta["models"])
-        self._tag_vocab = tuple(str(t) for t in meta.get("tags", []))
-        heads = _Heads(beta=self.tag_beta)
-        for head in ("target", "tag"):
-            members = getattr(heads, head)
-            for i, lm in enumerate(meta["heads"][head]):
-                learner = model_from_state(lm, group(f"{head}{i}/"))
-                if not isinstance(learner, LogisticRegression | MLP):  # pragma: no cover
-                    msg = "unexpected learner type"
-                    raise StateError(msg)
-                members.append(learner)
-        if heads.tag:
-            heads.tag_means = np.asarray(arrays["tag_means"], dtype=float)
-        _check_heads(heads, len(self._models), len(self._tag_vocab))
-        self._heads = heads
-        transform = meta.get("stacker")
-        if transform is not None:
-            stacker = _Stacker(transform=transform)
-            stacker._w = np.asarray(arrays["stacker/w"], dtype=float)  # noqa: SLF001
-            self._stacker = stacker
-        self._cost_model = CostModel.from_state(group("cost/")) if meta.get("has_cost") else None
-        self._train_quality = np.asarray(arrays["train/quality"], dtype=float)
-        self._train_cost = np.asarray(arrays["train/cost"], dtype=float)
-        self._summary = dict(meta.get("summary", {}))
+        self._signals = restored.signals
+        self._models = restored.models
+        self._tag_vocab = restored.tag_vocab
+        self._heads = restored.heads
+        self._stacker = restored.stacker
+        self._cost_model = restored.cost_model
+        self._train_quality = restored.train_quality
+        self._train_cost = restored.train_cost
+        self._summary = restored.summary

@@ -1,6 +1,6 @@
-"""Save and load trained routers as JSON + npz (never pickle).
+"""Save and load trained query scorers as JSON + npz (never pickle).
 
-A saved router is a directory with two files:
+A saved scorer is a directory with two files:
 
 * ``router.json``: format name and version, the router kind (``selectllm`` or
   ``zooter``), its hyperparameters, the model names, the featurizer's and learners'
@@ -8,69 +8,54 @@ A saved router is a directory with two files:
 * ``weights.npz``: every array (IDF, SVD projection, learner weights, calibration and
   cost-model coefficients, training predictions), read back with ``allow_pickle=False``.
 
-Both files are written to temporary names and renamed into place, so a crash never leaves
-a half-written router. Loading checks the format, version and array shapes and raises
-:class:`~pickllm.errors.StateError` on anything unexpected.
+Both files are written to temporary names and renamed into place
+(:mod:`pickllm.learn.state`), so a crash never leaves a half-written scorer. Files saved
+under the format key used before the rename to ``QueryScorer``
+(``pickllm-learned-router``) load too. Loading checks the format, version and array
+shapes and raises :class:`~pickllm.errors.StateError` on anything unexpected.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from pickllm._version import __version__
 from pickllm.errors import StateError
-from pickllm.learn.base import LearnedRouter, Tagger
+from pickllm.learn.base import QueryScorer, Tagger
 from pickllm.learn.featurizers import Featurizer, featurizer_from_state
 from pickllm.learn.selectllm import SelectLLM
+from pickllm.learn.state import (
+    FORMAT,
+    FORMAT_VERSION,
+    LEGACY_FORMATS,
+    META_FILE,
+    WEIGHTS_FILE,
+    write_scorer,
+)
 from pickllm.learn.zooter import Zooter
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_router", "save_router"]
 
-FORMAT = "pickllm-learned-router"
-FORMAT_VERSION = 1
-_META = "router.json"
-_WEIGHTS = "weights.npz"
-_KINDS: dict[str, type[LearnedRouter]] = {"selectllm": SelectLLM, "zooter": Zooter}
+_META = META_FILE
+_WEIGHTS = WEIGHTS_FILE
+_KINDS: dict[str, type[QueryScorer]] = {"selectllm": SelectLLM, "zooter": Zooter}
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_router(router: LearnedRouter, path: str | os.PathLike[str]) -> Path:
-    """Save a trained ``router`` into the directory ``path`` (created if needed).
+def save_router(router: QueryScorer, path: str | os.PathLike[str]) -> Path:
+    """Save a trained scorer ``router`` into the directory ``path`` (created if needed).
 
     Returns:
         The directory.
 
     Raises:
-        StateError: the router is not trained.
+        StateError: the scorer is not trained.
     """
     meta, arrays = router.get_state()
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    body = {"format": FORMAT, "version": FORMAT_VERSION, "pickllm": __version__, **meta}
-    text = json.dumps(body, indent=2, sort_keys=True, allow_nan=False)
-    clean = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    _write_atomic(
-        directory / _WEIGHTS, lambda h: np.savez_compressed(h, allow_pickle=False, **clean)
-    )
-    _write_atomic(directory / _META, lambda h: h.write(text.encode("utf-8")))
-    return directory
+    return write_scorer(meta, arrays, path)
 
 
 def load_router(
@@ -78,7 +63,7 @@ def load_router(
     *,
     featurizer: Featurizer | None = None,
     tagger: Tagger | None = None,
-) -> LearnedRouter:
+) -> QueryScorer:
     """Load a router saved with :func:`save_router`.
 
     Args:
@@ -99,7 +84,8 @@ def load_router(
     except json.JSONDecodeError as exc:
         msg = f"{directory / _META} is not valid JSON: {exc}"
         raise StateError(msg) from exc
-    if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
+    known = (FORMAT, *LEGACY_FORMATS)
+    if not isinstance(meta, Mapping) or meta.get("format") not in known:
         msg = f"{directory / _META} is not a {FORMAT} file"
         raise StateError(msg)
     if meta.get("version") != FORMAT_VERSION:

@@ -1,15 +1,15 @@
-"""A trained SelectLLM or Zooter as a :class:`~pickllm.policies.Policy` for ``Router``.
+"""A trained SelectLLM or Zooter query scorer as a :class:`~pickllm.policies.Policy`.
 
-:class:`LearnedPolicy` scores the offered candidates (matched to the router's models by
+:class:`LearnedPolicy` scores the offered candidates (matched to the scorer's models by
 name) from ``Context.query``: quality-only routing by default, ``q - lam * c`` with a
-fixed ``lam``, or with ``lam`` fitted to an average-cost ``budget`` on the router's
+fixed ``lam``, or with ``lam`` fitted to an average-cost ``budget`` on the scorer's
 training data (ties mixed with the policy's seeded Generator, so the budget holds in
-expectation). With ``subset_size > 1`` a SelectLLM router returns an ensemble plan: the
+expectation). With ``subset_size > 1`` a SelectLLM scorer returns an ensemble plan: the
 subset its selection rule picks among the offered candidates, run concurrently by the
 executor and combined by :meth:`LearnedPolicy.aggregate`.
 
-The policy does not learn online: the router was trained offline (``update`` is a no-op
-apart from counting calls). Candidates the router was not trained on rank last.
+The policy does not learn online: the scorer was trained offline (``update`` is a no-op
+apart from counting calls). Candidates the scorer was not trained on rank last.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from pickllm.costaware import LambdaFit
 from pickllm.errors import ConfigError, StateError
-from pickllm.learn.base import LearnedRouter
+from pickllm.learn.base import QueryScorer
 from pickllm.learn.selectllm import SelectLLM, select_subset
 from pickllm.policies.base import Choice, Policy
 from pickllm.pricing import estimate_tokens
@@ -32,14 +32,15 @@ __all__ = ["LearnedPolicy"]
 
 
 class LearnedPolicy(Policy):
-    """Route with a trained SelectLLM or Zooter router.
+    """Route with a trained SelectLLM or Zooter query scorer.
 
     Args:
-        router: a trained router, or the directory it was saved to (loaded on first use;
-            a path keeps the policy's configuration JSON-ready for ``Router.save``).
+        scorer: a trained :class:`~pickllm.learn.QueryScorer`, or the directory it was
+            saved to (loaded on first use; a path keeps the policy's configuration
+            JSON-ready for ``Router.save``).
         lam: cost penalty: pick the arg-max of ``q - lam * c`` (USD), 0 for quality only.
-        budget: average USD per query to spend; fits ``lam`` on the router's training
-            data (overrides ``lam``; needs a router trained with cost).
+        budget: average USD per query to spend; fits ``lam`` on the scorer's training
+            data (overrides ``lam``; needs a scorer trained with cost).
         subset_size: models run per query; above 1, SelectLLM's selection rule picks an
             ensemble among the offered candidates.
         seed: the Generator of the budget's tie mixing.
@@ -50,9 +51,9 @@ class LearnedPolicy(Policy):
         >>> from pickllm.learn import SelectLLM
         >>> texts = ["add 2 and 3", "sum 4 and 5", "write a poem", "write a haiku"] * 10
         >>> quality = np.array([[1, 0], [1, 0], [0, 1], [0, 1]] * 10, dtype=float)
-        >>> router = SelectLLM(learner="logistic", learning_rate=0.1, seed=0)
-        >>> router = router.fit(texts, quality, ["math", "poet"])
-        >>> policy = LearnedPolicy(router=router, seed=0)
+        >>> scorer = SelectLLM(learner="logistic", learning_rate=0.1, seed=0)
+        >>> scorer = scorer.fit(texts, quality, ["math", "poet"])
+        >>> policy = LearnedPolicy(scorer=scorer, seed=0)
         >>> pool = (Candidate(name="math"), Candidate(name="poet"))
         >>> policy.select(Context(query="write a limerick", candidates=pool)).candidate.name
         'poet'
@@ -65,18 +66,18 @@ class LearnedPolicy(Policy):
     def __init__(
         self,
         *,
-        router: str | LearnedRouter,
+        scorer: str | QueryScorer,
         lam: float = 0.0,
         budget: float | None = None,
         subset_size: int = 1,
         seed: SeedLike = None,
     ) -> None:
         super().__init__(seed=seed)
-        if not isinstance(router, str | LearnedRouter):
-            msg = f"router must be a trained LearnedRouter or a directory path, got {router!r}"
+        if not isinstance(scorer, str | QueryScorer):
+            msg = f"scorer must be a trained QueryScorer or a directory path, got {scorer!r}"
             raise TypeError(msg)
-        if isinstance(router, LearnedRouter) and not router.fitted:
-            msg = "router must be trained (call fit() first)"
+        if isinstance(scorer, QueryScorer) and not scorer.fitted:
+            msg = "scorer must be trained (call fit() first)"
             raise ConfigError(msg)
         if not isinstance(lam, int | float) or isinstance(lam, bool) or not (lam >= 0):
             msg = f"lam must be a number >= 0, got {lam!r}"
@@ -89,23 +90,23 @@ class LearnedPolicy(Policy):
         if isinstance(subset_size, bool) or not isinstance(subset_size, int) or subset_size < 1:
             msg = f"subset_size must be an int >= 1, got {subset_size!r}"
             raise ConfigError(msg)
-        self.router = router
+        self.scorer = scorer
         self.lam = lam
         self.budget = budget
         self.subset_size = subset_size
-        self._router: LearnedRouter | None = router if isinstance(router, LearnedRouter) else None
+        self._scorer: QueryScorer | None = scorer if isinstance(scorer, QueryScorer) else None
         self._fit: LambdaFit | None = None
         self._calls = 0
 
     # ------------------------------------------------------------------ loading
     @property
-    def trained(self) -> LearnedRouter:
-        """The router (loaded from ``router`` if that is a path)."""
-        if self._router is None:
+    def trained(self) -> QueryScorer:
+        """The scorer (loaded from ``scorer`` if that is a path)."""
+        if self._scorer is None:
             from pickllm.learn.api import load_trained
 
-            self._router = load_trained(os.fspath(self.router))  # type: ignore[arg-type]
-        return self._router
+            self._scorer = load_trained(os.fspath(self.scorer))  # type: ignore[arg-type]
+        return self._scorer
 
     def _lambda_fit(self) -> LambdaFit | None:
         if self.budget is None:
@@ -116,12 +117,12 @@ class LearnedPolicy(Policy):
 
     # ------------------------------------------------------------------ hooks
     def _select(self, context: Context) -> Choice:
-        router = self.trained
+        scorer = self.trained
         cands = context.candidates
-        column = {m: j for j, m in enumerate(router.models)}
+        column = {m: j for j, m in enumerate(scorer.models)}
         known = [i for i, c in enumerate(cands) if c.name in column]
         if not known:
-            # Nothing the router knows: the cheapest candidate, as a deterministic fallback.
+            # Nothing the scorer knows: the cheapest candidate, as a deterministic fallback.
             prices = [c.input_price + c.output_price for c in cands]
             return Choice(index=int(np.argmin(prices)), probability=1.0)
         cols = [column[cands[i].name] for i in known]
@@ -129,17 +130,17 @@ class LearnedPolicy(Policy):
         tokens = context.input_tokens
         if tokens is None:
             tokens = estimate_tokens(context.query)
-        cost = router.predict_cost(text, input_tokens=[tokens])[0][cols]
-        if self.subset_size > 1 and isinstance(router, SelectLLM):
-            return self._ensemble(router, text, tags, known=known, cols=cols, n=len(cands))
+        cost = scorer.predict_cost(text, input_tokens=[tokens])[0][cols]
+        if self.subset_size > 1 and isinstance(scorer, SelectLLM):
+            return self._ensemble(scorer, text, tags, known=known, cols=cols, n=len(cands))
         fit = self._lambda_fit()
         lam = float(self.lam) if fit is None else fit.lam
-        value = router.routing_quality(text, lam=lam, tags=tags)[0][cols] - lam * cost
+        value = scorer.routing_quality(text, lam=lam, tags=tags)[0][cols] - lam * cost
         pick, probability = _best(value, cost), 1.0
         if fit is not None and fit.gamma > 0.0 and fit.lam_expensive != fit.lam:
             # The other side of the tie mixing: routing at the other end of the bracket.
             lam2 = fit.lam_expensive
-            value2 = router.routing_quality(text, lam=lam2, tags=tags)[0][cols] - lam2 * cost
+            value2 = scorer.routing_quality(text, lam=lam2, tags=tags)[0][cols] - lam2 * cost
             other = _best(value2, cost)
             draw = self._rng.random()  # one draw per decision, wherever ties fall
             if other != pick:
@@ -154,7 +155,7 @@ class LearnedPolicy(Policy):
 
     def _ensemble(
         self,
-        router: SelectLLM,
+        scorer: SelectLLM,
         text: list[str],
         tags: list[str | None],
         *,
@@ -163,13 +164,13 @@ class LearnedPolicy(Policy):
         n: int,
     ) -> Choice:
         """SelectLLM's subset among the offered candidates, as an ensemble plan."""
-        conf = router.confidence(text, tags=tags)[0][cols]
+        conf = scorer.confidence(text, tags=tags)[0][cols]
         chosen = select_subset(
             conf,
             self.subset_size,
-            policy=router.selection,
-            threshold=router.threshold,
-            order_key=router.order_key()[cols],
+            policy=scorer.selection,
+            threshold=scorer.threshold,
+            order_key=scorer.order_key()[cols],
         )
         scores = np.full(n, float(conf.min()) - 1.0)
         scores[known] = conf
@@ -199,10 +200,6 @@ class LearnedPolicy(Policy):
             raise StateError(msg)
         self._calls = calls
 
-    @classmethod
-    def _unit_test_params(cls) -> dict[str, Any]:
-        return {"router": _tiny_router_dir()}
-
     # ------------------------------------------------------------------ ensembles
     def member_weights(self, decision: Decision) -> list[float]:
         """The confidence of each member of ``decision``'s plan (for a weighted vote)."""
@@ -216,15 +213,15 @@ class LearnedPolicy(Policy):
 
         SelectLLM's vote over extracted answers (confidence-weighted for
         ``weighted_max_conf`` when ``weights`` are given, see :meth:`member_weights`);
-        other routers keep the first member's answer.
+        other scorers keep the first member's answer.
         """
-        router = self.trained
+        scorer = self.trained
         if not answers:
             msg = "aggregate() needs at least one answer, got none"
             raise ConfigError(msg)
-        if not isinstance(router, SelectLLM):
+        if not isinstance(scorer, SelectLLM):
             return 0
-        return router.vote()(answers, weights)[1]
+        return scorer.vote()(answers, weights)[1]
 
 
 def _best(value: np.ndarray, cost: np.ndarray) -> int:
@@ -232,31 +229,3 @@ def _best(value: np.ndarray, cost: np.ndarray) -> int:
     top = float(value.max())
     tied = value >= top - 1e-12 * max(1.0, abs(top))
     return int(np.where(tied, cost, np.inf).argmin())
-
-
-_TEST_ROUTER: list[str] = []
-
-
-def _tiny_router_dir() -> str:
-    """A tiny SelectLLM over the conformance pool's names, saved once per process.
-
-    Only the conformance suite calls this (through ``_unit_test_params``): the policy's
-    configuration must be JSON, so the suite needs a router on disk.
-    """
-    if not _TEST_ROUTER:
-        import atexit
-        import shutil
-        import tempfile
-
-        from pickllm.testing import TEST_POOL
-
-        names = [c.name for c in TEST_POOL]
-        texts = [f"question {i} about topic {i % 3}" for i in range(40)]
-        quality = np.array([[(i + j) % 2 for j in range(len(names))] for i in range(40)], float)
-        cost = np.tile(np.arange(1.0, len(names) + 1.0) * 1e-4, (40, 1))
-        router = SelectLLM(learner="logistic", max_epochs=5, seed=0)
-        router.fit(texts, quality, names, cost=cost)
-        directory = tempfile.mkdtemp(prefix="pickllm-learned-")
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
-        _TEST_ROUTER.append(str(router.save(directory)))
-    return _TEST_ROUTER[0]

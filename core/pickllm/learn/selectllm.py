@@ -33,7 +33,8 @@ import numpy as np
 
 from pickllm.errors import ConfigError
 from pickllm.learn.aggregate import Extractor, Vote
-from pickllm.learn.base import Calibration, LearnedRouter, Tagger, _Stacker
+from pickllm.learn.base import Calibration, QueryScorer, Tagger
+from pickllm.learn.calibration import Stacker
 from pickllm.learn.featurizers import Featurizer, TagsLike
 from pickllm.types import SeedLike
 
@@ -87,7 +88,7 @@ def select_subset(
     return positive[:n] if positive else [int(order[0])]
 
 
-class SelectLLM(LearnedRouter):
+class SelectLLM(QueryScorer):
     """Query-aware subset selection with a multi-label correctness classifier.
 
     Args:
@@ -97,7 +98,7 @@ class SelectLLM(LearnedRouter):
         extractor: answer extractor for the vote (``choice``, ``number``, ``exact`` or a
             callable).
         latency: typical latency per model name, to break confidence ties (faster first).
-        featurizer: see :class:`~pickllm.learn.base.LearnedRouter` (and the other
+        featurizer: see :class:`~pickllm.learn.base.QueryScorer` (and the other
             learner arguments below).
         learner: ``"mlp"`` or ``"logistic"``.
         hidden: MLP hidden width.
@@ -213,7 +214,7 @@ class SelectLLM(LearnedRouter):
 
     def _fit_stacker(self, output: np.ndarray, quality: np.ndarray) -> None:
         if self.calibration == "cross_fit":
-            self._stacker = _Stacker(transform="logit").fit(output, quality)
+            self._stacker = Stacker(transform="logit").fit(output, quality)
         else:
             self._stacker = None
 

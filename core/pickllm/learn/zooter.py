@@ -25,7 +25,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from pickllm.errors import ConfigError
-from pickllm.learn.base import Calibration, LearnedRouter, Tagger, _Stacker
+from pickllm.learn.base import Calibration, QueryScorer, Tagger
+from pickllm.learn.calibration import Stacker
 from pickllm.learn.featurizers import Featurizer, TagsLike
 from pickllm.learn.models import SoftLoss
 from pickllm.types import SeedLike
@@ -47,7 +48,7 @@ def soft_labels(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return out
 
 
-class Zooter(LearnedRouter):
+class Zooter(QueryScorer):
     """Reward-guided routing by distillation of soft labels into a softmax router.
 
     Args:
@@ -57,7 +58,7 @@ class Zooter(LearnedRouter):
             (1 disables the enhancement). The paper's best was 0.3 with fine-grained
             InsTag tags; with one coarse task tag per query, 0 measured best on both
             bundled data sets (``benchmarks/learned_routers.py``), hence the default.
-        featurizer: see :class:`~pickllm.learn.base.LearnedRouter`.
+        featurizer: see :class:`~pickllm.learn.base.QueryScorer`.
         learner: ``"mlp"`` or ``"logistic"`` (softmax outputs either way).
         hidden: MLP hidden width.
         learning_rate: Adam step size (None: the learner's default).
@@ -146,7 +147,7 @@ class Zooter(LearnedRouter):
         return soft_labels(quality, self.temperature)
 
     def _fit_stacker(self, output: np.ndarray, quality: np.ndarray) -> None:
-        self._stacker = _Stacker(transform="log").fit(output, quality)
+        self._stacker = Stacker(transform="log").fit(output, quality)
 
     def _quality_from_output(self, output: np.ndarray) -> np.ndarray:
         if self._stacker is None:  # pragma: no cover - always fitted with the learners

@@ -1,9 +1,9 @@
 """Routing policies: one module per algorithm, all behind :class:`Policy`.
 
-Importing this package registers every built-in policy with :func:`make_policy`.
+``pickllm.make_policy`` (:mod:`pickllm.registry`) builds any of them by its ``name``.
 """
 
-from pickllm.policies.base import Choice, Policy, available_policies, make_policy
+from pickllm.policies.base import Choice, Policy
 from pickllm.policies.cheapest import Cheapest
 from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
 from pickllm.policies.fixed import Fixed
@@ -24,6 +24,4 @@ __all__ = [
     "Policy",
     "Random",
     "ThompsonSampling",
-    "available_policies",
-    "make_policy",
 ]

@@ -1,21 +1,20 @@
-"""The policy base class: ``select(context) -> Decision`` and ``update(decision, feedback)``.
+"""The policy base class: ``select(context) -> Decision`` and ``update(decision, reward)``.
 
 A policy learns one thing: which candidate to pick. Public verbs validate and share the
 bookkeeping; each policy implements one protected hook per verb (``_select``, ``_update``)
 plus its state. Learned state is keyed by candidate *name*, so the pool may change between
 calls without losing what was learned about the candidates that stay.
 
-Policies register themselves by their class attribute ``name`` when the class is defined,
-so ``make_policy("ucb1")`` finds every policy without a list to edit.
+A policy's class attribute ``name`` is what ``pickllm.make_policy`` (in
+:mod:`pickllm.registry`) finds it by, with no list to edit.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-import itertools
 import math
-import os
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,37 +22,23 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 
-from pickllm._fastinit import fast_init
 from pickllm.errors import ConfigError, NoCandidateError, StateError
-from pickllm.objective import Objective, PriceRange
-from pickllm.types import Candidate, Context, Decision, Feedback, Plan, PlanKind, SeedLike
+from pickllm.types import Candidate, Context, Decision, Plan, PlanKind, SeedLike
 
 __all__ = [
     "Choice",
     "Policy",
-    "available_policies",
-    "make_policy",
     "new_decision_id",
 ]
 
 P = TypeVar("P", bound="Policy")
 
-_REGISTRY: dict[str, type[Policy]] = {}
-
-# A random per-process prefix plus a counter: unique, and an order of magnitude cheaper
-# than uuid4 on the hot path. ``next`` on itertools.count is atomic under the GIL.
-_ID_COUNTER = itertools.count(1)
-_ID_PREFIX: list[str] = []
-
 
 def new_decision_id() -> str:
-    """A process-unique decision id."""
-    if not _ID_PREFIX:
-        _ID_PREFIX.append(os.urandom(6).hex())
-    return f"{_ID_PREFIX[0]}-{next(_ID_COUNTER)}"
+    """A unique decision id."""
+    return uuid.uuid4().hex
 
 
-@fast_init
 @dataclass(frozen=True, slots=True)
 class Choice:
     """What ``_select`` returns: an index into ``context.candidates`` and how it was chosen.
@@ -90,26 +75,16 @@ class Policy(ABC):
     name: ClassVar[str] = ""
     contextual: ClassVar[bool] = False
     """Whether the policy uses ``Context.features``, ``Context.query`` or ``Context.key``."""
-    # The last candidate tuple ranked by ``select`` and its indices by price: a cache
-    # (assigned on first use), not learned state.
-    _priced: tuple[Candidate, ...] = ()
-    _price_order: list[int] = []  # noqa: RUF012 - replaced per instance, never mutated
 
     learning: ClassVar[bool] = True
     """Whether the policy learns from feedback; the fixed baselines (``fixed``, ``random``,
     ``cheapest``) set it to False, and the conformance suite then does not ask them to
     beat random choice."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name and not inspect.isabstract(cls):
-            _REGISTRY[cls.name] = cls
-
     def __init__(self, *, seed: SeedLike = None) -> None:
         _check_seed(seed)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._objective = Objective()
 
     # ------------------------------------------------------------------ public verbs
     def select(self, context: Context) -> Decision:
@@ -124,33 +99,20 @@ class Policy(ABC):
             raise NoCandidateError(msg)
         choice = self._select(context)
         chosen = cands[choice.index]
-        if len(cands) == 1:
-            ranking: tuple[Candidate, ...] = cands
-            scores: tuple[float, ...] | None = (
-                None if choice.scores is None else (float(choice.scores[0]),)
-            )
-        elif choice.scores is None:
+        ranking: tuple[Candidate, ...]
+        scores: tuple[float, ...] | None
+        if choice.scores is None:
             ranking = (chosen, *cands[: choice.index], *cands[choice.index + 1 :])
             scores = None
-        elif len(cands) == 2:  # the common pool of two: no sort needed
-            other = 1 - choice.index
-            ranking = (chosen, cands[other])
-            scores = (float(choice.scores[choice.index]), float(choice.scores[other]))
         else:
             s = choice.scores
-            idx = choice.index
-            if cands is not self._priced:
-                # Routers offer the same pool tuple call after call: order it by price once.
-                prices = [c.input_price + c.output_price for c in cands]
-                self._price_order = sorted(range(len(cands)), key=prices.__getitem__)
-                self._priced = cands
-            # A stable sort by score of the price order: ties go to the cheaper candidate.
-            # The key is a C-level getter, the cheapest sort for the small pools we route.
-            order = sorted(self._price_order, key=s.__getitem__, reverse=True)
-            order.remove(idx)
+            prices = [c.input_price + c.output_price for c in cands]
+            # Best score first; ties go to the cheaper candidate.
+            order = sorted(range(len(cands)), key=lambda i: (-s[i], prices[i]))
+            order.remove(choice.index)
             ranking = (chosen, *[cands[i] for i in order])
             # float(): scores may come as numpy scalars (float32 is no float subclass).
-            scores = (float(s[idx]), *[float(s[i]) for i in order])
+            scores = (float(s[choice.index]), *[float(s[i]) for i in order])
         plan = None
         if choice.members is not None:
             plan = Plan(kind=choice.kind, members=tuple(cands[i] for i in choice.members))
@@ -165,25 +127,22 @@ class Policy(ABC):
             scores=scores,
         )
 
-    def update(self, decision: Decision, feedback: Feedback | float) -> None:
+    def update(self, decision: Decision, reward: float) -> None:
         """Learn from the outcome of ``decision``.
+
+        The router turns each call's ``Feedback`` into the reward with its ``Objective``;
+        code that drives a policy directly does the same with ``Objective.reward``.
 
         Args:
             decision: a decision this policy (or a clone) made; the arm updated is
                 ``decision.candidate``.
-            feedback: a reward in [0, 1], or a ``Feedback`` turned into one by the
-                policy's objective (the router passes rewards).
+            reward: the reward, a finite number in [0, 1].
+
+        Raises:
+            TypeError: ``reward`` is not a number (a ``Feedback``, for example).
+            ConfigError: ``reward`` is NaN, infinite or outside [0, 1].
         """
-        if type(feedback) is float and 0.0 <= feedback <= 1.0:
-            reward = feedback  # what the router passes: checked in one step
-        elif isinstance(feedback, Feedback):
-            reward = self._objective.reward(feedback, PriceRange.of(decision.ranking))
-        else:
-            reward = float(feedback)
-            if not (0.0 <= reward <= 1.0):
-                msg = f"reward must be in [0, 1], got {feedback!r}"
-                raise ConfigError(msg)
-        self._update(decision, reward)
+        self._update(decision, check_number("Policy.update", "reward", reward, low=0.0, high=1.0))
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -373,27 +332,3 @@ def state_field(policy: str, state: Mapping[str, Any], field: str) -> Any:
         msg = f"state of policy {policy!r} has no {field!r} (it has {sorted(state)})"
         raise StateError(msg)
     return state[field]
-
-
-def available_policies() -> list[str]:
-    """Names ``make_policy`` accepts."""
-    # Importing the packages registers the built-in policies (the learned one included,
-    # so a saved router that uses it can be rebuilt by name).
-    import pickllm.learn.policy
-    import pickllm.policies  # noqa: F401
-
-    return sorted(_REGISTRY)
-
-
-def make_policy(name: str, **params: Any) -> Policy:
-    """Build a policy from its short name.
-
-    Raises:
-        ConfigError: the name is unknown (the message lists the known names).
-    """
-    names = available_policies()
-    key = name.strip().lower().replace("-", "_")
-    if key not in _REGISTRY:
-        msg = f"unknown policy {name!r}; available: {', '.join(names)}"
-        raise ConfigError(msg)
-    return _REGISTRY[key](**params)

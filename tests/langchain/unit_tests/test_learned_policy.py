@@ -26,7 +26,7 @@ def selectllm(table: OutcomeTable) -> SelectLLM:
 def _chat(selectllm: SelectLLM, *, subset_size: int) -> ChatPickLLM:
     return ChatPickLLM(
         models=[ReplayChatModel(model=m) for m in selectllm.models],
-        policy=LearnedPolicy(router=selectllm, subset_size=subset_size, seed=0),
+        policy=LearnedPolicy(scorer=selectllm, subset_size=subset_size, seed=0),
         quality=1.0,
         cost=0.0,
         latency=0.0,

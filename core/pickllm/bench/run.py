@@ -9,7 +9,8 @@ test rows (by the ``split`` column or by a ``fold``), and evaluates on the test 
   ``convex_hull`` (RouterBench's "linear" baseline: random mixtures of the single models on
   their convex Pareto front); ``oracle`` (per query the best model, the cheapest among
   equals).
-* **Offline routers** (:class:`OfflineRouter`, registered in :data:`OFFLINE_ROUTERS`): fitted
+* **Offline routers** (:class:`~pickllm.registry.OfflineRouter`, registered in
+  :data:`~pickllm.registry.OFFLINE_ROUTERS`): fitted
   on the train rows; they predict quality and cost per (query, model), and the cost-aware
   rule of :mod:`pickllm.costaware` is fitted on the train predictions for a grid of budgets
   (the cascade-routing paper's grid between the single models' mean test costs, see
@@ -44,44 +45,29 @@ The same ``seed`` gives the same numbers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 
-from pickllm import metrics
-from pickllm._version import __version__
+from pickllm import metrics, registry
+from pickllm.bench.report import BenchReport, Kind, MethodResult, OnlineStats
 from pickllm.costaware import evaluate_fit, lambda_sweep, pareto_budgets, route_by_lambda
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError
 from pickllm.latency import LatencyModel, latency_matrix
 from pickllm.objective import Objective
-from pickllm.policies.base import Policy, available_policies, make_policy
+from pickllm.policies.base import Policy
+from pickllm.registry import PolicySetup
 from pickllm.types import Candidate, Context, Decision, Feedback
 
 __all__ = [
     "DEFAULT_OFFLINE_ROUTERS",
     "DEFAULT_ONLINE_POLICIES",
-    "OFFLINE_ROUTERS",
-    "ONLINE_FACTORIES",
     "SETTLE_SHARE",
     "SETTLE_WINDOW",
-    "BenchReport",
-    "MethodResult",
-    "OfflineRouter",
-    "OnlineStats",
-    "PerTaskAverage",
-    "PolicyFactory",
-    "PolicySetup",
     "ProgressCallback",
-    "available_methods",
-    "plot_report",
-    "register_offline_router",
-    "register_online_policy",
-    "render_report",
     "resolve_methods",
     "run_bench",
     "split_rows",
@@ -91,136 +77,9 @@ SplitColumn = Literal["split", "fold"]
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(label, done, total)``, called after each unit of work."""
 
-Kind = Literal["model", "baseline", "offline", "online"]
-
-
-@runtime_checkable
-class OfflineRouter(Protocol):
-    """A router that trains on recorded outcomes and predicts quality and cost.
-
-    ``fit`` sees the table and the train row indices; ``predict`` returns, for the given
-    rows, the predicted quality ``q_hat`` and cost ``c_hat``, both ``(len(rows), k)``. The
-    harness turns predictions into routing decisions with :mod:`pickllm.costaware`.
-    """
-
-    name: str
-
-    def fit(self, table: OutcomeTable, rows: np.ndarray) -> None:
-        """Learn from ``table`` restricted to ``rows``."""
-
-    def predict(self, table: OutcomeTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted ``(q_hat, c_hat)`` for ``rows``."""
-
-
-class PerTaskAverage:
-    """Predict each model's mean train quality and cost on the query's task.
-
-    The routing baseline of the cascade-routing paper's RouterBench setting: it knows the
-    task of each query and nothing else about it. Tasks unseen in training get the overall
-    train means. Without cost in the table, ``c_hat`` is zero.
-
-    Examples:
-        >>> import numpy as np
-        >>> from pickllm.data import OutcomeTable
-        >>> t = OutcomeTable(
-        ...     name="toy", prompt_ids=("a", "b", "c", "d"), prompts=("", "", "", ""),
-        ...     tasks=("x", "x", "y", "y"), splits=("train",) * 4, folds=np.zeros(4),
-        ...     models=("m1", "m2"), quality=np.array([[1, 0], [1, 1], [0, 1], [0, 1]]),
-        ...     cost=np.ones((4, 2)), cost_estimated=False, input_tokens=np.ones(4),
-        ...     latency=None, responses=None)
-        >>> r = PerTaskAverage()
-        >>> r.fit(t, np.arange(4))
-        >>> r.predict(t, np.array([0, 2]))[0].tolist()
-        [[1.0, 0.5], [0.0, 1.0]]
-    """
-
-    name = "per_task"
-
-    def __init__(self) -> None:
-        self._quality: dict[str, np.ndarray] = {}
-        self._cost: dict[str, np.ndarray] = {}
-        self._overall: tuple[np.ndarray, np.ndarray] | None = None
-
-    def fit(self, table: OutcomeTable, rows: np.ndarray) -> None:
-        """Average quality and cost per task over ``rows``."""
-        idx = np.asarray(rows, dtype=np.intp)
-        if idx.size == 0:
-            msg = "PerTaskAverage.fit needs at least one train row, got none"
-            raise ConfigError(msg)
-        cost = table.cost if table.cost is not None else np.zeros(table.quality.shape)
-        tasks = np.asarray(table.tasks, dtype=object)[idx]
-        self._quality, self._cost = {}, {}
-        for task in sorted(set(tasks.tolist())):
-            sel = idx[tasks == task]
-            self._quality[task] = table.quality[sel].mean(axis=0)
-            self._cost[task] = cost[sel].mean(axis=0)
-        self._overall = (table.quality[idx].mean(axis=0), cost[idx].mean(axis=0))
-
-    def predict(self, table: OutcomeTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-task train means for ``rows``."""
-        if self._overall is None:
-            msg = "PerTaskAverage.predict called before fit"
-            raise ConfigError(msg)
-        q_all, c_all = self._overall
-        picks = np.asarray(rows, dtype=np.intp).tolist()
-        q = np.array([self._quality.get(table.tasks[i], q_all) for i in picks], dtype=float)
-        c = np.array([self._cost.get(table.tasks[i], c_all) for i in picks], dtype=float)
-        k = table.n_models
-        return q.reshape(len(picks), k), c.reshape(len(picks), k)
-
-
-OFFLINE_ROUTERS: dict[str, Callable[[], OfflineRouter]] = {"per_task": PerTaskAverage}
-"""Offline routers by name: a factory returning a fresh, unfitted router. The learned
-routers of :mod:`pickllm.learn` (SelectLLM and Zooter configurations) are added below."""
-
 DEFAULT_OFFLINE_ROUTERS: tuple[str, ...] = ("per_task", "selectllm", "zooter")
 """Offline routers benchmarked by default; the other registered ones run on request."""
 
-
-def _register_learned_routers() -> None:
-    from pickllm.learn.offline import offline_routers
-
-    for name, factory in offline_routers().items():
-        OFFLINE_ROUTERS.setdefault(name, factory)
-
-
-_register_learned_routers()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PolicySetup:
-    """What an online policy factory may use to build its policy.
-
-    Args:
-        seed: the seed to give the policy.
-        table: the benchmarked table.
-        train: its train rows.
-        best_single: the most accurate model on the train rows.
-    """
-
-    seed: int
-    table: OutcomeTable
-    train: np.ndarray
-    best_single: str
-
-
-PolicyFactory = Callable[[PolicySetup], Policy]
-
-
-def _fixed(setup: PolicySetup) -> Policy:
-    # Always the model a user would pick from the training data: the best single model.
-    return make_policy("fixed", model=setup.best_single, seed=setup.seed)
-
-
-def _per_context(setup: PolicySetup) -> Policy:
-    # PickLLM's context-aware mode: one learning automaton (its core learner) per task.
-    return make_policy("per_context", policy=make_policy("learning_automaton"), seed=setup.seed)
-
-
-ONLINE_FACTORIES: dict[str, PolicyFactory] = {"fixed": _fixed, "per_context": _per_context}
-"""How to build online policies that need more than a seed; other names use
-``make_policy(name, seed=seed)``. ``fixed`` is fixed to the best single model on the train
-rows; ``per_context`` keeps one learning automaton per task."""
 
 SETTLE_WINDOW = 50
 """Window of :func:`~pickllm.metrics.settle_step` (a quarter of the stream if shorter)."""
@@ -239,190 +98,6 @@ DEFAULT_ONLINE_POLICIES: tuple[str, ...] = (
     "per_context",
 )
 """Online policies benchmarked by default (those that are registered)."""
-
-
-def register_offline_router(name: str, factory: Callable[[], OfflineRouter]) -> None:
-    """Make an offline router available to :func:`run_bench` and ``pickllm bench`` by name."""
-    if not name or not isinstance(name, str):
-        msg = f"offline router name must be a non-empty string, got {name!r}"
-        raise ConfigError(msg)
-    OFFLINE_ROUTERS[name] = factory
-
-
-def register_online_policy(name: str, factory: PolicyFactory) -> None:
-    """Build the online policy ``name`` with ``factory(setup)`` instead of ``make_policy``."""
-    if not name or not isinstance(name, str):
-        msg = f"online policy name must be a non-empty string, got {name!r}"
-        raise ConfigError(msg)
-    ONLINE_FACTORIES[name] = factory
-
-
-def available_methods() -> dict[str, list[str]]:
-    """Names ``run_bench(policies=...)`` accepts: ``{"online": [...], "offline": [...]}``."""
-    # A learned policy needs a trained router: it is benchmarked through its offline router.
-    online = sorted((set(available_policies()) - {"learned"}) | set(ONLINE_FACTORIES))
-    return {"online": online, "offline": sorted(OFFLINE_ROUTERS)}
-
-
-# --------------------------------------------------------------------------- results
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OnlineStats:
-    """Learning figures of an online policy, over ``seeds`` streams of the test prompts.
-
-    Args:
-        seeds: number of streams (random orders).
-        steps: queries per stream.
-        reward_std: standard deviation over streams of the mean reward.
-        total_cost: mean over streams of the stream's total cost (None if unavailable).
-        regret_best_fixed: mean final cumulative regret against the best fixed model.
-        regret_oracle: mean final cumulative regret against the per-query oracle.
-        regret_curve_best_fixed: mean cumulative regret after each step.
-        regret_curve_oracle: idem against the oracle.
-        best_fixed_model: the model with the best total reward on the test prompts.
-        settle_steps: per stream, the step it settled at, or None.
-        settled_models: per stream, the model it settled on, or None.
-        settled_on_best: streams that settled on ``best_fixed_model``.
-    """
-
-    seeds: int
-    steps: int
-    reward_std: float
-    total_cost: float | None
-    regret_best_fixed: float
-    regret_oracle: float
-    regret_curve_best_fixed: tuple[float, ...]
-    regret_curve_oracle: tuple[float, ...]
-    best_fixed_model: str
-    settle_steps: tuple[int | None, ...]
-    settled_models: tuple[str | None, ...]
-    settled_on_best: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MethodResult:
-    """Every figure of one method on the test rows (None: not available or not defined).
-
-    Args:
-        name: the method's name (a model, baseline, offline router or policy).
-        kind: ``"model"``, ``"baseline"``, ``"offline"`` or ``"online"``.
-        accuracy: mean quality (offline routers: at the quality-only end of the sweep).
-        mean_cost: mean cost per query in USD.
-        mean_latency: mean latency per query in seconds.
-        mean_reward: mean reward under the objective.
-        auc: quality-cost AUC x100.
-        apgr: average performance gap recovered.
-        cpt50: cost to recover 50% of the gap, in % of the cost range.
-        cpt80: idem for 80%.
-        cost_to_95: cost per query to reach 95% of the best single model's accuracy.
-        cost_to_100: idem for 100%.
-        points: the operating points ``(mean cost, mean quality)``.
-        detail: what the method chose (for example the model of ``best_single``).
-        online: learning figures, for online policies.
-    """
-
-    name: str
-    kind: Kind
-    accuracy: float
-    mean_cost: float | None
-    mean_latency: float | None
-    mean_reward: float | None
-    auc: float | None = None
-    apgr: float | None = None
-    cpt50: float | None = None
-    cpt80: float | None = None
-    cost_to_95: float | None = None
-    cost_to_100: float | None = None
-    points: tuple[tuple[float, float], ...] = ()
-    detail: str = ""
-    online: OnlineStats | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BenchReport:
-    """The outcome of :func:`run_bench`: setup, reference figures and one result per method.
-
-    Args:
-        data: the table's name.
-        models: the models of the pool.
-        split: how the test rows were chosen (for example ``"split=test"``).
-        n_train: train rows.
-        n_test: test rows.
-        cost_label: ``"recorded"``, ``"estimated"`` or ``"unavailable"``.
-        latency_label: ``"recorded"`` or ``"simulated"``.
-        objective: the objective the rewards used (with its ``cost_scale``).
-        seed: the base seed.
-        seeds: streams per online policy.
-        reference: ``c_min``, ``c_max``, ``q_floor``, cheapest and best single model.
-        results: every method by name, in report order.
-        notes: remarks on what is estimated, simulated or unavailable.
-    """
-
-    data: str
-    models: tuple[str, ...]
-    split: str
-    n_train: int
-    n_test: int
-    cost_label: Literal["recorded", "estimated", "unavailable"]
-    latency_label: Literal["recorded", "simulated"]
-    objective: Objective
-    seed: int
-    seeds: int
-    reference: Mapping[str, float | str | None]
-    results: Mapping[str, MethodResult]
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def cost_available(self) -> bool:
-        """Whether cost metrics could be computed."""
-        return self.cost_label != "unavailable"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Every figure, JSON-ready (numbers as numbers, NaN and missing as None)."""
-        results: dict[str, Any] = {}
-        for name, res in self.results.items():
-            entry: dict[str, Any] = {
-                slot: _json(getattr(res, slot))
-                for slot in MethodResult.__slots__
-                if slot != "online"
-            }
-            entry["points"] = [[_json(c), _json(q)] for c, q in res.points]
-            entry["cost_label"] = self.cost_label
-            entry["latency_label"] = self.latency_label
-            if res.online is not None:
-                entry["online"] = {
-                    slot: _json(getattr(res.online, slot)) for slot in OnlineStats.__slots__
-                }
-            results[name] = entry
-        return {
-            "pickllm_version": __version__,
-            "data": {
-                "name": self.data,
-                "models": list(self.models),
-                "split": self.split,
-                "n_train": self.n_train,
-                "n_test": self.n_test,
-                "cost": self.cost_label,
-                "latency": self.latency_label,
-            },
-            "objective": _json(self.objective.as_dict()),
-            "seed": self.seed,
-            "seeds": self.seeds,
-            "reference": _json(dict(self.reference)),
-            "notes": list(self.notes),
-            "results": results,
-        }
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Mapping):
-        return {str(k): _json(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_json(v) for v in value]
-    return value
 
 
 # --------------------------------------------------------------------------- setup
@@ -476,17 +151,17 @@ def resolve_methods(policies: Sequence[str] | None) -> tuple[list[str], list[str
     Raises:
         ConfigError: an unknown name (the message lists every available one).
     """
-    known = available_methods()
+    known = registry.available_methods()
     if policies is None:
         online = [p for p in DEFAULT_ONLINE_POLICIES if p in known["online"]]
-        return [p for p in DEFAULT_OFFLINE_ROUTERS if p in OFFLINE_ROUTERS], online
+        return [p for p in DEFAULT_OFFLINE_ROUTERS if p in registry.OFFLINE_ROUTERS], online
     offline: list[str] = []
     online = []
     for raw in policies:
         name = raw.strip()
         if not name:
             continue
-        if name in OFFLINE_ROUTERS:
+        if name in registry.OFFLINE_ROUTERS:
             offline.append(name)
         elif name in known["online"]:
             online.append(name)
@@ -887,7 +562,7 @@ def _best_per_task(setup: _Setup) -> tuple[np.ndarray, dict[str, int]]:
 
 def _offline_result(name: str, setup: _Setup, per_segment: int) -> MethodResult:
     table, ts, objective = setup.table, setup.ts, setup.objective
-    router = OFFLINE_ROUTERS[name]()
+    router = registry.OFFLINE_ROUTERS[name]()
     router.fit(table, setup.train)
     qh_train, ch_train = router.predict(table, setup.train)
     qh_test, ch_test = router.predict(table, setup.test)
@@ -981,10 +656,10 @@ def _candidates(table: OutcomeTable, train: np.ndarray, cost: np.ndarray) -> tup
 
 
 def _build_policy(name: str, setup: PolicySetup) -> Policy:
-    factory = ONLINE_FACTORIES.get(name)
+    factory = registry.ONLINE_FACTORIES.get(name)
     if factory is not None:
         return factory(setup)
-    return make_policy(name, seed=setup.seed)
+    return registry.make_policy(name, seed=setup.seed)
 
 
 @dataclass(slots=True)
@@ -1098,203 +773,3 @@ def _plan_outcome(
     latency = float(lat.sum() if decision.kind == "cascade" else lat.max())
     reward = objective.reward(Feedback(latency_s=latency, cost_usd=cost, quality=quality))
     return reward, quality, cost, latency
-
-
-# --------------------------------------------------------------------------- rendering
-_COST_TAGS = {"recorded": "", "estimated": " (estimated)", "unavailable": " (unavailable)"}
-
-
-def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        return "-"
-    return format(value * scale, spec)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
-    widths = [max([len(h), *(len(r[c]) for r in rows)]) for c, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        out = [
-            cell.ljust(widths[c]) if align[c] == "l" else cell.rjust(widths[c])
-            for c, cell in enumerate(cells)
-        ]
-        return "  ".join(out).rstrip()
-
-    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
-
-
-def _header_lines(report: BenchReport) -> list[str]:
-    obj = report.objective
-    scale = f", cost_scale={obj.cost_scale:.6g} USD" if obj.cost_scale else ""
-    lines = [
-        (
-            f"pickllm bench: {report.data}, test on {report.split} ({report.n_test} test / "
-            f"{report.n_train} train prompts, {len(report.models)} models)"
-        ),
-        (
-            f"objective: quality={obj.quality:g}, cost={obj.cost:g}, latency={obj.latency:g}"
-            f"{scale}; seed {report.seed}, {report.seeds} stream(s) per online policy"
-        ),
-        f"cost: {report.cost_label}; latency: {report.latency_label}",
-    ]
-    ref = report.reference
-    if report.cost_available:
-        lines.append(
-            f"reference: cheapest {ref['cheapest_model']} ({_fmt(ref['q_cheapest'], '.2f', 100)}"
-            f"%), best {ref['best_model']} ({_fmt(ref['q_best'], '.2f', 100)}%); AUC over "
-            f"${_fmt(ref['c_min'], '.6f')} .. ${_fmt(ref['c_max'], '.6f')} per query"
-        )
-    return lines
-
-
-def _online_lines(report: BenchReport, cost_tag: str) -> list[str]:
-    online = [(r, r.online) for r in report.results.values() if r.online is not None]
-    if not online:
-        return []
-    header = [
-        "policy",
-        "reward",
-        "+-",
-        "acc %",
-        f"total ${cost_tag}",
-        "regret vs best fixed",
-        "regret vs oracle",
-        "settled",
-        "median step",
-        "on best fixed",
-    ]
-    rows = []
-    for r, st in online:
-        steps = [s for s in st.settle_steps if s is not None]
-        rows.append(
-            [
-                r.name,
-                _fmt(r.mean_reward, ".4f"),
-                _fmt(st.reward_std, ".4f"),
-                _fmt(r.accuracy, ".2f", 100),
-                _fmt(st.total_cost, ".4f"),
-                _fmt(st.regret_best_fixed, ".1f"),
-                _fmt(st.regret_oracle, ".1f"),
-                f"{len(steps)}/{st.seeds}",
-                str(int(np.median(steps))) if steps else "-",
-                f"{st.settled_on_best}/{st.seeds}",
-            ]
-        )
-    return [
-        "",
-        f"online learning over {report.seeds} stream(s) of the {report.n_test} test prompts:",
-        *_table(header, rows, "lrrrrrrrrr"),
-        f"best fixed model in hindsight (by reward): {online[0][1].best_fixed_model}",
-    ]
-
-
-def render_report(report: BenchReport) -> str:
-    """The report as aligned plain text: setup, a quality-cost table and an online table."""
-    cost_tag = _COST_TAGS[report.cost_label]
-    lat_tag = " (simulated)" if report.latency_label == "simulated" else ""
-    header = [
-        "method",
-        "kind",
-        "acc %",
-        f"$/query{cost_tag}",
-        f"latency s{lat_tag}",
-        "reward",
-        "AUC",
-        "APGR",
-        "CPT50 %",
-        "CPT80 %",
-        "$ to 95%",
-        "$ to 100%",
-    ]
-    rows = [
-        [
-            r.name,
-            r.kind,
-            _fmt(r.accuracy, ".2f", 100),
-            _fmt(r.mean_cost, ".6f"),
-            _fmt(r.mean_latency, ".3f"),
-            _fmt(r.mean_reward, ".4f"),
-            _fmt(r.auc, ".2f"),
-            _fmt(r.apgr, ".3f"),
-            _fmt(r.cpt50, ".1f"),
-            _fmt(r.cpt80, ".1f"),
-            _fmt(r.cost_to_95, ".6f"),
-            _fmt(r.cost_to_100, ".6f"),
-        ]
-        for r in report.results.values()
-    ]
-    lines = [
-        *_header_lines(report),
-        "",
-        *_table(header, rows, "llrrrrrrrrrr"),
-        *_online_lines(report, cost_tag),
-    ]
-    lines.extend(
-        f"{name}: {report.results[name].detail}"
-        for name in ("best_single", "best_per_task", "convex_hull")
-        if name in report.results and report.results[name].detail
-    )
-    lines += [f"note: {note}" for note in report.notes]
-    return "\n".join(lines) + "\n"
-
-
-def plot_report(report: BenchReport, path: str | Path) -> None:
-    """Save a PNG of the quality-cost curves and the online regret curves.
-
-    Needs matplotlib (the ``plot`` extra); draws on the Agg backend without touching
-    pyplot's global state.
-
-    Raises:
-        ImportError: matplotlib is not installed (the message names ``pickllm[plot]``).
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        msg = "plotting needs matplotlib: pip install 'pickllm[plot]'"
-        raise ImportError(msg) from exc
-    online = [r for r in report.results.values() if r.online is not None]
-    fig = Figure(figsize=(18, 5) if online else (9, 5), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3 if online else 1, squeeze=False)[0]
-    _plot_curves(axes[0], report)
-    if online:
-        for ax, attr, title in (
-            (axes[1], "regret_curve_best_fixed", "regret vs the best fixed model"),
-            (axes[2], "regret_curve_oracle", "regret vs the per-query oracle"),
-        ):
-            for r in online:
-                curve = getattr(r.online, attr)
-                ax.plot(np.arange(1, len(curve) + 1), curve, lw=1.2, label=r.name)
-            ax.set_xlabel("query")
-            ax.set_ylabel("cumulative regret (reward)")
-            ax.set_title(f"{title} (mean of {report.seeds} stream(s))", fontsize=9)
-            ax.legend(fontsize=6)
-    fig.savefig(str(path), dpi=120)
-
-
-def _plot_curves(ax: Any, report: BenchReport) -> None:
-    styles: dict[str, dict[str, Any]] = {
-        "offline": {"marker": ".", "lw": 1.5},
-        "online": {"marker": "o", "ls": "none", "ms": 5},
-        "baseline": {"marker": "x", "ls": "none", "ms": 6},
-    }
-    for r in report.results.values():
-        if not r.points:
-            continue
-        xs = [p[0] for p in r.points]
-        ys = [100 * p[1] for p in r.points]
-        if r.kind == "model":
-            ax.plot(xs, ys, "o", mfc="white", mec="grey", ms=4)
-            ax.annotate(r.name.rsplit("/", 1)[-1], (xs[0], ys[0]), fontsize=6, color="grey")
-        elif r.name == "convex_hull":
-            ax.plot(xs, ys, "--", color="black", lw=1, label="convex hull")
-        elif r.name == "oracle":
-            ax.plot(xs, ys, "*", ms=12, color="gold", mec="black", label="oracle")
-        else:
-            ax.plot(xs, ys, label=f"{r.name} ({r.kind})", **styles[r.kind])
-    ax.set_xscale("log")
-    ax.set_xlabel(f"mean cost per query (USD{_COST_TAGS[report.cost_label]})")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{report.data}: quality vs cost, test on {report.split}", fontsize=9)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -1,14 +1,12 @@
-"""fast_init: the per-call values keep their dataclass behaviour with the faster __init__."""
+"""The per-call values are frozen, keyword-only dataclasses that validate their fields."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 import pytest
 
 from pickllm import Candidate, ConfigError, Decision, Feedback
-from pickllm._fastinit import fast_init
 from pickllm.policies import Choice
 from pickllm.pricing import Usage
 
@@ -28,13 +26,3 @@ def test_values_keep_signature_defaults_validation_and_frozenness() -> None:
     with pytest.raises(ConfigError, match="input_tokens"):
         Usage(input_tokens=-1)
     assert Choice(1, 0.5).scores is None  # positional fields stay positional
-
-
-def test_a_class_with_a_default_factory_is_left_as_is() -> None:
-    @dataclass(frozen=True, slots=True)
-    class WithFactory:
-        items: list[int] = field(default_factory=list)
-
-    init = WithFactory.__init__
-    assert fast_init(WithFactory).__init__ is init
-    assert WithFactory().items == []

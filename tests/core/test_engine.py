@@ -252,8 +252,10 @@ async def test_arun_and_astream_follow_the_same_path() -> None:
 
 async def test_astream_of_a_plan_and_a_blocking_policy_routes_off_the_loop() -> None:
     pool = [Candidate(name=n) for n in "abc"]
-    policy = Ensemble()
-    policy.blocking = True  # type: ignore[attr-defined]
+    class BlockingEnsemble(Ensemble):
+        blocking = True
+
+    policy = BlockingEnsemble()
     e = Engine(Router(pool, policy=policy))
     chunks = [c async for c in e.astream(Request(query="?"), Votes())]
     assert chunks == ["A"]

@@ -372,7 +372,7 @@ class Engine:
 
     async def _aroute(self, request: Request) -> Decision:
         # A trained policy runs a model to route; off the event loop it blocks no one.
-        if getattr(self.router.policy, "blocking", False):
+        if self.router.policy.blocking:
             return await asyncio.to_thread(self.route, request)
         return self.route(request)
 

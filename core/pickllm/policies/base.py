@@ -81,6 +81,10 @@ class Policy(ABC):
     ``cheapest``) set it to False, and the conformance suite then does not ask them to
     beat random choice."""
 
+    blocking: ClassVar[bool] = False
+    """Whether ``select`` runs a model (a trained query scorer): async callers then route
+    in a worker thread, so the event loop is not held."""
+
     def __init__(self, *, seed: SeedLike = None) -> None:
         _check_seed(seed)
         self.seed = seed

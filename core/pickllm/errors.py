@@ -5,10 +5,11 @@ callers can catch either::
 
     PickLLMError
     ├── ConfigError(ValueError)          bad hyperparameter, weight, price or argument
+    │   └── ConfigTypeError(TypeError)   an argument of the wrong type
     ├── StateError(ValueError)           a saved state that is corrupted, edited or incompatible
     ├── DataError(ValueError)            a malformed outcome file (names file, line, column)
     ├── NoCandidateError(LookupError)    no candidate can serve what the call requires
-    ├── UnknownDecisionError(KeyError)   a delayed score for a decision that is not pending
+    ├── UnknownDecisionError(KeyError)   a decision this router cannot take feedback for
     ├── AttemptTimeoutError(TimeoutError)     one attempt ran past its ``timeout`` (then retried)
     ├── BudgetExceededError(RuntimeError) a spend limit is reached (``on_budget="raise"``)
     └── ExecutionError(RuntimeError)     every candidate of a decision failed
@@ -27,6 +28,7 @@ __all__ = [
     "AttemptTimeoutError",
     "BudgetExceededError",
     "ConfigError",
+    "ConfigTypeError",
     "DataError",
     "DeadlineExceededError",
     "ExecutionError",
@@ -45,6 +47,10 @@ class ConfigError(PickLLMError, ValueError):
     """A parameter has a value that is not allowed."""
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """An argument has the wrong type (caught as ``ConfigError`` or as ``TypeError``)."""
+
+
 class StateError(PickLLMError, ValueError):
     """A saved state cannot be loaded (corrupted, hand-edited or incompatible)."""
 
@@ -58,7 +64,20 @@ class NoCandidateError(PickLLMError, LookupError):
 
 
 class UnknownDecisionError(PickLLMError, KeyError):
-    """A score arrived for a decision id that is not (or no longer) pending."""
+    """Feedback for a decision the router cannot take it for.
+
+    Attributes:
+        reason: why, one of ``"unknown"`` (never issued, or forgotten), ``"foreign"``
+            (made by another router), ``"failed"`` (every attempt of the call failed: it
+            was learned from with reward 0 and takes no score), ``"scored"`` (it already
+            has its score), ``"learned"`` (recorded without waiting for a score) and
+            ``"expired"`` (it waited longer than ``pending_ttl_s`` or was pushed out by
+            ``max_pending``).
+    """
+
+    def __init__(self, message: str, *, reason: str = "unknown") -> None:
+        super().__init__(message)
+        self.reason = reason
 
     def __str__(self) -> str:
         # KeyError quotes its argument; our messages are sentences.

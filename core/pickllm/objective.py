@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pickllm.errors import ConfigError
-from pickllm.types import Candidate, Feedback
+from pickllm.errors import ConfigError, ConfigTypeError
+from pickllm.types import Candidate, Feedback, check_number
 
 __all__ = ["Objective", "PriceRange"]
 
@@ -38,11 +38,26 @@ __all__ = ["Objective", "PriceRange"]
 def _weight(name: str, value: float) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         msg = f"Objective weight {name} must be a number, got {value!r}"
-        raise TypeError(msg)
+        raise ConfigTypeError(msg)
     if not math.isfinite(value) or value < 0:
         msg = f"Objective weight {name} must be a finite number >= 0, got {value!r}"
         raise ConfigError(msg)
     return float(value)
+
+
+def _positive(name: str, value: object, allowed: str) -> None:
+    msg = f"Objective {name} must be {allowed}, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigTypeError(msg)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(msg)
+
+
+def _penalty(value: float) -> float:
+    """``value`` clipped to [0, 1]; a NaN (an overflow of huge prices) is the full penalty."""
+    if math.isnan(value):
+        return 1.0
+    return min(max(value, 0.0), 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +108,12 @@ class Objective:
         missing_quality: score used when a call has no quality score; None drops the
             quality term for that call.
 
+    Raises:
+        ConfigError: a value is NaN, infinite, negative or out of range, the weights are
+            all zero or sum to infinity, or ``t_scaling * latency_max_s`` is not finite and
+            above 1 (rewards are then always finite and in [0, 1]).
+        ConfigTypeError: a value is not a number.
+
     Examples:
         >>> obj = Objective(quality=1.0, cost=0.5, latency=0.2)
         >>> round(obj.reward(Feedback(quality=1.0, latency_s=0.001)), 4)
@@ -121,26 +142,28 @@ class Objective:
                 f"quality={self.quality!r}, cost={self.cost!r}, latency={self.latency!r}"
             )
             raise ConfigError(msg)
-        if self.cost_scale is not None and not (
-            isinstance(self.cost_scale, int | float)
-            and math.isfinite(self.cost_scale)
-            and self.cost_scale > 0
-        ):
-            msg = f"Objective cost_scale must be a positive number or None, got {self.cost_scale!r}"
-            raise ConfigError(msg)
-        if not (math.isfinite(self.t_scaling) and self.t_scaling > 0):
-            msg = f"Objective t_scaling must be a positive number, got {self.t_scaling!r}"
-            raise ConfigError(msg)
-        if not (math.isfinite(self.latency_max_s) and self.t_scaling * self.latency_max_s > 1):
+        if not math.isfinite(total):
             msg = (
-                "Objective latency_max_s must be finite with t_scaling * latency_max_s > 1, "
-                f"got latency_max_s={self.latency_max_s!r}"
+                "Objective weights must have a finite sum, got "
+                f"quality={self.quality!r}, cost={self.cost!r}, latency={self.latency!r}"
             )
             raise ConfigError(msg)
-        mq = self.missing_quality
-        if mq is not None and not (0.0 <= mq <= 1.0):
-            msg = f"Objective missing_quality must be in [0, 1] or None, got {mq!r}"
+        if self.cost_scale is not None:
+            _positive("cost_scale", self.cost_scale, "a positive number or None")
+        _positive("t_scaling", self.t_scaling, "a positive number")
+        if isinstance(self.latency_max_s, bool) or not isinstance(self.latency_max_s, int | float):
+            msg = f"Objective latency_max_s must be a number, got {self.latency_max_s!r}"
+            raise ConfigTypeError(msg)
+        # The product is the log's argument: it must be finite, or every penalty is NaN.
+        span = self.t_scaling * self.latency_max_s
+        if not (math.isfinite(self.latency_max_s) and math.isfinite(span) and span > 1):
+            msg = (
+                "Objective latency_max_s must be finite with t_scaling * latency_max_s finite "
+                f"and > 1, got latency_max_s={self.latency_max_s!r} "
+                f"(t_scaling={self.t_scaling!r})"
+            )
             raise ConfigError(msg)
+        check_number("Objective", "missing_quality", self.missing_quality, high=1.0, optional=True)
 
     @classmethod
     def cost_first(cls, **overrides: Any) -> Objective:
@@ -181,20 +204,20 @@ class Objective:
     def cost_penalty(self, feedback: Feedback, prices: PriceRange | None = None) -> float:
         """The cost term in [0, 1] (0 = cheapest)."""
         if self.cost_scale is not None:
-            return min(feedback.cost_usd / self.cost_scale, 1.0)
+            return _penalty(feedback.cost_usd / self.cost_scale)
         if prices is None:
             return 0.0
         lo, hi = prices.bounds(feedback.input_tokens, feedback.output_tokens)
-        if hi <= lo:
+        if not hi > lo:
             return 0.0
-        return min(max((feedback.cost_usd - lo) / (hi - lo), 0.0), 1.0)
+        return _penalty((feedback.cost_usd - lo) / (hi - lo))
 
     def latency_penalty(self, latency_s: float) -> float:
         """The latency term in [0, 1] (0 = instant)."""
         scaled = self.t_scaling * latency_s
-        if scaled <= 1.0:
+        if not scaled > 1.0:
             return 0.0
-        return min(math.log10(scaled) / math.log10(self.t_scaling * self.latency_max_s), 1.0)
+        return _penalty(math.log10(scaled) / math.log10(self.t_scaling * self.latency_max_s))
 
     def reward(self, feedback: Feedback, prices: PriceRange | None = None) -> float:
         """The reward in [0, 1] of one call (0 for a failed call)."""
@@ -218,7 +241,7 @@ class Objective:
         if den == 0.0:
             # Only the quality term has weight and the call is unscored.
             return 0.5
-        return num / den
+        return min(max(num / den, 0.0), 1.0)
 
     def as_dict(self) -> dict[str, float | None]:
         """The objective's parameters, JSON-ready."""

@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
+import numbers
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pickllm.errors import ConfigError, DataError
-from pickllm.types import Candidate, Feedback
+from pickllm.errors import ConfigError, ConfigTypeError, DataError
+from pickllm.types import Candidate, Feedback, check_count
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -66,7 +71,12 @@ class Usage:
         input_tokens: prompt tokens, or None if not reported (then estimated).
         output_tokens: completion tokens, or None if not reported (then estimated).
         cost_usd: the call's cost if the provider reports it; None computes it from the
-            candidate's prices.
+            candidate's prices. A NaN or infinite cost is kept as reported (the call it
+            came with must not fail) and ``make_feedback`` ignores it, with a warning.
+
+    Raises:
+        ConfigTypeError: a token count is not an int, or the cost is not a number.
+        ConfigError: a token count or the cost is negative (or a count above 2**53).
 
     Examples:
         >>> Usage(input_tokens=120, output_tokens=30)
@@ -80,20 +90,19 @@ class Usage:
     cost_usd: float | None = None
 
     def __post_init__(self) -> None:
-        for what in ("input_tokens", "output_tokens"):
-            value = getattr(self, what)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                msg = f"Usage {what} must be an int >= 0 or None, got {value!r}"
-                raise ConfigError(msg)
+        check_count("Usage", "input_tokens", self.input_tokens, optional=True)
+        check_count("Usage", "output_tokens", self.output_tokens, optional=True)
         cost = self.cost_usd
-        if cost is not None and not (
-            isinstance(cost, int | float) and not isinstance(cost, bool) and cost >= 0.0
-        ):
-            # ``cost >= 0`` is False for NaN, so NaN is rejected too.
+        if cost is None:
+            return
+        if isinstance(cost, bool) or not isinstance(cost, numbers.Real):
+            msg = f"Usage cost_usd must be a number or None, got {cost!r}"
+            raise ConfigTypeError(msg)
+        if cost < 0.0:
             msg = f"Usage cost_usd must be a number >= 0 or None, got {cost!r}"
             raise ConfigError(msg)
+        # NaN and +inf pass: a provider's unusable cost must not fail the call that
+        # reported it; make_feedback ignores it (with a warning) and prices the tokens.
 
 
 def make_feedback(
@@ -106,12 +115,15 @@ def make_feedback(
     quality: float | None = None,
     error: str | None = None,
     time_to_first_token_s: float | None = None,
+    error_kind: str | None = None,
 ) -> Feedback:
     """The feedback of one call of ``candidate``.
 
     Token counts missing from ``usage`` are estimated from ``prompt_text`` and
     ``completion_text`` (and the feedback says ``tokens_estimated=True``); a missing cost
-    is computed from the candidate's prices and the (reported or estimated) tokens.
+    is computed from the candidate's prices and the (reported or estimated) tokens. A
+    reported cost that is not finite (NaN, infinity) is ignored with a warning that names
+    the model and the value (never the texts), and the price-based cost is used.
 
     Args:
         candidate: the model that served the call; its name goes into the feedback.
@@ -122,6 +134,7 @@ def make_feedback(
         quality: the answer's quality in [0, 1], if already known.
         error: the error's class name if the call failed.
         time_to_first_token_s: for streamed calls, the time to the first chunk.
+        error_kind: how the error was classified (see ``Feedback.error_kind``).
 
     Returns:
         The feedback, with ``candidate`` set to ``candidate.name``.
@@ -146,8 +159,16 @@ def make_feedback(
         output_tokens = estimate_tokens(completion_text)
         estimated = True
     cost = usage.cost_usd
+    if cost is not None and not math.isfinite(cost):
+        logger.warning(
+            "model %r reported a cost of %r USD; ignored, the cost is computed from its prices",
+            candidate.name,
+            cost,
+        )
+        cost = None
     if cost is None:
-        cost = candidate.price_of(input_tokens, output_tokens)
+        # Huge prices times huge counts may overflow: the cost saturates, it never is inf.
+        cost = min(candidate.price_of(input_tokens, output_tokens), sys.float_info.max)
     return Feedback(
         latency_s=latency_s,
         input_tokens=input_tokens,
@@ -158,6 +179,7 @@ def make_feedback(
         tokens_estimated=estimated,
         time_to_first_token_s=time_to_first_token_s,
         candidate=candidate.name,
+        error_kind=error_kind,
     )
 
 
@@ -196,6 +218,9 @@ class PriceTable(Mapping[str, tuple[float, float]]):
     __slots__ = ("_prices",)
 
     def __init__(self, prices: Mapping[str, tuple[float, float]] | None = None) -> None:
+        if prices is not None and not isinstance(prices, Mapping):
+            msg = f"PriceTable prices must be a mapping of name -> (input, output), got {prices!r}"
+            raise ConfigTypeError(msg)
         table: dict[str, tuple[float, float]] = {}
         for name, pair in (prices or {}).items():
             if not isinstance(name, str) or not name:

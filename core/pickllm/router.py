@@ -13,38 +13,105 @@ reward. Pending entries are bounded (``max_pending``, oldest dropped first) and 
 after ``pending_ttl_s``; a recorded call whose score never came is then learned from with
 the objective's ``missing_quality`` rule, so nothing that was recorded is lost.
 
-Thread safety: every mutation of the policy, the pending table and the statistics happens
-under one lock, so concurrent ``route``/``record`` from many threads lose no update.
+Feedback semantics (each case has one defined outcome, never a silent drop):
+
+* ``record`` of a **failed** attempt (``feedback.error`` set) is learned from at once with
+  reward 0, and the decision leaves the pending table at once (unless a score that arrived
+  early, or another member's answer, waits there); a fallback's answer recorded after it
+  re-enters the table if it awaits a score.
+* ``feedback`` for a call whose every attempt failed raises ``UnknownDecisionError`` with
+  ``reason="failed"``; a **second** score for the same decision (also a second early one)
+  raises it with ``reason="scored"``; an id this router never issued (or has forgotten:
+  the last 10,000 closed ids are remembered) with ``reason="unknown"``; a decision recorded
+  without ``await_score`` with ``reason="learned"``; one that waited too long with
+  ``reason="expired"``; one released without a score with ``reason="released"``.
+* ``record`` refuses a decision made by another router (``UnknownDecisionError``,
+  ``reason="foreign"``; decisions carry their router's ``issuer`` id) and feedback naming a
+  model this router never had (``ConfigError``), before counting anything.
+* ``release`` of an id that waits for nothing returns None.
+
+Circuit breaker: a model whose last ``breaker_failures`` (default 5) recorded attempts all
+failed is *open*: ``route`` does not offer it (policies never pick it, fallback rankings
+exclude it) for ``breaker_cooldown_s`` (default 30 s on the router's clock). It is then
+*half-open*: one routed call offers it again as a probe (if that call never reaches it,
+another is offered after a further cooldown). A success closes it, a failure re-opens it.
+Errors that are not the model's fault (``Feedback.error_kind`` ``"fatal"``,
+``"content_policy"``, ``"context_length"``) do not count. A model is never skipped when
+every candidate that can serve the call is open: they are all offered. A pinned model is
+used as is. ``stats()`` shows each model's ``circuit`` and ``consecutive_failures``.
+
+Spend budgets: with ``budget_usd`` (for the whole router) or ``budget_per_key_usd`` (for
+each context key), the recorded cost of the current period (``budget_period_s``, fixed
+windows from the router's creation; None: no reset) is compared with the limit before each
+call: once it is reached, ``route`` raises ``BudgetExceededError`` (``on_budget="raise"``)
+or offers only the cheapest candidate that can serve the call (``on_budget="cheapest"``).
+Calls already running may overshoot the limit by their own cost. ``spend()`` shows it.
+
+``save`` keeps the breaker and budget *settings*; the breakers' states and the spend are
+not saved (a loaded router starts with closed breakers and a fresh period).
+
+Thread safety: every mutation of the policy, the pending table, the statistics, the
+breakers and the spend happens under one lock, so concurrent ``route``/``record`` from
+many threads lose no update.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pickllm.errors import ConfigError, NoCandidateError, StateError, UnknownDecisionError
+import numpy as np
+
+from pickllm.errors import (
+    BudgetExceededError,
+    ConfigError,
+    ConfigTypeError,
+    NoCandidateError,
+    StateError,
+    UnknownDecisionError,
+)
 from pickllm.objective import Objective, PriceRange
 from pickllm.policies.base import Policy, new_decision_id
+from pickllm.policies.cheapest import Cheapest
 from pickllm.registry import make_policy
 from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
 
 if TYPE_CHECKING:
     from pickllm.learn.base import QueryScorer
 
-__all__ = ["CandidateStats", "Router", "policy_config", "policy_from_config"]
+__all__ = ["CandidateStats", "Circuit", "Router", "Spend", "policy_config", "policy_from_config"]
+
+logger = logging.getLogger(__name__)
 
 _FORMAT = "pickllm.router"
 _FORMAT_VERSION = 1
+
+Circuit = Literal["closed", "open", "half_open"]
+"""A model's circuit-breaker state."""
+
+_CLOSED_MEMORY = 10_000
+"""How many closed decision ids ``feedback`` remembers, to say why it refuses a score."""
+_MAX_SPEND_KEYS = 10_000
+"""How many context keys the spend is tracked for (least recently charged dropped)."""
+_NOT_MODEL_FAULTS = frozenset({"fatal", "content_policy", "context_length"})
+"""Error kinds a circuit breaker does not count: the request, not the model, was at fault."""
+_CHEAPEST = Cheapest()
+
+# Temporary files of saves running in this process (cleaning must not delete them).
+_SAVING: set[str] = set()
+_SAVING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +128,9 @@ class CandidateStats:
         latency_p95_s: 95th percentile latency of the recent calls (NaN if none).
         input_tokens: summed input tokens.
         output_tokens: summed output tokens.
+        circuit: the circuit breaker's state: ``"closed"`` (offered), ``"open"`` (skipped
+            until its cooldown ends) or ``"half_open"`` (offered once, as a probe).
+        consecutive_failures: failed attempts since the last success.
     """
 
     calls: int
@@ -72,6 +142,39 @@ class CandidateStats:
     latency_p95_s: float
     input_tokens: int
     output_tokens: int
+    circuit: Circuit = "closed"
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Spend:
+    """What the router has spent in the current budget period.
+
+    Attributes:
+        spent_usd: recorded cost in the current period (of the key asked for, if any).
+        limit_usd: the limit that applies (``budget_usd``, or ``budget_per_key_usd`` for a
+            key), or None.
+        remaining_usd: ``limit_usd - spent_usd``, at least 0 (None without a limit).
+        period_s: the period's length (None: the router's lifetime).
+        resets_in_s: seconds until the period ends (None without a period).
+        exceeded: the limit is reached (calls are refused or sent to the cheapest model).
+    """
+
+    spent_usd: float
+    limit_usd: float | None
+    remaining_usd: float | None
+    period_s: float | None
+    resets_in_s: float | None
+    exceeded: bool
+
+
+@dataclass(slots=True)
+class _Breaker:
+    failures: int = 0
+    state: Circuit = "closed"
+    opened_at: float = 0.0
+    # When the half-open probe was last offered (None: not yet).
+    probe_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -85,7 +188,7 @@ class _Tally:
     output_tokens: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
 
-    def snapshot(self) -> CandidateStats:
+    def snapshot(self, circuit: Circuit = "closed", failures: int = 0) -> CandidateStats:
         lat = sorted(self.latencies)
         return CandidateStats(
             calls=self.calls,
@@ -97,6 +200,8 @@ class _Tally:
             latency_p95_s=_quantile(lat, 0.95),
             input_tokens=self.input_tokens,
             output_tokens=self.output_tokens,
+            circuit=circuit,
+            consecutive_failures=failures,
         )
 
 
@@ -144,6 +249,20 @@ class Router:
         pending_ttl_s: how long a decision may wait for a delayed score.
         clock: monotonic clock in seconds (injected for tests).
         latency_window: how many recent latencies per candidate ``stats()`` keeps.
+        breaker_failures: consecutive failed attempts that open a model's circuit (an int
+            >= 1), or None for no circuit breaker.
+        breaker_cooldown_s: seconds an open circuit skips its model before a probe.
+        budget_usd: USD the router may spend per period, or None for no limit.
+        budget_per_key_usd: USD each context key may spend per period, or None.
+        budget_period_s: the budget period in seconds (default one day), or None for the
+            router's lifetime.
+        on_budget: at the limit, ``"raise"`` ``BudgetExceededError`` from ``route``, or
+            route to the ``"cheapest"`` candidate that can serve the call.
+
+    Raises:
+        ConfigError: an argument is not allowed (an empty pool, duplicate names, a
+            negative or non-finite number, an unknown policy name, a policy given by name
+            without the arguments it needs); ``ConfigTypeError`` for a wrong type.
 
     Examples:
         >>> from pickllm import Candidate, Feedback
@@ -171,9 +290,23 @@ class Router:
         pending_ttl_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
         latency_window: int = 1024,
+        breaker_failures: int | None = 5,
+        breaker_cooldown_s: float = 30.0,
+        budget_usd: float | None = None,
+        budget_per_key_usd: float | None = None,
+        budget_period_s: float | None = 86_400.0,
+        on_budget: Literal["raise", "cheapest"] = "raise",
     ) -> None:
+        if isinstance(candidates, str | bytes | Candidate) or not isinstance(candidates, Iterable):
+            msg = f"candidates must be an iterable of Candidate, got {candidates!r}"
+            raise ConfigTypeError(msg)
         pool = tuple(candidates)
         _check_pool(pool)
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int | np.random.Generator)
+        ):
+            msg = f"seed must be an int, a numpy Generator or None, got {seed!r}"
+            raise ConfigTypeError(msg)
         if isinstance(policy, str):
             policy = make_policy(policy, seed=seed)
         elif not isinstance(policy, Policy):
@@ -182,23 +315,41 @@ class Router:
             objective = Objective()
         elif not isinstance(objective, Objective):
             msg = f"objective must be an Objective, got {objective!r}"
-            raise TypeError(msg)
-        if not isinstance(max_pending, int) or max_pending < 0:
-            msg = f"max_pending must be an int >= 0, got {max_pending!r}"
-            raise ConfigError(msg)
-        if not (isinstance(pending_ttl_s, int | float) and pending_ttl_s > 0):
-            msg = f"pending_ttl_s must be a positive number of seconds, got {pending_ttl_s!r}"
-            raise ConfigError(msg)
-        if not isinstance(latency_window, int) or latency_window < 1:
-            msg = f"latency_window must be an int >= 1, got {latency_window!r}"
-            raise ConfigError(msg)
+            raise ConfigTypeError(msg)
+        _check_int("max_pending", max_pending, 0)
+        _check_seconds("pending_ttl_s", pending_ttl_s, allow_inf=True)
+        _check_int("latency_window", latency_window, 1)
+        if not callable(clock):
+            msg = f"clock must be a callable returning seconds, got {clock!r}"
+            raise ConfigTypeError(msg)
+        _check_guards(
+            breaker_failures,
+            breaker_cooldown_s,
+            budget_usd,
+            budget_per_key_usd,
+            budget_period_s,
+            on_budget,
+        )
         self.policy = policy
         self.objective = objective
         self.max_pending = max_pending
         self.pending_ttl_s = pending_ttl_s
         self.clock = clock
         self.latency_window = latency_window
+        self.breaker_failures = breaker_failures
+        self.breaker_cooldown_s = breaker_cooldown_s
+        self.budget_usd = budget_usd
+        self.budget_per_key_usd = budget_per_key_usd
+        self.budget_period_s = budget_period_s
+        self.on_budget = on_budget
+        self._id = uuid.uuid4().hex
         self._lock = threading.Lock()
+        # Circuit breakers, ids of closed decisions, spend of the budget period.
+        self._breakers: dict[str, _Breaker] = {}
+        self._not_closed = 0
+        self._closed: OrderedDict[str, str] = OrderedDict()
+        self._epoch, self._period, self._spent = clock(), 0, 0.0
+        self._spent_by_key: OrderedDict[str, float] = OrderedDict()
         self._pool: tuple[Candidate, ...] = ()
         self._by_name: dict[str, Candidate] = {}
         self._prices = PriceRange()
@@ -290,21 +441,21 @@ class Router:
         Raises:
             NoCandidateError: no candidate of the pool can serve the call (or the pinned
                 one cannot).
-            ConfigError: ``pin`` names no candidate of the pool.
+            ConfigError: ``pin`` names no candidate of the pool; an argument has the wrong
+                type (``ConfigTypeError``) or value.
+            BudgetExceededError: a spend limit is reached and ``on_budget="raise"``.
         """
-        pool = self._pool
+        if pin is not None and not isinstance(pin, str):
+            msg = f"route() pin must be a candidate name or None, got {pin!r}"
+            raise ConfigTypeError(msg)
         if isinstance(context, Context):
             ctx = context
-            if ctx.candidates and ctx.candidates is not pool:
-                # The caller narrows this call to some candidates of the pool.
-                unknown = [c.name for c in ctx.candidates if c.name not in self._by_name]
-                if unknown:
-                    msg = (
-                        f"context.candidates {unknown} are not in the pool {sorted(self._by_name)}"
-                    )
-                    raise ConfigError(msg)
-                pool = ctx.candidates
+            pool = self._narrowed(ctx)
         else:
+            if context is not None and not isinstance(context, str):
+                msg = f"route() context must be a Context, a query string or None, got {context!r}"
+                raise ConfigTypeError(msg)
+            pool = self._pool
             ctx = Context(
                 query=context or "",
                 key=key,
@@ -317,12 +468,10 @@ class Router:
         offered = tuple(c for c in pool if c.can_serve(ctx)) if needs else pool
         if not offered:
             raise NoCandidateError(_no_candidate_message(ctx, pool))
-        if ctx.candidates is not offered:
-            ctx = ctx.with_candidates(offered)
         with self._lock:
-            decision = self.policy.select(ctx) if pin is None else self._pinned(ctx, pin)
+            now = self.clock()
+            decision = replace(self._decide(ctx, offered, pin, now), issuer=self._id)
             if self.max_pending:
-                now = self.clock()
                 pending = self._pending
                 pending[decision.decision_id] = _Pending(now)
                 self._expire(now)
@@ -330,8 +479,73 @@ class Router:
                     self._drop_oldest()
         return decision
 
+    def _decide(
+        self, ctx: Context, offered: tuple[Candidate, ...], pin: str | None, now: float
+    ) -> Decision:
+        """The decision among ``offered``: breakers filter it, budgets may narrow it."""
+        if self._not_closed and pin is None:
+            offered = self._admit(offered, now)
+        if ctx.candidates is not offered:
+            ctx = ctx.with_candidates(offered)
+        over = self._over_budget(ctx.key, now)
+        if over is not None and self.on_budget == "raise":
+            raise BudgetExceededError(over)
+        if pin is not None:
+            return self._pinned(ctx, pin)
+        if over is not None:
+            return self._cheapest(ctx)
+        return self.policy.select(ctx)
+
+    def _narrowed(self, ctx: Context) -> tuple[Candidate, ...]:
+        """The pool, or the candidates of the pool a Context limits the call to."""
+        pool = self._pool
+        if ctx.candidates and ctx.candidates is not pool:
+            unknown = [c.name for c in ctx.candidates if c.name not in self._by_name]
+            if unknown:
+                msg = f"context.candidates {unknown} are not in the pool {sorted(self._by_name)}"
+                raise ConfigError(msg)
+            return ctx.candidates
+        return pool
+
+    def _admit(self, offered: tuple[Candidate, ...], now: float) -> tuple[Candidate, ...]:
+        """``offered`` minus the models whose circuit is open (all of them if all are)."""
+        kept: list[Candidate] = []
+        probes: list[_Breaker] = []
+        cooldown = self.breaker_cooldown_s
+        for c in offered:
+            b = self._breakers.get(c.name)
+            if b is None or b.state == "closed":
+                kept.append(c)
+                continue
+            if b.state == "open" and now - b.opened_at >= cooldown:
+                b.state = "half_open"
+                b.probe_at = None
+            if b.state == "half_open" and (b.probe_at is None or now - b.probe_at >= cooldown):
+                kept.append(c)
+                probes.append(b)
+        if not kept:
+            # Every model that can serve the call is open: skipping them all would fail it.
+            return offered
+        for b in probes:
+            b.probe_at = now
+        return offered if len(kept) == len(offered) else tuple(kept)
+
+    def _cheapest(self, context: Context) -> Decision:
+        candidate = _CHEAPEST.select(context).candidate
+        return Decision(
+            decision_id=new_decision_id(),
+            candidate=candidate,
+            ranking=(candidate,),
+            probability=1.0,
+            policy=self.policy.name,
+            key=context.key,
+        )
+
     def _pinned(self, context: Context, name: str) -> Decision:
-        candidate = self.candidate(name)
+        candidate = self._by_name.get(name)
+        if candidate is None:
+            msg = f"pin: no candidate named {name!r}; the pool has {sorted(self._by_name)}"
+            raise ConfigError(msg)
         if candidate not in context.candidates:
             msg = f"the pinned model {name!r} cannot serve this call ({_needs(context)})"
             raise NoCandidateError(msg)
@@ -360,19 +574,26 @@ class Router:
 
         Returns:
             The reward the policy learned from, or None when it waits for a score.
+
+        Raises:
+            UnknownDecisionError: ``decision`` was made by another router
+                (``reason="foreign"``).
+            ConfigError: the feedback names a model this router never had;
+                ``ConfigTypeError`` for arguments of the wrong type.
         """
-        if not isinstance(feedback, Feedback):
-            msg = f"feedback must be a Feedback, got {type(feedback).__name__}"
-            raise TypeError(msg)
-        name = feedback.candidate
-        if name is not None and name != decision.candidate.name:
-            decision = decision.retarget(self._member(decision, name))
+        decision = self._served(decision, feedback, await_score)
+        served = decision.candidate.name
         did = decision.decision_id
         with self._lock:
-            tally = self._count(decision.candidate.name, feedback)
+            now = self.clock()
+            tally = self._count(served, feedback)
+            self._trip(served, feedback, now)
+            self._charge(decision.key, feedback.cost_usd, now)
             pending = self._pending
             entry = pending.get(did)
-            if feedback.quality is None and feedback.error is None:
+            if feedback.error is not None:
+                return self._failed(decision, feedback, tally)
+            if feedback.quality is None:
                 if entry is not None and entry.early_score is not None:
                     feedback = feedback.with_quality(entry.early_score)
                 elif await_score:
@@ -385,8 +606,12 @@ class Router:
                     if len(pending) > self.max_pending:
                         self._drop_oldest()
                     return None
-            if entry is not None and feedback.error is None and not entry.awaiting:
+            if entry is not None and not entry.awaiting:
                 del pending[did]
+            if did not in pending:
+                self._close(
+                    did, "learned" if entry is None or entry.early_score is None else "scored"
+                )
             return self._learn(decision, feedback, tally)
 
     def feedback(self, decision_id: str, score: float) -> float | None:
@@ -401,32 +626,97 @@ class Router:
             score is kept and used when it is).
 
         Raises:
-            ConfigError: the score is not in [0, 1].
-            UnknownDecisionError: the decision is not pending (unknown, already scored, or
-                expired).
+            ConfigError: the score is not a finite number in [0, 1].
+            UnknownDecisionError: the decision takes no score; its ``reason`` says why
+                (``"failed"``, ``"scored"``, ``"learned"``, ``"expired"``, ``"released"``
+                or ``"unknown"``; see the module docstring).
         """
         if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
             msg = f"score must be a number in [0, 1], got {score!r}"
             raise ConfigError(msg)
+        if not isinstance(decision_id, str):
+            msg = f"decision_id must be a string, got {decision_id!r}"
+            raise ConfigTypeError(msg)
         with self._lock:
             entry = self._pending.get(decision_id)
             if entry is None:
-                msg = (
-                    f"decision {decision_id!r} is not pending: unknown, already scored, or "
-                    f"expired (pending decisions wait at most {self.pending_ttl_s} s and "
-                    f"{self.max_pending} at a time)"
-                )
-                raise UnknownDecisionError(msg)
+                raise self._not_pending(decision_id)
             if not entry.awaiting:
+                if entry.early_score is not None:
+                    msg = (
+                        f"decision {decision_id!r} is already scored "
+                        f"({entry.early_score!r}); a second score is refused"
+                    )
+                    raise UnknownDecisionError(msg, reason="scored")
                 entry.early_score = float(score)
                 return None
             del self._pending[decision_id]
+            self._close(decision_id, "scored")
             reward = None
             for decision, fb in entry.awaiting:
                 reward = self._learn(
                     decision, fb.with_quality(float(score)), self._tallies[decision.candidate.name]
                 )
             return reward
+
+    def _served(self, decision: Decision, feedback: Feedback, await_score: object) -> Decision:
+        """``decision`` attributed to the model that served; refuses what it cannot record."""
+        if not isinstance(decision, Decision):
+            msg = f"decision must be a Decision, got {type(decision).__name__}"
+            raise ConfigTypeError(msg)
+        if not isinstance(feedback, Feedback):
+            msg = f"feedback must be a Feedback, got {type(feedback).__name__}"
+            raise ConfigTypeError(msg)
+        if not isinstance(await_score, bool):
+            msg = f"await_score must be a bool, got {await_score!r}"
+            raise ConfigTypeError(msg)
+        if decision.issuer != self._id:
+            msg = (
+                f"decision {decision.decision_id!r} was not made by this router (record it "
+                "with the router whose route() made it)"
+            )
+            raise UnknownDecisionError(msg, reason="foreign")
+        name = feedback.candidate
+        if name is not None and name != decision.candidate.name:
+            decision = decision.retarget(self._member(decision, name))
+        if decision.candidate.name not in self._tallies:
+            msg = f"feedback for model {decision.candidate.name!r}, which this router never had"
+            raise ConfigError(msg)
+        return decision
+
+    def _failed(self, decision: Decision, feedback: Feedback, tally: _Tally) -> float:
+        # A failed attempt is learned from now (reward 0) and leaves the pending table,
+        # unless an early score or another member's answer waits there.
+        did = decision.decision_id
+        pending = self._pending
+        entry = pending.get(did)
+        if entry is not None and not entry.awaiting and entry.early_score is None:
+            del pending[did]
+        if did not in pending:
+            self._close(did, "failed")
+        return self._learn(decision, feedback, tally)
+
+    def _not_pending(self, decision_id: str) -> UnknownDecisionError:
+        reason = self._closed.get(decision_id, "unknown")
+        why = {
+            "failed": "every attempt of its call failed (learned from with reward 0); a "
+            "failed call takes no score",
+            "scored": "it is already scored; a second score is refused",
+            "learned": "it was recorded without await_score=True and already learned from",
+            "expired": "it expired and was learned from without a score (pending decisions "
+            f"wait at most {self.pending_ttl_s} s and {self.max_pending} at a time)",
+            "released": "it was released without a score",
+            "unknown": "this router never issued it, or has forgotten it",
+        }[reason]
+        msg = f"decision {decision_id!r} is not pending: {why}"
+        return UnknownDecisionError(msg, reason=reason)
+
+    def _close(self, decision_id: str, reason: str) -> None:
+        closed = self._closed
+        closed[decision_id] = reason
+        closed.move_to_end(decision_id)
+        if len(closed) > _CLOSED_MEMORY:
+            closed.popitem(last=False)
 
     def release(self, decision_id: str) -> float | None:
         """Learn now, without a quality score, from a decision that waits for one.
@@ -443,6 +733,7 @@ class Router:
             entry = self._pending.pop(decision_id, None)
             if entry is None:
                 return None
+            self._close(decision_id, "released")
             reward = None
             for decision, fb in entry.awaiting:
                 tally = self._tallies.get(decision.candidate.name)
@@ -463,10 +754,8 @@ class Router:
             return self._expired - before
 
     def _count(self, name: str, feedback: Feedback) -> _Tally:
-        tally = self._tallies.get(name)
-        if tally is None:
-            # A candidate removed since routing still gets its call counted.
-            tally = self._tallies[name] = _Tally(latencies=deque(maxlen=self.latency_window))
+        # Known (record checked it): a candidate removed since routing keeps its tally.
+        tally = self._tallies[name]
         tally.calls += 1
         tally.cost += feedback.cost_usd
         tally.input_tokens += feedback.input_tokens
@@ -475,6 +764,131 @@ class Router:
         if feedback.error is not None:
             tally.errors += 1
         return tally
+
+    def _trip(self, name: str, feedback: Feedback, now: float) -> None:
+        """Update ``name``'s circuit breaker with one attempt's outcome."""
+        if self.breaker_failures is None:
+            return
+        b = self._breakers.get(name)
+        if b is None:
+            b = self._breakers[name] = _Breaker()
+        if feedback.error is None:
+            if b.state != "closed":
+                self._not_closed -= 1
+                logger.info("model %r answered: its circuit is closed again", name)
+            b.failures = 0
+            b.state = "closed"
+            return
+        if feedback.error_kind in _NOT_MODEL_FAULTS:
+            return
+        b.failures += 1
+        if b.state == "closed" and b.failures < self.breaker_failures:
+            return
+        if b.state == "closed":
+            self._not_closed += 1
+            logger.warning(
+                "model %r failed %d times in a row (%s): skipped for %s s",
+                name,
+                b.failures,
+                feedback.error,
+                self.breaker_cooldown_s,
+            )
+        # Opened, or re-opened by a failed probe (or a late failure): a full cooldown.
+        b.state = "open"
+        b.opened_at = now
+        b.probe_at = None
+
+    def admits(self, name: str) -> bool:
+        """Whether ``name``'s circuit lets a call through now (closed, or due a probe).
+
+        The executor asks before retrying a model: one whose circuit a failure just
+        opened is not retried, the call falls back at once.
+        """
+        with self._lock:
+            return self._circuit(name, self.clock())[0] != "open"
+
+    def _circuit(self, name: str, now: float) -> tuple[Circuit, int]:
+        b = self._breakers.get(name)
+        if b is None:
+            return "closed", 0
+        if b.state == "open" and now - b.opened_at >= self.breaker_cooldown_s:
+            return "half_open", b.failures
+        return b.state, b.failures
+
+    def _roll(self, now: float) -> None:
+        """Start a new budget period if the current one is over."""
+        period = self.budget_period_s
+        if period is None:
+            return
+        index = math.floor((now - self._epoch) / period)
+        if index != self._period:
+            self._period = index
+            self._spent = 0.0
+            self._spent_by_key.clear()
+
+    def _charge(self, key: str | None, cost: float, now: float) -> None:
+        self._roll(now)
+        self._spent += cost
+        if key is not None:
+            by_key = self._spent_by_key
+            by_key[key] = by_key.get(key, 0.0) + cost
+            by_key.move_to_end(key)
+            if len(by_key) > _MAX_SPEND_KEYS:
+                by_key.popitem(last=False)
+
+    def _over_budget(self, key: str | None, now: float) -> str | None:
+        """Why a call may not be routed normally (a limit is reached), or None."""
+        if self.budget_usd is None and self.budget_per_key_usd is None:
+            return None
+        self._roll(now)
+        period = "" if self.budget_period_s is None else f" per {self.budget_period_s:g} s"
+        if self.budget_usd is not None and self._spent >= self.budget_usd:
+            return (
+                f"the router's budget of {self.budget_usd!r} USD{period} is spent "
+                f"({self._spent!r} USD)"
+            )
+        limit = self.budget_per_key_usd
+        if limit is not None and key is not None:
+            spent = self._spent_by_key.get(key, 0.0)
+            if spent >= limit:
+                return (
+                    f"the budget of {limit!r} USD{period} of key {key!r} is spent ({spent!r} USD)"
+                )
+        return None
+
+    def spend(self, key: str | None = None) -> Spend:
+        """The spend of the current budget period: the router's, or ``key``'s.
+
+        Examples:
+            >>> from pickllm import Candidate, Feedback
+            >>> router = Router([Candidate(name="m")], policy="cheapest", budget_usd=1.0)
+            >>> _ = router.record(router.route("q"), Feedback(cost_usd=0.25))
+            >>> s = router.spend()
+            >>> s.spent_usd, s.remaining_usd, s.exceeded
+            (0.25, 0.75, False)
+        """
+        if key is not None and not isinstance(key, str):
+            msg = f"spend() key must be a string or None, got {key!r}"
+            raise ConfigTypeError(msg)
+        with self._lock:
+            now = self.clock()
+            self._roll(now)
+            if key is None:
+                spent, limit = self._spent, self.budget_usd
+            else:
+                spent, limit = self._spent_by_key.get(key, 0.0), self.budget_per_key_usd
+            period = self.budget_period_s
+            resets = None
+            if period is not None:
+                resets = self._epoch + (self._period + 1) * period - now
+        return Spend(
+            spent_usd=spent,
+            limit_usd=limit,
+            remaining_usd=None if limit is None else max(limit - spent, 0.0),
+            period_s=period,
+            resets_in_s=resets,
+            exceeded=limit is not None and spent >= limit,
+        )
 
     def _learn(self, decision: Decision, feedback: Feedback, tally: _Tally) -> float:
         reward = self.objective.reward(feedback, self._prices)
@@ -505,7 +919,8 @@ class Router:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        _, entry = self._pending.popitem(last=False)
+        did, entry = self._pending.popitem(last=False)
+        self._close(did, "expired")
         self._expired += 1
         # A recorded call whose score never came is learned from without it.
         for decision, fb in entry.awaiting:
@@ -536,9 +951,13 @@ class Router:
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> dict[str, CandidateStats]:
-        """Per candidate of the pool: calls, errors, mean reward, cost and latency."""
+        """Per candidate of the pool: calls, errors, mean reward, cost, latency, circuit."""
         with self._lock:
-            return {c.name: self._tallies[c.name].snapshot() for c in self._pool}
+            now = self.clock()
+            return {
+                c.name: self._tallies[c.name].snapshot(*self._circuit(c.name, now))
+                for c in self._pool
+            }
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -555,6 +974,12 @@ class Router:
                     "max_pending": self.max_pending,
                     "pending_ttl_s": self.pending_ttl_s,
                     "latency_window": self.latency_window,
+                    "breaker_failures": self.breaker_failures,
+                    "breaker_cooldown_s": self.breaker_cooldown_s,
+                    "budget_usd": self.budget_usd,
+                    "budget_per_key_usd": self.budget_per_key_usd,
+                    "budget_period_s": self.budget_period_s,
+                    "on_budget": self.on_budget,
                 },
                 "stats": {
                     name: {
@@ -577,13 +1002,20 @@ class Router:
         The JSON goes to a temporary file in the same folder, is flushed to disk, then
         renamed over ``path``: a crash at any point leaves the previous file intact. The
         file carries a SHA-256 checksum of its content, so ``load`` detects corruption and
-        hand edits.
+        hand edits. Temporary files left by interrupted saves to the same path
+        (``.{name}.*.tmp``) are deleted, except those of saves running in this process
+        (two processes must not save to the same path at once).
+
+        No state can break it: a non-finite number (which validated inputs cannot produce,
+        but a policy's own state might) is written as ``{"__float__": "nan"}`` and read back.
         """
-        body = self.state_dict()
+        body = _encode_json(self.state_dict())
         text = json.dumps(body, sort_keys=True, allow_nan=False)
         document = {"checksum": _checksum(text), "router": body}
         target = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with _SAVING_LOCK:
+            _SAVING.add(tmp)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(document, fh, sort_keys=True, allow_nan=False)
@@ -593,6 +1025,10 @@ class Router:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        finally:
+            with _SAVING_LOCK:
+                _SAVING.discard(tmp)
+        _clean_stray_tmp(target)
 
     @classmethod
     def load(
@@ -634,7 +1070,7 @@ class Router:
                 )
                 raise StateError(msg)
         try:
-            return cls._from_state(body, clock=clock)
+            return cls._from_state(_decode_json(body), clock=clock)
         except StateError as exc:
             msg = f"router state file {str(p)!r}: {exc}"
             raise StateError(msg) from exc
@@ -661,6 +1097,13 @@ class Router:
                 pending_ttl_s=settings["pending_ttl_s"],
                 latency_window=settings["latency_window"],
                 clock=clock,
+                # Files saved before breakers and budgets existed get the defaults.
+                breaker_failures=settings.get("breaker_failures", 5),
+                breaker_cooldown_s=settings.get("breaker_cooldown_s", 30.0),
+                budget_usd=settings.get("budget_usd"),
+                budget_per_key_usd=settings.get("budget_per_key_usd"),
+                budget_period_s=settings.get("budget_period_s", 86_400.0),
+                on_budget=settings.get("on_budget", "raise"),
             )
             policy.load_state_dict(body["policy_state"])
             for name, s in body["stats"].items():
@@ -696,7 +1139,7 @@ def _learned_policy(scorer: object, seed: SeedLike) -> Policy:
 
     if not isinstance(scorer, QueryScorer):
         msg = f"policy must be a Policy, a policy name or a trained QueryScorer, got {scorer!r}"
-        raise TypeError(msg)
+        raise ConfigTypeError(msg)
     return LearnedPolicy(scorer=scorer, seed=seed)
 
 
@@ -704,12 +1147,101 @@ def _checksum(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _check_guards(  # noqa: PLR0917 - the Router's own arguments, in order
+    breaker_failures: object,
+    breaker_cooldown_s: object,
+    budget_usd: object,
+    budget_per_key_usd: object,
+    budget_period_s: object,
+    on_budget: object,
+) -> None:
+    """Check the circuit-breaker and budget arguments of ``Router``."""
+    if breaker_failures is not None:
+        _check_int("breaker_failures", breaker_failures, 1)
+    _check_seconds("breaker_cooldown_s", breaker_cooldown_s)
+    for name, limit in (("budget_usd", budget_usd), ("budget_per_key_usd", budget_per_key_usd)):
+        if limit is not None:
+            _check_usd(name, limit)
+    if budget_period_s is not None:
+        _check_seconds("budget_period_s", budget_period_s)
+    if on_budget not in ("raise", "cheapest"):
+        msg = f"on_budget must be 'raise' or 'cheapest', got {on_budget!r}"
+        raise ConfigError(msg)
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int >= {low}, got {value!r}"
+        raise ConfigTypeError(msg)
+    if value < low:
+        msg = f"{name} must be an int >= {low}, got {value!r}"
+        raise ConfigError(msg)
+
+
+def _check_seconds(name: str, value: object, *, allow_inf: bool = False) -> None:
+    msg = f"{name} must be a positive number of seconds, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigTypeError(msg)
+    if not (value > 0 and (allow_inf or math.isfinite(value))):
+        raise ConfigError(msg)
+
+
+def _check_usd(name: str, value: object) -> None:
+    msg = f"{name} must be a finite number of USD >= 0 or None, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigTypeError(msg)
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(msg)
+
+
+def _encode_json(value: Any) -> Any:
+    """``value`` with every non-finite float (and numpy value) made JSON-safe."""
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else {"__float__": repr(number)}
+    if isinstance(value, dict):
+        return {k: _encode_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _encode_json(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _decode_json(value: Any) -> Any:
+    """The inverse of ``_encode_json`` (numpy values come back as lists and numbers)."""
+    if isinstance(value, dict):
+        if set(value) == {"__float__"} and value["__float__"] in ("nan", "inf", "-inf"):
+            return float(value["__float__"])
+        return {k: _decode_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_json(v) for v in value]
+    return value
+
+
+def _clean_stray_tmp(target: Path) -> None:
+    """Delete the temporary files interrupted saves to ``target`` left behind."""
+    with _SAVING_LOCK:
+        running = set(_SAVING)
+    for stray in target.parent.glob(f".{target.name}.*.tmp"):
+        if str(stray) not in running:
+            try:
+                stray.unlink()
+            except OSError as exc:  # already gone, or not ours to delete: kept, said once
+                logger.debug("could not delete %s: %s", stray, exc)
+
+
 def _check_pool(pool: tuple[Candidate, ...]) -> None:
+    if not pool:
+        msg = "candidates must hold at least one Candidate, got none"
+        raise ConfigError(msg)
     seen: set[str] = set()
     for c in pool:
         if not isinstance(c, Candidate):
             msg = f"candidates must be Candidate objects, got {c!r}"
-            raise TypeError(msg)
+            raise ConfigTypeError(msg)
         if c.name in seen:
             msg = f"candidate names must be unique, {c.name!r} appears twice"
             raise ConfigError(msg)

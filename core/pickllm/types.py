@@ -7,15 +7,17 @@ to share between threads, and impossible to mutate by accident inside a policy.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
-from pickllm.errors import ConfigError
+from pickllm.errors import ConfigError, ConfigTypeError
 
 __all__ = [
+    "MAX_TOKENS",
     "Candidate",
     "Context",
     "Decision",
@@ -23,6 +25,8 @@ __all__ = [
     "Plan",
     "PlanKind",
     "SeedLike",
+    "check_count",
+    "check_number",
 ]
 
 SeedLike = int | np.random.Generator | None
@@ -30,14 +34,69 @@ SeedLike = int | np.random.Generator | None
 
 PlanKind = Literal["single", "ensemble", "cascade"]
 
+MAX_TOKENS = 2**53
+"""The largest token count accepted (every count up to it is exact as a float)."""
+
+
+def check_number(
+    owner: str, what: str, value: object, *, high: float | None = None, optional: bool = False
+) -> None:
+    """Raise unless ``value`` is a finite real number in ``[0, high]`` (None if ``optional``).
+
+    Raises:
+        ConfigTypeError: ``value`` is not a real number (bools are not numbers here).
+        ConfigError: it is NaN, infinite, negative or above ``high``.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        kind = "a number or None" if optional else "a number"
+        msg = f"{owner} {what} must be {kind}, got {value!r}"
+        raise ConfigTypeError(msg)
+    number = float(value)
+    if not math.isfinite(number) or number < 0.0 or (high is not None and number > high):
+        allowed = f"in [0, {high:g}]" if high is not None else "a finite number >= 0"
+        alternative = " or None" if optional else ""
+        msg = f"{owner} {what} must be {allowed}{alternative}, got {value!r}"
+        raise ConfigError(msg)
+
+
+def check_count(owner: str, what: str, value: object, *, optional: bool = False) -> None:
+    """Raise unless ``value`` is an int in ``[0, MAX_TOKENS]`` (or None if ``optional``).
+
+    Raises:
+        ConfigTypeError: ``value`` is not an int (a float such as 1.5 or a bool is not).
+        ConfigError: it is negative or larger than ``MAX_TOKENS``.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        kind = "an int or None" if optional else "an int"
+        msg = f"{owner} {what} must be {kind}, got {value!r}"
+        raise ConfigTypeError(msg)
+    if not 0 <= int(value) <= MAX_TOKENS:
+        msg = f"{owner} {what} must be an int in [0, 2**53], got {value!r}"
+        raise ConfigError(msg)
+
+
+def _check_flag(owner: str, what: str, value: object, *, optional: bool = False) -> None:
+    if (value is None and optional) or isinstance(value, bool):
+        return
+    kind = "True, False or None" if optional else "True or False"
+    msg = f"{owner} {what} must be {kind}, got {value!r}"
+    raise ConfigTypeError(msg)
+
+
+def _check_text(owner: str, what: str, value: object, *, optional: bool = False) -> None:
+    if (value is None and optional) or isinstance(value, str):
+        return
+    kind = "a string or None" if optional else "a string"
+    msg = f"{owner} {what} must be {kind}, got {value!r}"
+    raise ConfigTypeError(msg)
+
 
 def _check_price(name: str, value: float, what: str) -> None:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        msg = f"Candidate {name!r}: {what} must be a number of USD per 1M tokens, got {value!r}"
-        raise TypeError(msg)
-    if not math.isfinite(value) or value < 0:
-        msg = f"Candidate {name!r}: {what} must be a finite number >= 0, got {value!r}"
-        raise ConfigError(msg)
+    check_number(f"Candidate {name!r}:", f"{what} (USD per 1M tokens)", value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +131,14 @@ class Candidate:
             raise ConfigError(msg)
         _check_price(self.name, self.input_price, "input_price")
         _check_price(self.name, self.output_price, "output_price")
+        owner = f"Candidate {self.name!r}:"
+        # "no" is truthy: a capability must be a real bool, or None for unknown.
+        _check_flag(owner, "tool_calling", self.tool_calling, optional=True)
+        _check_flag(owner, "structured_output", self.structured_output, optional=True)
         if self.max_context_tokens is not None and (
-            not isinstance(self.max_context_tokens, int) or self.max_context_tokens <= 0
+            isinstance(self.max_context_tokens, bool)
+            or not isinstance(self.max_context_tokens, int)
+            or self.max_context_tokens <= 0
         ):
             msg = (
                 f"Candidate {self.name!r}: max_context_tokens must be a positive int or None, "
@@ -127,6 +192,19 @@ class Context:
     min_context_tokens: int | None = None
     input_tokens: int | None = None
 
+    def __post_init__(self) -> None:
+        _check_text("Context", "query", self.query)
+        _check_text("Context", "key", self.key, optional=True)
+        _check_flag("Context", "needs_tool_calling", self.needs_tool_calling)
+        _check_flag("Context", "needs_structured_output", self.needs_structured_output)
+        check_count("Context", "min_context_tokens", self.min_context_tokens, optional=True)
+        check_count("Context", "input_tokens", self.input_tokens, optional=True)
+        if not isinstance(self.candidates, tuple) or not all(
+            isinstance(c, Candidate) for c in self.candidates
+        ):
+            msg = f"Context candidates must be a tuple of Candidate, got {self.candidates!r}"
+            raise ConfigTypeError(msg)
+
     def with_candidates(self, candidates: Sequence[Candidate]) -> Context:
         """A copy of this context offering ``candidates``."""
         return replace(self, candidates=tuple(candidates))
@@ -159,6 +237,11 @@ class Plan:
         if self.kind not in ("single", "ensemble", "cascade"):
             msg = f"Plan kind must be 'single', 'ensemble' or 'cascade', got {self.kind!r}"
             raise ConfigError(msg)
+        if not isinstance(self.members, tuple) or not all(
+            isinstance(c, Candidate) for c in self.members
+        ):
+            msg = f"Plan members must be a tuple of Candidate, got {self.members!r}"
+            raise ConfigTypeError(msg)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,6 +258,8 @@ class Decision:
         key: the context key the decision was made under.
         plan: the models to run; by default only ``candidate``.
         scores: the policy's score per candidate of ``ranking`` (same order), if any.
+        issuer: the id of the router that made the decision (``Router.route`` sets it;
+            ``Router.record`` refuses a decision another router made). Not compared.
 
     Examples:
         >>> a = Candidate(name="a")
@@ -192,6 +277,17 @@ class Decision:
     key: str | None = None
     plan: Plan | None = None
     scores: tuple[float, ...] | None = None
+    issuer: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.decision_id, str) or not self.decision_id:
+            msg = f"Decision decision_id must be a non-empty string, got {self.decision_id!r}"
+            raise ConfigError(msg)
+        if not isinstance(self.candidate, Candidate):
+            msg = f"Decision candidate must be a Candidate, got {self.candidate!r}"
+            raise ConfigTypeError(msg)
+        # Tolerance: a policy's probability may come out a rounding error above 1.
+        check_number("Decision", "probability", self.probability, high=1.0 + 1e-9)
 
     @property
     def members(self) -> tuple[Candidate, ...]:
@@ -227,6 +323,18 @@ class Feedback:
         time_to_first_token_s: for streamed calls, the time to the first chunk.
         candidate: name of the candidate that served the call, when it differs from
             the decision's (fallbacks, plan members).
+        extra: further named measurements, as ``(name, number)`` pairs.
+        error_kind: how the failed attempt's error was classified, when known (an
+            ``ErrorKind`` value: ``"transient"``, ``"other"``, ``"fatal"``,
+            ``"content_policy"``, ``"context_length"``). The router's circuit breaker counts
+            only failures of the model (transient, other, or unknown), not refusals or
+            requests no model could serve.
+
+    Raises:
+        ConfigError: a number is NaN, infinite, negative, or (quality) above 1; a token
+            count is above 2**53 (the message names the field and the value).
+        ConfigTypeError: a field has the wrong type (a fractional token count, a string
+            for a number).
 
     Examples:
         >>> Feedback(latency_s=0.8, input_tokens=120, output_tokens=30, quality=1.0).failed
@@ -243,24 +351,35 @@ class Feedback:
     time_to_first_token_s: float | None = None
     candidate: str | None = None
     extra: tuple[tuple[str, float], ...] = field(default=())
+    error_kind: str | None = None
 
     def __post_init__(self) -> None:
-        q = self.quality
-        if q is not None and not (0.0 <= q <= 1.0):  # also rejects NaN
-            msg = f"Feedback quality must be in [0, 1] or None, got {q!r}"
-            raise ConfigError(msg)
-        if not (self.latency_s >= 0.0) or not (self.cost_usd >= 0.0):
-            msg = (
-                "Feedback latency_s and cost_usd must be >= 0, "
-                f"got latency_s={self.latency_s!r}, cost_usd={self.cost_usd!r}"
-            )
-            raise ConfigError(msg)
-        if self.input_tokens < 0 or self.output_tokens < 0:
-            msg = (
-                "Feedback token counts must be >= 0, got "
-                f"input_tokens={self.input_tokens!r}, output_tokens={self.output_tokens!r}"
-            )
-            raise ConfigError(msg)
+        # Every number is checked here, at the boundary: one NaN or infinity let in would
+        # poison a reward, a policy's statistics and every later save.
+        check_number("Feedback", "latency_s", self.latency_s)
+        check_count("Feedback", "input_tokens", self.input_tokens)
+        check_count("Feedback", "output_tokens", self.output_tokens)
+        check_number("Feedback", "cost_usd", self.cost_usd)
+        check_number("Feedback", "quality", self.quality, high=1.0, optional=True)
+        _check_text("Feedback", "error", self.error, optional=True)
+        _check_text("Feedback", "error_kind", self.error_kind, optional=True)
+        _check_flag("Feedback", "tokens_estimated", self.tokens_estimated)
+        check_number("Feedback", "time_to_first_token_s", self.time_to_first_token_s, optional=True)
+        _check_text("Feedback", "candidate", self.candidate, optional=True)
+        if not isinstance(self.extra, tuple):
+            msg = f"Feedback extra must be a tuple of (name, number) pairs, got {self.extra!r}"
+            raise ConfigTypeError(msg)
+        for item in self.extra:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                msg = f"Feedback extra items must be (name, number) pairs, got {item!r}"
+                raise ConfigTypeError(msg)
+            value = item[1]
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                msg = f"Feedback extra[{item[0]!r}] must be a number, got {value!r}"
+                raise ConfigTypeError(msg)
+            if not math.isfinite(value):
+                msg = f"Feedback extra[{item[0]!r}] must be finite, got {value!r}"
+                raise ConfigError(msg)
 
     @property
     def failed(self) -> bool:

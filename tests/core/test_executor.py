@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -1146,13 +1147,9 @@ def test_cascade_delayed_score_joins_the_router() -> None:
     router = Router([A, B], policy=FirstPolicy())
     ex = Executor(router, retry=RetryConfig(max_attempts=1))
     routed = router.route("q")
-    decision = Decision(
-        decision_id=routed.decision_id,
-        candidate=A,
-        ranking=(A, B),
-        probability=1.0,
-        policy=routed.policy,
-        plan=Plan(kind="cascade", members=(A, B)),
+    # The routed decision, made a cascade: record() takes only decisions of its router.
+    decision = dataclasses.replace(
+        routed, candidate=A, ranking=(A, B), plan=Plan(kind="cascade", members=(A, B))
     )
     result = ex.run(
         decision, Script(a=["no"], b=["yes"]), usage, stop=lambda c, v: v == "yes",

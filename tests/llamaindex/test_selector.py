@@ -109,7 +109,7 @@ def test_feedback_by_decision_id_query_result_or_response() -> None:
 
     assert selector.feedback(FakeResponse(selector.select(TOOLS, "q4")), 0.25) == 0.25
     assert sum(s.calls for s in selector.stats().values()) == 4
-    with pytest.raises(UnknownDecisionError, match="no pending decision"):
+    with pytest.raises(UnknownDecisionError, match="is not pending"):
         selector.feedback(r3, 1.0)  # already scored
     with pytest.raises(UnknownDecisionError, match="already scored"):
         selector.feedback("q2", 1.0)  # by query text: the router says why

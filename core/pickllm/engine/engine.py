@@ -325,8 +325,15 @@ class Engine:
         raise UnknownDecisionError(msg)
 
     def feedback(self, id_: str, score: float) -> float | None:
-        """Join a delayed quality score to the call ``id_`` names; see ``Router.feedback``."""
-        return self.router.feedback(self.decision_id(id_), score)
+        """Join a delayed quality score to the call ``id_`` names; see ``Router.feedback``.
+
+        Raises:
+            UnknownDecisionError: ``id_`` names no call waiting for a score; its ``reason``
+                says why (see ``Router.feedback``).
+        """
+        with self._lock:
+            found = self._aliases.get(id_)
+        return self.router.feedback(id_ if found is None else found, score)
 
     # ------------------------------------------------------------------ calls
     def _choose(self, decision: Decision, calls: Calls[Any, Any]) -> Callable[..., int]:

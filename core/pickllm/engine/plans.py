@@ -257,6 +257,11 @@ class Planner:
         """How a failed attempt's error is handled."""
         return self.config.classify(exc)
 
+    def _admits(self, candidate: Candidate) -> bool:
+        """Whether the recorder's circuit breaker (``Router.admits``) lets it be retried now."""
+        admits = getattr(self.recorder, "admits", None)
+        return True if admits is None else bool(admits(candidate.name))
+
     def order(self, decision: Decision) -> tuple[Candidate, ...]:
         """The chosen candidate, then its fallbacks from the ranking."""
         first = decision.candidate
@@ -282,6 +287,7 @@ class Planner:
             prompt_text=job.prompt_text,
             error=type(exc).__name__,
             time_to_first_token_s=ttft,
+            error_kind=self.kind(exc).value if isinstance(exc, Exception) else None,
         )
         attempts.append(feedback)
         self.recorder.record(job.decision.retarget(candidate), feedback)
@@ -365,6 +371,7 @@ class Planner:
                 not isinstance(exc, Exception)
                 or self.kind(exc) is not ErrorKind.TRANSIENT
                 or failures >= self.config.max_attempts
+                or not self._admits(candidate)
             ):
                 raise exc
             wait = self.backoff(failures)

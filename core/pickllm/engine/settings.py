@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,18 @@ from pickllm.router import Router
 from pickllm.types import Candidate
 
 __all__ = ["CAPABILITY_KEYS", "RoutingSettings", "split_seed"]
+
+_GUARDS = frozenset(
+    {
+        "breaker_failures",
+        "breaker_cooldown_s",
+        "budget_usd",
+        "budget_per_key_usd",
+        "budget_period_s",
+        "on_budget",
+    }
+)
+"""The Router's circuit-breaker and budget arguments, passed on under the same names."""
 
 CAPABILITY_KEYS = frozenset({"tool_calling", "structured_output", "max_context_tokens"})
 """What ``capabilities`` may say of a model."""
@@ -63,6 +75,17 @@ class RoutingSettings(BaseModel):
         sleep: sync wait between retries (injected in tests).
         async_sleep: async wait between retries (injected in tests).
         max_tracked_runs: how many framework run ids are remembered for ``feedback``.
+        breaker_failures: consecutive failed attempts that open a model's circuit (it is
+            skipped for ``breaker_cooldown_s``, then probed once); None turns it off.
+        breaker_cooldown_s: seconds an open circuit skips its model.
+        budget_usd: USD the router may spend per ``budget_period_s``; None: no limit.
+        budget_per_key_usd: USD each context key may spend per period; None: no limit.
+        budget_period_s: the budget period in seconds (None: the router's lifetime).
+        on_budget: at the limit, ``"raise"`` ``BudgetExceededError`` or route to the
+            ``"cheapest"`` model.
+
+    The breaker and budget settings are the ``Router``'s (see there); with a ``router``
+    given they must be left out, like ``policy`` and the weights.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -85,6 +108,12 @@ class RoutingSettings(BaseModel):
     sleep: Callable[[float], None] = Field(default=time.sleep, exclude=True)
     async_sleep: Callable[[float], Awaitable[None]] = Field(default=asyncio.sleep, exclude=True)
     max_tracked_runs: int = Field(default=10_000, ge=0)
+    breaker_failures: int | None = 5
+    breaker_cooldown_s: float = 30.0
+    budget_usd: float | None = None
+    budget_per_key_usd: float | None = None
+    budget_period_s: float | None = 86_400.0
+    on_budget: Literal["raise", "cheapest"] = "raise"
 
     def build_engine(
         self,
@@ -122,6 +151,7 @@ class RoutingSettings(BaseModel):
                 objective,
                 seed=policy_rng,
                 clock=self.clock,
+                **{name: getattr(self, name) for name in _GUARDS},
             )
         else:
             self._check_router(router, names)
@@ -192,11 +222,12 @@ class RoutingSettings(BaseModel):
             )
             raise ConfigError(msg)
         clash = sorted(
-            {"prices", "policy", "quality", "cost", "latency", "objective"} & self.model_fields_set
+            ({"prices", "policy", "quality", "cost", "latency", "objective"} | _GUARDS)
+            & self.model_fields_set
         )
         if clash:
             msg = (
                 f"{clash} cannot be given together with router: the router already has its "
-                "prices, policy and objective"
+                "prices, policy, objective, circuit breaker and budget"
             )
             raise ConfigError(msg)

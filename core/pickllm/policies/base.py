@@ -51,6 +51,9 @@ class Choice:
         members: for a multi-model plan, the indices of the models to run (in order for
             a cascade); None for a single-model decision.
         kind: the plan kind when ``members`` is given (``ensemble`` or ``cascade``).
+        decision_id: the id the decision will carry; None draws a fresh one. A policy
+            that must recognise its decision in ``_update`` (to find what it saw at
+            ``_select`` time) sets it, from :func:`new_decision_id`.
     """
 
     index: int
@@ -58,6 +61,7 @@ class Choice:
     scores: Sequence[float] | None = None
     members: Sequence[int] | None = None
     kind: PlanKind = "single"
+    decision_id: str | None = None
 
 
 class Policy(ABC):
@@ -117,7 +121,7 @@ class Policy(ABC):
         if choice.members is not None:
             plan = Plan(kind=choice.kind, members=tuple(cands[i] for i in choice.members))
         return Decision(
-            decision_id=new_decision_id(),
+            decision_id=choice.decision_id or new_decision_id(),
             candidate=chosen,
             ranking=ranking,
             probability=choice.probability,

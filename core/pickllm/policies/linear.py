@@ -31,6 +31,7 @@ forgotten) is learned at the running mean of the features seen.
 from __future__ import annotations
 
 import math
+import zlib
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import replace
@@ -67,6 +68,8 @@ class LinearPolicy(Policy):
         change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
             None disables change detection.
         change_delta: the drop per call the change test tolerates, ``>= 0``.
+        key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
+            a per-key intercept for every model; 0 ignores the key.
         max_pending: the most decisions whose features are kept for their reward.
         seed: seed of the policy's generator.
     """
@@ -82,6 +85,7 @@ class LinearPolicy(Policy):
         discount: float = 1.0,
         change_threshold: float | None = None,
         change_delta: float = 0.05,
+        key_buckets: int = 16,
         max_pending: int = 10_000,
         seed: SeedLike = None,
     ) -> None:
@@ -105,6 +109,13 @@ class LinearPolicy(Policy):
         self.change_threshold = change_threshold
         self._delta = check_number(owner, "change_delta", change_delta, low=0.0)
         self.change_delta = change_delta
+        if isinstance(key_buckets, bool) or not isinstance(key_buckets, int):
+            msg = f"{owner} key_buckets must be an int, got {key_buckets!r}"
+            raise TypeError(msg)
+        if key_buckets < 0:
+            msg = f"{owner} key_buckets must be >= 0, got {key_buckets!r}"
+            raise ConfigError(msg)
+        self.key_buckets = key_buckets
         if isinstance(max_pending, bool) or not isinstance(max_pending, int):
             msg = f"{owner} max_pending must be an int, got {max_pending!r}"
             raise TypeError(msg)
@@ -130,7 +141,9 @@ class LinearPolicy(Policy):
         self._x_n = 0.0
         self._changes = 0
         self._pending: dict[str, tuple[np.ndarray, float]] = {}
-        self._offer_cache: dict[tuple[str, ...], np.ndarray] = {}
+        # Offered names -> head indices; None when they are all heads in order (the usual
+        # case), so the heads' arrays are used without a gathering copy.
+        self._offer_cache: dict[tuple[str, ...], np.ndarray | None] = {}
 
     # ------------------------------------------------------------------ read-only views
     @property
@@ -196,7 +209,7 @@ class LinearPolicy(Policy):
             x, predicted = found
         i = self._head(decision.candidate.name)
         if predicted is None:
-            predicted = float(self._predict(x, np.array([i]))[0][0])
+            predicted = float(self._predict(x, np.array([i], dtype=np.intp))[0][0])
         self._learn(i, x, reward)
         if self._threshold is not None:
             self._page_hinkley(i, predicted - reward)
@@ -207,6 +220,11 @@ class LinearPolicy(Policy):
             x = structural_features(context.query)
         else:
             x = np.concatenate(((1.0,), np.asarray(context.features, dtype=float)))
+        buckets = self.key_buckets
+        if buckets:
+            x = np.concatenate((x, np.zeros(buckets)))
+            if context.key is not None:
+                x[x.shape[0] - buckets + zlib.crc32(context.key.encode()) % buckets] = 1.0
         self._ensure_dim(x.shape[0])
         return x
 
@@ -222,8 +240,8 @@ class LinearPolicy(Policy):
             self._x_sum = np.zeros(dim)
         elif dim != self._dim:
             msg = (
-                f"{type(self).__name__} learned on {self._dim - 1} context features, "
-                f"got a context with {dim - 1}"
+                f"{type(self).__name__} learned on {self._dim} features, "
+                f"got a context with {dim} (Context.features changed size)"
             )
             raise ConfigError(msg)
 
@@ -244,21 +262,27 @@ class LinearPolicy(Policy):
         self._offer_cache.clear()
         return i
 
-    def _offer(self, context: Context) -> np.ndarray:
+    def _offer(self, context: Context) -> np.ndarray | None:
         names = tuple(c.name for c in context.candidates)
-        idx = self._offer_cache.get(names)
-        if idx is None:
-            idx = np.array([self._head(n) for n in names], dtype=np.intp)
-            if len(self._offer_cache) >= 64:
-                self._offer_cache.clear()
-            self._offer_cache[names] = idx
+        cache = self._offer_cache
+        if names in cache:
+            return cache[names]
+        heads = [self._head(n) for n in names]
+        idx = None if heads == list(range(len(self._names))) else np.array(heads, dtype=np.intp)
+        if len(cache) >= 64:
+            cache.clear()
+        cache[names] = idx
         return idx
 
-    def _predict(self, x: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(self, x: np.ndarray, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         c = self.centre
-        q = self._a_inv[idx] @ x  # (k, d): A^-1 x per head
+        if idx is None:
+            a_inv, b, s = self._a_inv, self._b, self._s
+        else:
+            a_inv, b, s = self._a_inv[idx], self._b[idx], self._s[idx]
+        q = a_inv @ x  # (k, d): A^-1 x per head
         var = q @ x
-        mean = c + np.einsum("kd,kd->k", q, self._b[idx] - c * self._s[idx])
+        mean = c + ((b - c * s) * q).sum(axis=1)
         return mean, self._alpha * np.sqrt(np.maximum(var, 0.0))
 
     def _learn(self, i: int, x: np.ndarray, reward: float) -> None:

@@ -43,6 +43,8 @@ class LinearThompson(LinearPolicy):
         change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
             None disables change detection.
         change_delta: the drop per call the change test tolerates, ``>= 0``.
+        key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
+            a per-key intercept for every model; 0 ignores the key.
         max_pending: the most decisions whose features are kept for their reward.
         seed: seed of the generator the draws come from.
 
@@ -71,6 +73,7 @@ class LinearThompson(LinearPolicy):
         discount: float = 1.0,
         change_threshold: float | None = None,
         change_delta: float = 0.05,
+        key_buckets: int = 16,
         max_pending: int = 10_000,
         seed: SeedLike = None,
     ) -> None:
@@ -81,6 +84,7 @@ class LinearThompson(LinearPolicy):
             discount=discount,
             change_threshold=change_threshold,
             change_delta=change_delta,
+            key_buckets=key_buckets,
             max_pending=max_pending,
             seed=seed,
         )

@@ -22,8 +22,10 @@ QUERIES = (
     "What is the capital of France?",
     "Which number is prime? A) 4 B) 6 C) 7 D) 9",
     "def add(a, b):\n    return a + b\n# write tests for this function",
-    "Natalia sold clips to 48 of her friends in April, and then she sold half as many "
-    "clips in May. How many clips did Natalia sell altogether in April and May?",
+    (
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many "
+        "clips in May. How many clips did Natalia sell altogether in April and May?"
+    ),
 )
 
 
@@ -37,7 +39,11 @@ def _pool(k: int) -> list[Candidate]:
 def _feedbacks() -> list[Feedback]:
     return [
         Feedback(
-            latency_s=0.2 + 0.01 * j, input_tokens=500, output_tokens=80, cost_usd=1e-4, quality=j % 2
+            latency_s=0.2 + 0.01 * j,
+            input_tokens=500,
+            output_tokens=80,
+            cost_usd=1e-4,
+            quality=j % 2,
         )
         for j in range(16)
     ]

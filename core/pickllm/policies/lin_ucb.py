@@ -36,6 +36,8 @@ class LinUCB(LinearPolicy):
         change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
             None disables change detection.
         change_delta: the drop per call the change test tolerates, ``>= 0``.
+        price_prior: how much lower the prior mean of the dearest offered candidate is
+            than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
             a per-key intercept for every model; 0 ignores the key.
         max_pending: the most decisions whose features are kept for their reward.
@@ -66,6 +68,7 @@ class LinUCB(LinearPolicy):
         discount: float = 1.0,
         change_threshold: float | None = None,
         change_delta: float = 0.05,
+        price_prior: float = 0.0,
         key_buckets: int = 16,
         max_pending: int = 10_000,
         seed: SeedLike = None,
@@ -77,6 +80,7 @@ class LinUCB(LinearPolicy):
             discount=discount,
             change_threshold=change_threshold,
             change_delta=change_delta,
+            price_prior=price_prior,
             key_buckets=key_buckets,
             max_pending=max_pending,
             seed=seed,

@@ -68,6 +68,8 @@ class LinearPolicy(Policy):
         change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
             None disables change detection.
         change_delta: the drop per call the change test tolerates, ``>= 0``.
+        price_prior: how much lower the prior mean of the dearest offered candidate is
+            than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
             a per-key intercept for every model; 0 ignores the key.
         max_pending: the most decisions whose features are kept for their reward.
@@ -85,6 +87,7 @@ class LinearPolicy(Policy):
         discount: float = 1.0,
         change_threshold: float | None = None,
         change_delta: float = 0.05,
+        price_prior: float = 0.0,
         key_buckets: int = 16,
         max_pending: int = 10_000,
         seed: SeedLike = None,
@@ -109,6 +112,8 @@ class LinearPolicy(Policy):
         self.change_threshold = change_threshold
         self._delta = check_number(owner, "change_delta", change_delta, low=0.0)
         self.change_delta = change_delta
+        self._price_prior = check_number(owner, "price_prior", price_prior, low=0.0, high=1.0)
+        self.price_prior = price_prior
         if isinstance(key_buckets, bool) or not isinstance(key_buckets, int):
             msg = f"{owner} key_buckets must be an int, got {key_buckets!r}"
             raise TypeError(msg)
@@ -143,7 +148,7 @@ class LinearPolicy(Policy):
         self._pending: dict[str, tuple[np.ndarray, float]] = {}
         # Offered names -> head indices; None when they are all heads in order (the usual
         # case), so the heads' arrays are used without a gathering copy.
-        self._offer_cache: dict[tuple[str, ...], np.ndarray | None] = {}
+        self._offer_cache: dict[tuple[str, ...], tuple[np.ndarray | None, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ read-only views
     @property
@@ -209,7 +214,8 @@ class LinearPolicy(Policy):
             x, predicted = found
         i = self._head(decision.candidate.name)
         if predicted is None:
-            predicted = float(self._predict(x, np.array([i], dtype=np.intp))[0][0])
+            offer = (np.array([i], dtype=np.intp), np.zeros(1))
+            predicted = float(self._predict(x, offer)[0][0])
         self._learn(i, x, reward)
         if self._threshold is not None:
             self._page_hinkley(i, predicted - reward)
@@ -262,27 +268,38 @@ class LinearPolicy(Policy):
         self._offer_cache.clear()
         return i
 
-    def _offer(self, context: Context) -> np.ndarray | None:
-        names = tuple(c.name for c in context.candidates)
+    def _offer(self, context: Context) -> tuple[np.ndarray | None, np.ndarray]:
+        """The offered candidates' head indices (None: all heads, in order), prior offsets."""
+        cands = context.candidates
+        names = tuple(c.name for c in cands)
         cache = self._offer_cache
-        if names in cache:
-            return cache[names]
+        found = cache.get(names)
+        if found is not None:
+            return found
         heads = [self._head(n) for n in names]
         idx = None if heads == list(range(len(self._names))) else np.array(heads, dtype=np.intp)
+        prices = np.array([c.input_price + c.output_price for c in cands])
+        spread = float(prices.max() - prices.min())
+        offset = np.zeros(len(cands))
+        if spread > 0.0 and self._price_prior > 0.0:
+            offset = -self._price_prior * (prices - prices.min()) / spread
         if len(cache) >= 64:
             cache.clear()
-        cache[names] = idx
-        return idx
+        cache[names] = found = (idx, offset)
+        return found
 
-    def _predict(self, x: np.ndarray, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        c = self.centre
+    def _predict(
+        self, x: np.ndarray, offer: tuple[np.ndarray | None, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        idx, offset = offer
+        c = self.centre + offset  # the prior mean of each offered candidate
         if idx is None:
             a_inv, b, s = self._a_inv, self._b, self._s
         else:
             a_inv, b, s = self._a_inv[idx], self._b[idx], self._s[idx]
         q = a_inv @ x  # (k, d): A^-1 x per head
         var = q @ x
-        mean = c + ((b - c * s) * q).sum(axis=1)
+        mean = c + ((b - c[:, None] * s) * q).sum(axis=1)
         return mean, self._alpha * np.sqrt(np.maximum(var, 0.0))
 
     def _learn(self, i: int, x: np.ndarray, reward: float) -> None:

@@ -34,7 +34,6 @@ import math
 import zlib
 from abc import abstractmethod
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -202,7 +201,14 @@ class LinearPolicy(Policy):
             del pending[next(iter(pending))]
         decision_id = new_decision_id()
         pending[decision_id] = (x, float(mean[choice.index]))
-        return replace(choice, decision_id=decision_id)
+        return Choice(
+            choice.index,
+            choice.probability,
+            choice.scores,
+            choice.members,
+            choice.kind,
+            decision_id,
+        )
 
     def _update(self, decision: Decision, reward: float) -> None:
         found = self._pending.pop(decision.decision_id, None)

@@ -16,7 +16,7 @@ __all__ = ["LinearThompson", "probability_highest"]
 
 # Reported probabilities stay in [_MIN_PROBABILITY, 1]: a chosen candidate had a chance.
 _MIN_PROBABILITY = 1e-9
-_NODES = 24
+_NODES = 16
 
 
 class LinearThompson(LinearPolicy):
@@ -32,7 +32,7 @@ class LinearThompson(LinearPolicy):
 
     The decision's probability is the exact chance, under these independent normals, that
     the chosen candidate's draw is the highest, computed by Gauss-Hermite quadrature
-    (24 nodes): the propensity that off-policy evaluation needs. The decision's scores are
+    (16 nodes): the propensity that off-policy evaluation needs. The decision's scores are
     the draws.
 
     The default ``exploration`` (0.1) was chosen on the train rows of ``routerbench_subset``
@@ -141,9 +141,16 @@ def probability_highest(mean: np.ndarray, sd: np.ndarray, i: int) -> float:
     if k == 1:
         return 1.0
     nodes, weights = _hermite()
-    z = mean[i] + sd[i] * nodes  # (n,)
+    m_i, s_i = float(mean[i]), float(sd[i])
     others = np.arange(k) != i
     m, s = mean[others], np.maximum(sd[others], 1e-12)
-    cdf = _normal_cdf((z[None, :] - m[:, None]) / s[:, None])  # (k - 1, n)
+    # Candidates whose draw is below the chosen one's lowest node by 8 sd never win
+    # (their CDF is 1 to double precision there): leave them out.
+    live = (m_i + s_i * nodes[0] - m) / s < 8.0
+    if not live.any():
+        return 1.0
+    m, s = m[live], s[live]
+    z = m_i + s_i * nodes  # (n,)
+    cdf = _normal_cdf((z[None, :] - m[:, None]) / s[:, None])  # (live, n)
     p = float(weights @ np.prod(cdf, axis=0))
     return min(max(p, _MIN_PROBABILITY), 1.0)

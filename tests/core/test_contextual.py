@@ -240,3 +240,29 @@ def test_bench_can_stream_the_whole_data_set_or_the_train_rows() -> None:
     assert "train rows" in train.split
     with pytest.raises(ConfigError, match="stream"):
         run_bench(table, policies=[], stream="everything")  # type: ignore[arg-type]
+
+
+def test_the_drift_scenario_degrades_the_best_model_and_scores_the_window_after() -> None:
+    from pickllm.bench.drift import render_drift, run_drift
+    from pickllm.policies import Fixed
+
+    table = synthetic(n=80)
+    degraded, results = run_drift(
+        table,
+        {
+            "mid": lambda seed: Fixed(model="mid", seed=seed),
+            "aware": lambda seed: LinUCB(discount=0.9, change_threshold=1.0, seed=seed),
+        },
+        stream="all",
+        drop=1.0,
+        window=30,
+        seeds=2,
+    )
+    assert degraded == "mid"  # the best by reward (dear costs too much)
+    fixed, aware = results
+    assert fixed.old_best == pytest.approx(fixed.after)  # it keeps the degraded model
+    assert fixed.recovery is None
+    assert aware.after > fixed.after
+    assert "recovery" in render_drift("synthetic", degraded, results, drop=1.0, window=30)
+    with pytest.raises(ConfigError, match="drop"):
+        run_drift(table, {}, drop=0.0)

@@ -266,3 +266,37 @@ def test_the_drift_scenario_degrades_the_best_model_and_scores_the_window_after(
     assert "recovery" in render_drift("synthetic", degraded, results, drop=1.0, window=30)
     with pytest.raises(ConfigError, match="drop"):
         run_drift(table, {}, drop=0.0)
+
+
+def test_a_warm_start_from_predicted_rewards_routes_well_from_the_first_call() -> None:
+    queries = [q for qs in QUERIES.values() for q in qs]
+    contexts = [Context(query=q, candidates=POOL) for q in queries]
+    predicted = np.array([[0.9, 0.2, 0.6]] * 2 + [[0.2, 0.9, 0.6]] * 2)
+    warm = LinUCB(seed=0)
+    warm.warm_start(contexts, predicted, [c.name for c in POOL], weight=5.0)
+    picks = [warm.select(c).candidate.name for c in contexts]
+    assert picks == ["coder", "coder", "writer", "writer"]
+    cold = LinUCB(seed=0)
+    assert _route_by_query(warm, 400) >= _route_by_query(cold, 400)
+    with pytest.raises(ConfigError, match="shape"):
+        warm.warm_start(contexts, predicted[:, :2], [c.name for c in POOL])
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        warm.warm_start(contexts, predicted + 1.0, [c.name for c in POOL])
+
+
+def test_a_warm_start_from_a_trained_query_scorer() -> None:
+    from pickllm.learn import SelectLLM
+
+    texts = [q for qs in QUERIES.values() for q in qs] * 10
+    quality = np.array([[1, 0, 0.5], [1, 0, 0.5], [0, 1, 0.5], [0, 1, 0.5]] * 10, dtype=float)
+    scorer = SelectLLM(learner="logistic", learning_rate=0.1, seed=0)
+    scorer.fit(texts, quality, [c.name for c in POOL])
+    policy = LinearThompson(seed=0)
+    contexts = [Context(query=q, candidates=POOL) for q in texts[:4]]
+    policy.warm_start(contexts, scorer.predict_quality(texts[:4]), scorer.models, weight=10.0)
+    assert [policy.select(c).candidate.name for c in contexts] == [
+        "coder",
+        "coder",
+        "writer",
+        "writer",
+    ]

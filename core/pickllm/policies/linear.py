@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import zlib
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -185,6 +185,59 @@ class LinearPolicy(Policy):
             c.name: (float(m), float(w))
             for c, m, w in zip(context.candidates, mean, width, strict=True)
         }
+
+    def warm_start(
+        self,
+        contexts: Sequence[Context],
+        rewards: np.ndarray,
+        models: Sequence[str],
+        *,
+        weight: float = 1.0,
+    ) -> None:
+        """Start from predicted rewards, e.g. a trained query scorer's, before learning online.
+
+        Every (context, model) pair adds a pseudo-observation of weight ``weight`` to the
+        model's head, as if the model had been called on the context and earned the
+        predicted reward. Online rewards then refine (and, with ``discount``, replace)
+        them. A ``weight`` below 1 trusts the predictions less than real rewards.
+
+        Args:
+            contexts: the contexts to learn from (their query, key or features).
+            rewards: predicted reward per context and model, shape ``(len(contexts),
+                len(models))``, in [0, 1]; for a ``pickllm train`` scorer, for example,
+                ``scorer.predict_quality(queries)`` (quality as the reward).
+            models: the candidate names of ``rewards``' columns.
+            weight: the weight of each pseudo-observation, ``> 0``.
+
+        Raises:
+            ConfigError: shapes disagree, rewards outside [0, 1] or a bad weight.
+        """
+        w = check_number(type(self).__name__, "weight", weight, low=0.0, low_open=True)
+        r = np.asarray(rewards, dtype=float)
+        if r.shape != (len(contexts), len(models)):
+            msg = (
+                f"rewards must have shape ({len(contexts)}, {len(models)}) (contexts, "
+                f"models), got {r.shape}"
+            )
+            raise ConfigError(msg)
+        if not np.isfinite(r).all() or (r < 0).any() or (r > 1).any():
+            msg = "rewards must be finite numbers in [0, 1]"
+            raise ConfigError(msg)
+        if not contexts:
+            return
+        x = np.array([self._features(c) for c in contexts])
+        heads = [self._head(m) for m in models]
+        gram = w * (x.T @ x)
+        for col, i in enumerate(heads):
+            self._a[i] += gram
+            self._a_inv[i] = np.linalg.inv(self._a[i])
+            self._b[i] += w * (x.T @ r[:, col])
+            self._s[i] += w * x.sum(axis=0)
+            self._n[i] += w * len(contexts)
+        self._reward_sum += w * float(r.sum())
+        self._reward_n += w * r.size
+        self._x_sum += x.sum(axis=0)
+        self._x_n += len(contexts)
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod

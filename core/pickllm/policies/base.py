@@ -12,6 +12,7 @@ A policy's class attribute ``name`` is what ``pickllm.make_policy`` (in
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import uuid
@@ -168,9 +169,7 @@ class Policy(ABC):
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as given to ``__init__`` (``seed`` as None if a Generator)."""
         params: dict[str, Any] = {}
-        for pname in inspect.signature(type(self).__init__).parameters:
-            if pname == "self":
-                continue
+        for pname in _init_params(type(self)):
             value = getattr(self, pname)
             if pname == "seed" and isinstance(value, np.random.Generator):
                 value = None
@@ -237,6 +236,13 @@ class Policy(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def _init_params(cls: type) -> tuple[str, ...]:
+    """The names of ``cls.__init__``'s parameters (cached: clone() runs on hot paths, e.g.
+    a new context key of ``PerContext``)."""
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
 
 def _check_seed(seed: object) -> None:

@@ -240,8 +240,10 @@ class Policy(ABC):
 
 @functools.cache
 def _init_params(cls: type) -> tuple[str, ...]:
-    """The names of ``cls.__init__``'s parameters (cached: clone() runs on hot paths, e.g.
-    a new context key of ``PerContext``)."""
+    """The names of ``cls.__init__``'s parameters.
+
+    Cached: ``clone()`` runs on hot paths (a new context key of ``PerContext``).
+    """
     return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
 

@@ -239,7 +239,7 @@ class Policy(ABC):
 
 
 @functools.cache
-def _init_params(cls: type) -> tuple[str, ...]:
+def _init_params(cls: type[Policy]) -> tuple[str, ...]:
     """The names of ``cls.__init__``'s parameters.
 
     Cached: ``clone()`` runs on hot paths (a new context key of ``PerContext``).

@@ -93,6 +93,13 @@ def _add_bench(subparsers: Any) -> None:
         help="the split name or fold number of the test rows (default: %(default)s)",
     )
     parser.add_argument(
+        "--stream",
+        choices=("test", "all", "train"),
+        default="test",
+        help="rows to evaluate and stream to the online policies: the test rows, the whole "
+        "data set, or the train rows (for tuning) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--seeds", type=int, default=5, metavar="N", help="streams per online policy (default: 5)"
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default: 0)")
@@ -150,6 +157,7 @@ def _bench(args: argparse.Namespace) -> int:
         test_split=args.test_split,
         seeds=args.seeds,
         seed=args.seed,
+        stream=args.stream,
         progress=None if args.quiet else _Progress(sys.stderr),
     )
     sys.stdout.write(render_report(report))

@@ -263,6 +263,8 @@ def test_default_methods_are_the_offline_routers_and_the_core_policies() -> None
         "random",
         "cheapest",
         "per_context",
+        "linear_thompson",
+        "lin_ucb",
     ]
 
 

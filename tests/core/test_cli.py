@@ -43,6 +43,15 @@ def test_bench_on_the_default_data_prints_the_report(capsys: pytest.CaptureFixtu
     assert err == ""
 
 
+def test_bench_can_stream_the_whole_data_set(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--policies", "cheapest", "--seeds", "1", "--stream", "all", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("pickllm bench: routerbench_subset, test on the whole data set")
+    assert "(3150 test / 2205 train prompts" in out
+    assert "online learning over 1 stream(s) of the 3150 test prompts" in out
+
+
 def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str], user_csv: Path) -> None:
     prices = _prices(user_csv.parent)
     args = ["bench", "--data", str(user_csv), "--policies", "random", "--seeds", "2"]

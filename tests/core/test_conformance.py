@@ -43,6 +43,8 @@ def test_every_builtin_policy_is_covered() -> None:
         "epsilon_greedy_q",
         "fixed",
         "learning_automaton",
+        "lin_ucb",
+        "linear_thompson",
         "per_context",
         "random",
         "thompson",

@@ -62,6 +62,8 @@ def test_package_exports_are_pinned() -> None:
         "EpsilonGreedyQ",
         "Fixed",
         "LearningAutomaton",
+        "LinUCB",
+        "LinearThompson",
         "PerContext",
         "Policy",
         "Random",

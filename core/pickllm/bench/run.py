@@ -68,12 +68,14 @@ __all__ = [
     "SETTLE_SHARE",
     "SETTLE_WINDOW",
     "ProgressCallback",
+    "StreamRows",
     "resolve_methods",
     "run_bench",
     "split_rows",
 ]
 
 SplitColumn = Literal["split", "fold"]
+StreamRows = Literal["test", "all", "train"]
 ProgressCallback = Callable[[str, int, int], None]
 """``progress(label, done, total)``, called after each unit of work."""
 
@@ -96,6 +98,8 @@ DEFAULT_ONLINE_POLICIES: tuple[str, ...] = (
     "random",
     "cheapest",
     "per_context",
+    "linear_thompson",
+    "lin_ucb",
 )
 """Online policies benchmarked by default (those that are registered)."""
 
@@ -342,9 +346,23 @@ def _setup(
     test_split: str | int,
     seed: int,
     latency_model: LatencyModel | None,
+    stream: StreamRows = "test",
 ) -> _Setup:
     train, test, label = split_rows(table, split_column=split_column, test_split=test_split)
     objective, notes = _objective_for(table, train, objective)
+    if stream == "all":
+        test = np.arange(table.n_prompts)
+        label = f"the whole data set (train rows of {label} still fit the offline routers)"
+        notes.append(
+            "every prompt is streamed: offline routers are scored on rows that include "
+            "their own training rows (compare the online policies and the baselines)"
+        )
+    elif stream == "train":
+        test = train
+        label = f"the train rows of {label} (for tuning; offline routers see their own rows)"
+    elif stream != "test":
+        msg = f"stream must be 'test', 'all' or 'train', got {stream!r}"
+        raise ConfigError(msg)
     cost = table.cost if table.cost is not None else np.zeros(table.quality.shape)
     rng = np.random.default_rng([seed, 7])
     latency, simulated = latency_matrix(table, model=latency_model, seed=rng)
@@ -399,6 +417,7 @@ def run_bench(
     latency_model: LatencyModel | None = None,
     budgets_per_segment: int = 10,
     progress: ProgressCallback | None = None,
+    stream: StreamRows = "test",
 ) -> BenchReport:
     """Evaluate baselines, offline routers and online policies on ``table``'s test rows.
 
@@ -415,6 +434,11 @@ def run_bench(
         latency_model: the latency simulation when the table has none.
         budgets_per_segment: budgets per segment of the offline sweep, ``>= 2``.
         progress: called after each offline router and each online stream.
+        stream: the rows evaluated and streamed: ``"test"`` (the test rows), ``"all"``
+            (every prompt of the data set: longer online streams; offline routers, still
+            fitted on the train rows, are then scored partly on their training rows) or
+            ``"train"`` (the train rows, to choose hyperparameters without looking at
+            the test rows). The report's ``split`` says which.
 
     Raises:
         ConfigError: unknown policy, split, fold or column, or bad arguments.
@@ -442,6 +466,7 @@ def run_bench(
         test_split=test_split,
         seed=seed,
         latency_model=latency_model,
+        stream=stream,
     )
     results = _baselines(setup)
     total = len(offline_names) + len(online_names) * seeds

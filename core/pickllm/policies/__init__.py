@@ -8,6 +8,8 @@ from pickllm.policies.cheapest import Cheapest
 from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
 from pickllm.policies.fixed import Fixed
 from pickllm.policies.learning_automaton import LearningAutomaton
+from pickllm.policies.lin_ucb import LinUCB
+from pickllm.policies.linear_thompson import LinearThompson
 from pickllm.policies.per_context import PerContext
 from pickllm.policies.thompson_sampling import ThompsonSampling
 from pickllm.policies.ucb1 import UCB1
@@ -20,6 +22,8 @@ __all__ = [
     "EpsilonGreedyQ",
     "Fixed",
     "LearningAutomaton",
+    "LinUCB",
+    "LinearThompson",
     "PerContext",
     "Policy",
     "Random",

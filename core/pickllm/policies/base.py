@@ -12,6 +12,7 @@ A policy's class attribute ``name`` is what ``pickllm.make_policy`` (in
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import uuid
@@ -51,6 +52,9 @@ class Choice:
         members: for a multi-model plan, the indices of the models to run (in order for
             a cascade); None for a single-model decision.
         kind: the plan kind when ``members`` is given (``ensemble`` or ``cascade``).
+        decision_id: the id the decision will carry; None draws a fresh one. A policy
+            that must recognise its decision in ``_update`` (to find what it saw at
+            ``_select`` time) sets it, from :func:`new_decision_id`.
     """
 
     index: int
@@ -58,6 +62,7 @@ class Choice:
     scores: Sequence[float] | None = None
     members: Sequence[int] | None = None
     kind: PlanKind = "single"
+    decision_id: str | None = None
 
 
 class Policy(ABC):
@@ -121,7 +126,7 @@ class Policy(ABC):
         if choice.members is not None:
             plan = Plan(kind=choice.kind, members=tuple(cands[i] for i in choice.members))
         return Decision(
-            decision_id=new_decision_id(),
+            decision_id=choice.decision_id or new_decision_id(),
             candidate=chosen,
             ranking=ranking,
             probability=choice.probability,
@@ -168,9 +173,7 @@ class Policy(ABC):
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as given to ``__init__`` (``seed`` as None if a Generator)."""
         params: dict[str, Any] = {}
-        for pname in inspect.signature(type(self).__init__).parameters:
-            if pname == "self":
-                continue
+        for pname in _init_params(type(self)):
             value = getattr(self, pname)
             if pname == "seed" and isinstance(value, np.random.Generator):
                 value = None
@@ -237,6 +240,15 @@ class Policy(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def _init_params(cls: type[Policy]) -> tuple[str, ...]:
+    """The names of ``cls.__init__``'s parameters.
+
+    Cached: ``clone()`` runs on hot paths (a new context key of ``PerContext``).
+    """
+    return tuple(p for p in inspect.signature(cls.__init__).parameters if p != "self")
 
 
 def _check_seed(seed: object) -> None:

@@ -1,0 +1,94 @@
+"""Cheap structural features of a query, for the contextual online policies.
+
+:func:`structural_features` maps a query to :data:`N_STRUCTURAL` numbers, each roughly in
+[0, 1], in a few microseconds: a bias, the log length, the share of digits, of upper-case
+letters and of math symbols, whether the query holds code, how many multiple-choice
+option markers (``A)``, ``(B)``, ``C.``) and question marks it has, how many lines and
+how long its words are. They are what an online learner can fit from a cold start: a
+prototype found them better online than 64-dimensional hashed n-gram projections, which
+have too many parameters to learn from a few hundred rewards.
+
+Only the first :data:`MAX_CHARS` characters are scanned (the length feature uses the full
+length), so the cost per call is bounded whatever the prompt.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+__all__ = ["FEATURE_NAMES", "MAX_CHARS", "N_STRUCTURAL", "structural_features"]
+
+MAX_CHARS = 4000
+"""Characters of the query scanned for the share and marker features."""
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "bias",
+    "log_length",
+    "digit_share",
+    "upper_share",
+    "math_share",
+    "code",
+    "options",
+    "questions",
+    "lines",
+    "word_length",
+)
+"""The name of each structural feature, in order."""
+
+N_STRUCTURAL = len(FEATURE_NAMES)
+"""The number of structural features (the bias included)."""
+
+_DIGITS = str.maketrans("", "", "0123456789")
+_UPPER = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_MATH = str.maketrans("", "", "=+*/^<>\\$%")
+_CODE = re.compile(
+    r"```|\bdef |\bimport |\breturn\b|;\s*$|\{\s*$|=>|#include|\bfunction\b", re.MULTILINE
+)
+_OPTION = re.compile(r"(?:^|\s)\(?[A-Ea-e][\).:](?=\s)")
+# log1p(length) of a 30,000-character prompt is about 10.3.
+_LOG_LENGTH_SCALE = 1.0 / 10.0
+
+
+def structural_features(query: str) -> np.ndarray:
+    """The structural features of ``query`` (see :data:`FEATURE_NAMES`), a float array.
+
+    Examples:
+        >>> x = structural_features("Which is prime? A) 4 B) 6 C) 7 D) 9")
+        >>> dict(zip(FEATURE_NAMES, x.round(2).tolist()))["options"]
+        1.0
+        >>> structural_features("").tolist()[:3]
+        [1.0, 0.0, 0.0]
+    """
+    n_full = len(query)
+    text = query[:MAX_CHARS]
+    n = len(text)
+    if n == 0:
+        return np.array((1.0,) + (0.0,) * (N_STRUCTURAL - 1))
+    inv = 1.0 / n
+    digits = (n - len(text.translate(_DIGITS))) * inv
+    upper = (n - len(text.translate(_UPPER))) * inv
+    maths = min((n - len(text.translate(_MATH))) * inv * 10.0, 1.0)
+    code = 1.0 if _CODE.search(text) else 0.0
+    options = min(len(_OPTION.findall(text)) / 4.0, 1.0)
+    questions = min(text.count("?") / 3.0, 1.0)
+    newlines = text.count("\n")
+    lines = min(math.log1p(newlines) / 5.0, 1.0)
+    words = text.count(" ") + newlines + 1
+    word_length = min(n / words / 10.0, 1.0)
+    return np.array(
+        (
+            1.0,
+            math.log1p(n_full) * _LOG_LENGTH_SCALE,
+            digits,
+            upper,
+            maths,
+            code,
+            options,
+            questions,
+            lines,
+            word_length,
+        )
+    )

@@ -1,0 +1,479 @@
+"""What the contextual linear policies share: per-model ridge heads over query features.
+
+Each candidate has a ridge-regression head over the query's feature vector ``x`` (the
+structural features of :mod:`pickllm.policies.features` unless ``Context.features`` is
+given, then those plus a bias). A head keeps ``A = reg * I + sum w x x^T``, its inverse,
+``b = sum w x r`` and ``s = sum w x``; its predicted reward for ``x`` is
+
+    mean(x) = c + x^T A^-1 (b - c s)
+
+where ``c`` is the centre, ``prior_mean`` or, when that is None, the running mean of every
+reward seen so far (0.5 before the first). Centring matters: the heads learn deviations
+from the centre, so an untried model is predicted at the centre, not at 0, and the first
+model tried does not win by default (a prototype without centring locked onto it). The
+uncertainty of a prediction is ``exploration * sqrt(x^T A^-1 x)``.
+
+Updates are Sherman-Morrison rank-one updates of ``A^-1``, O(d^2) per call. With
+``discount < 1`` a head forgets: each of its updates first scales its past by ``discount``
+(``A <- discount * A + (1 - discount) * reg * I``, so the prior stays), and ``A^-1`` is then
+recomputed, O(d^3) for the small ``d`` of the structural features.
+
+With ``change_threshold`` set, a Page-Hinkley test per model watches its residuals
+(predicted minus observed reward, minus the tolerance ``change_delta``); when a model's
+cumulative drop exceeds the threshold, its head is reset to the prior and every other
+head's evidence is halved, which re-opens exploration.
+
+The features of a decision are kept (by decision id, at most ``max_pending`` of them)
+until its reward arrives; a reward for an unknown decision (one made by a clone, or
+forgotten) is learned at the running mean of the features seen.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pickllm.errors import ConfigError, StateError
+from pickllm.policies.base import (
+    Choice,
+    Policy,
+    check_number,
+    new_decision_id,
+    state_count,
+    state_field,
+)
+from pickllm.policies.features import structural_features
+from pickllm.types import Context, Decision, SeedLike
+
+__all__ = ["LinearPolicy"]
+
+_SHRINK_ON_CHANGE = 0.5
+
+
+class LinearPolicy(Policy):
+    """Base class of the linear contextual policies (no name: not registered itself).
+
+    Args:
+        exploration: scale of the uncertainty added to (UCB) or drawn around (Thompson)
+            each prediction, ``> 0``.
+        regularization: ridge penalty ``> 0``, the prior's precision per feature.
+        prior_mean: the reward of an untried model; None uses the running mean reward.
+        discount: weight of the past at each update of a head, in ``(0, 1]``.
+        change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
+            None disables change detection.
+        change_delta: the drop per call the change test tolerates, ``>= 0``.
+        price_prior: how much lower the prior mean of the dearest offered candidate is
+            than the cheapest one's (linear in price between them), in [0, 1].
+        key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
+            a per-key intercept for every model; 0 ignores the key.
+        max_pending: the most decisions whose features are kept for their reward.
+        seed: seed of the policy's generator.
+    """
+
+    contextual: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        exploration: float,
+        regularization: float = 1.0,
+        prior_mean: float | None = None,
+        discount: float = 1.0,
+        change_threshold: float | None = None,
+        change_delta: float = 0.05,
+        price_prior: float = 0.0,
+        key_buckets: int = 16,
+        max_pending: int = 10_000,
+        seed: SeedLike = None,
+    ) -> None:
+        super().__init__(seed=seed)
+        owner = type(self).__name__
+        self._alpha = check_number(owner, "exploration", exploration, low=0.0, low_open=True)
+        self.exploration = exploration
+        self._reg = check_number(owner, "regularization", regularization, low=0.0, low_open=True)
+        self.regularization = regularization
+        self._prior: float | None = None
+        if prior_mean is not None:
+            self._prior = check_number(owner, "prior_mean", prior_mean, low=0.0, high=1.0)
+        self.prior_mean = prior_mean
+        self._gamma = check_number(owner, "discount", discount, low=0.0, high=1.0, low_open=True)
+        self.discount = discount
+        self._threshold: float | None = None
+        if change_threshold is not None:
+            self._threshold = check_number(
+                owner, "change_threshold", change_threshold, low=0.0, low_open=True
+            )
+        self.change_threshold = change_threshold
+        self._delta = check_number(owner, "change_delta", change_delta, low=0.0)
+        self.change_delta = change_delta
+        self._price_prior = check_number(owner, "price_prior", price_prior, low=0.0, high=1.0)
+        self.price_prior = price_prior
+        if isinstance(key_buckets, bool) or not isinstance(key_buckets, int):
+            msg = f"{owner} key_buckets must be an int, got {key_buckets!r}"
+            raise TypeError(msg)
+        if key_buckets < 0:
+            msg = f"{owner} key_buckets must be >= 0, got {key_buckets!r}"
+            raise ConfigError(msg)
+        self.key_buckets = key_buckets
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int):
+            msg = f"{owner} max_pending must be an int, got {max_pending!r}"
+            raise TypeError(msg)
+        if max_pending < 1:
+            msg = f"{owner} max_pending must be >= 1, got {max_pending!r}"
+            raise ConfigError(msg)
+        self.max_pending = max_pending
+        self._reset()
+
+    def _reset(self) -> None:
+        self._dim = 0
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        self._a = np.zeros((0, 0, 0))
+        self._a_inv = np.zeros((0, 0, 0))
+        self._b = np.zeros((0, 0))
+        self._s = np.zeros((0, 0))
+        self._n = np.zeros(0)
+        self._ph = np.zeros(0)  # Page-Hinkley statistic per model
+        self._reward_sum = 0.0
+        self._reward_n = 0.0
+        self._x_sum = np.zeros(0)
+        self._x_n = 0.0
+        self._changes = 0
+        self._pending: dict[str, tuple[np.ndarray, float]] = {}
+        # Offered names -> head indices; None when they are all heads in order (the usual
+        # case), so the heads' arrays are used without a gathering copy.
+        self._offer_cache: dict[tuple[str, ...], tuple[np.ndarray | None, np.ndarray]] = {}
+
+    # ------------------------------------------------------------------ read-only views
+    @property
+    def models(self) -> list[str]:
+        """The candidates with a head, in the order they were first offered."""
+        return list(self._names)
+
+    @property
+    def counts(self) -> dict[str, float]:
+        """The (discounted) number of rewards learned per candidate."""
+        return {n: float(self._n[i]) for i, n in enumerate(self._names)}
+
+    @property
+    def changes(self) -> int:
+        """How many changes the Page-Hinkley test detected."""
+        return self._changes
+
+    @property
+    def centre(self) -> float:
+        """The reward the heads are centred on (``prior_mean`` or the running mean)."""
+        if self._prior is not None:
+            return self._prior
+        return self._reward_sum / self._reward_n if self._reward_n > 0 else 0.5
+
+    def predict(self, context: Context) -> dict[str, tuple[float, float]]:
+        """``(mean, width)`` of the predicted reward of every offered candidate.
+
+        ``width`` is ``exploration * sqrt(x^T A^-1 x)``: the UCB bonus, or the standard
+        deviation Thompson sampling draws with.
+        """
+        x = self._features(context)
+        idx = self._offer(context)
+        mean, width = self._predict(x, idx)
+        return {
+            c.name: (float(m), float(w))
+            for c, m, w in zip(context.candidates, mean, width, strict=True)
+        }
+
+    def warm_start(
+        self,
+        contexts: Sequence[Context],
+        rewards: np.ndarray,
+        models: Sequence[str],
+        *,
+        weight: float = 1.0,
+    ) -> None:
+        """Start from predicted rewards, e.g. a trained query scorer's, before learning online.
+
+        Every (context, model) pair adds a pseudo-observation of weight ``weight`` to the
+        model's head, as if the model had been called on the context and earned the
+        predicted reward. Online rewards then refine (and, with ``discount``, replace)
+        them. A ``weight`` below 1 trusts the predictions less than real rewards.
+
+        Args:
+            contexts: the contexts to learn from (their query, key or features).
+            rewards: predicted reward per context and model, shape ``(len(contexts),
+                len(models))``, in [0, 1]; for a ``pickllm train`` scorer, for example,
+                ``scorer.predict_quality(queries)`` (quality as the reward).
+            models: the candidate names of ``rewards``' columns.
+            weight: the weight of each pseudo-observation, ``> 0``.
+
+        Raises:
+            ConfigError: shapes disagree, rewards outside [0, 1] or a bad weight.
+        """
+        w = check_number(type(self).__name__, "weight", weight, low=0.0, low_open=True)
+        r = np.asarray(rewards, dtype=float)
+        if r.shape != (len(contexts), len(models)):
+            msg = (
+                f"rewards must have shape ({len(contexts)}, {len(models)}) (contexts, "
+                f"models), got {r.shape}"
+            )
+            raise ConfigError(msg)
+        if not np.isfinite(r).all() or (r < 0).any() or (r > 1).any():
+            msg = "rewards must be finite numbers in [0, 1]"
+            raise ConfigError(msg)
+        if not contexts:
+            return
+        x = np.array([self._features(c) for c in contexts])
+        heads = [self._head(m) for m in models]
+        gram = w * (x.T @ x)
+        for col, i in enumerate(heads):
+            self._a[i] += gram
+            self._a_inv[i] = np.linalg.inv(self._a[i])
+            self._b[i] += w * (x.T @ r[:, col])
+            self._s[i] += w * x.sum(axis=0)
+            self._n[i] += w * len(contexts)
+        self._reward_sum += w * float(r.sum())
+        self._reward_n += w * r.size
+        self._x_sum += x.sum(axis=0)
+        self._x_n += len(contexts)
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _choose(self, mean: np.ndarray, width: np.ndarray, context: Context) -> Choice:
+        """Pick among the offered candidates from the heads' predictions."""
+
+    def _select(self, context: Context) -> Choice:
+        x = self._features(context)
+        idx = self._offer(context)
+        mean, width = self._predict(x, idx)
+        choice = self._choose(mean, width, context)
+        pending = self._pending
+        if len(pending) >= self.max_pending:
+            del pending[next(iter(pending))]
+        decision_id = new_decision_id()
+        pending[decision_id] = (x, float(mean[choice.index]))
+        return Choice(
+            choice.index,
+            choice.probability,
+            choice.scores,
+            choice.members,
+            choice.kind,
+            decision_id,
+        )
+
+    def _update(self, decision: Decision, reward: float) -> None:
+        found = self._pending.pop(decision.decision_id, None)
+        if found is None:
+            # Nothing seen yet: the features of an empty query.
+            x = self._x_sum / self._x_n if self._x_n > 0 else self._features(Context())
+            predicted = None
+        else:
+            x, predicted = found
+        i = self._head(decision.candidate.name)
+        if predicted is None:
+            offer = (np.array([i], dtype=np.intp), np.zeros(1))
+            predicted = float(self._predict(x, offer)[0][0])
+        self._learn(i, x, reward)
+        if self._threshold is not None:
+            self._page_hinkley(i, predicted - reward)
+
+    # ------------------------------------------------------------------ internals
+    def _features(self, context: Context) -> np.ndarray:
+        if context.features is None:
+            x = structural_features(context.query)
+        else:
+            x = np.concatenate(((1.0,), np.asarray(context.features, dtype=float)))
+        buckets = self.key_buckets
+        if buckets:
+            x = np.concatenate((x, np.zeros(buckets)))
+            if context.key is not None:
+                x[x.shape[0] - buckets + zlib.crc32(context.key.encode()) % buckets] = 1.0
+        self._ensure_dim(x.shape[0])
+        return x
+
+    def _ensure_dim(self, dim: int) -> None:
+        if self._dim == 0:
+            self._dim = dim
+            k = len(self._names)
+            eye = np.eye(dim) * self._reg
+            self._a = np.broadcast_to(eye, (k, dim, dim)).copy()
+            self._a_inv = np.broadcast_to(np.eye(dim) / self._reg, (k, dim, dim)).copy()
+            self._b = np.zeros((k, dim))
+            self._s = np.zeros((k, dim))
+            self._x_sum = np.zeros(dim)
+        elif dim != self._dim:
+            msg = (
+                f"{type(self).__name__} learned on {self._dim} features, "
+                f"got a context with {dim} (Context.features changed size)"
+            )
+            raise ConfigError(msg)
+
+    def _head(self, name: str) -> int:
+        i = self._index.get(name)
+        if i is not None:
+            return i
+        d = self._dim
+        i = len(self._names)
+        self._names.append(name)
+        self._index[name] = i
+        self._a = np.concatenate((self._a, (np.eye(d) * self._reg)[None]))
+        self._a_inv = np.concatenate((self._a_inv, (np.eye(d) / self._reg)[None]))
+        self._b = np.concatenate((self._b, np.zeros((1, d))))
+        self._s = np.concatenate((self._s, np.zeros((1, d))))
+        self._n = np.append(self._n, 0.0)
+        self._ph = np.append(self._ph, 0.0)
+        self._offer_cache.clear()
+        return i
+
+    def _offer(self, context: Context) -> tuple[np.ndarray | None, np.ndarray]:
+        """The offered candidates' head indices (None: all heads, in order), prior offsets."""
+        cands = context.candidates
+        names = tuple(c.name for c in cands)
+        cache = self._offer_cache
+        found = cache.get(names)
+        if found is not None:
+            return found
+        heads = [self._head(n) for n in names]
+        idx = None if heads == list(range(len(self._names))) else np.array(heads, dtype=np.intp)
+        prices = np.array([c.input_price + c.output_price for c in cands])
+        spread = float(prices.max() - prices.min())
+        offset = np.zeros(len(cands))
+        if spread > 0.0 and self._price_prior > 0.0:
+            offset = -self._price_prior * (prices - prices.min()) / spread
+        if len(cache) >= 64:
+            cache.clear()
+        cache[names] = found = (idx, offset)
+        return found
+
+    def _predict(
+        self, x: np.ndarray, offer: tuple[np.ndarray | None, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        idx, offset = offer
+        c = self.centre + offset  # the prior mean of each offered candidate
+        if idx is None:
+            a_inv, b, s = self._a_inv, self._b, self._s
+        else:
+            a_inv, b, s = self._a_inv[idx], self._b[idx], self._s[idx]
+        q = a_inv @ x  # (k, d): A^-1 x per head
+        var = q @ x
+        mean = c + ((b - c[:, None] * s) * q).sum(axis=1)
+        return mean, self._alpha * np.sqrt(np.maximum(var, 0.0))
+
+    def _learn(self, i: int, x: np.ndarray, reward: float) -> None:
+        g = self._gamma
+        if g < 1.0:
+            d = self._dim
+            a = g * self._a[i] + ((1.0 - g) * self._reg) * np.eye(d) + np.outer(x, x)
+            self._a[i] = a
+            self._a_inv[i] = np.linalg.inv(a)
+            self._b[i] = g * self._b[i] + reward * x
+            self._s[i] = g * self._s[i] + x
+            self._n[i] = g * self._n[i] + 1.0
+        else:
+            a_inv = self._a_inv[i]
+            u = a_inv @ x
+            a_inv -= np.outer(u, u) / (1.0 + float(u @ x))
+            self._a[i] += np.outer(x, x)
+            self._b[i] += reward * x
+            self._s[i] += x
+            self._n[i] += 1.0
+        self._reward_sum += reward
+        self._reward_n += 1.0
+        self._x_sum += x
+        self._x_n += 1.0
+
+    def _page_hinkley(self, i: int, drop: float) -> None:
+        ph = max(0.0, float(self._ph[i]) + drop - self._delta)
+        self._ph[i] = ph
+        if self._threshold is None or ph <= self._threshold:
+            return
+        self._changes += 1
+        d = self._dim
+        eye = np.eye(d) * self._reg
+        # The degraded model starts again from the prior ...
+        self._a[i] = eye
+        self._a_inv[i] = np.eye(d) / self._reg
+        self._b[i] = 0.0
+        self._s[i] = 0.0
+        self._n[i] = 0.0
+        # ... and every other model's evidence is halved: exploration re-opens.
+        for j in range(len(self._names)):
+            if j != i:
+                self._a[j] = eye + _SHRINK_ON_CHANGE * (self._a[j] - eye)
+                self._a_inv[j] = np.linalg.inv(self._a[j])
+                self._b[j] *= _SHRINK_ON_CHANGE
+                self._s[j] *= _SHRINK_ON_CHANGE
+                self._n[j] *= _SHRINK_ON_CHANGE
+        self._ph[:] = 0.0
+
+    # ------------------------------------------------------------------ state
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "dim": self._dim,
+            "models": list(self._names),
+            "A": self._a.tolist(),
+            "A_inv": self._a_inv.tolist(),
+            "b": self._b.tolist(),
+            "s": self._s.tolist(),
+            "n": self._n.tolist(),
+            "page_hinkley": self._ph.tolist(),
+            "reward_sum": self._reward_sum,
+            "reward_n": self._reward_n,
+            "x_sum": self._x_sum.tolist(),
+            "x_n": self._x_n,
+            "changes": self._changes,
+        }
+
+    def _set_state(self, state: Mapping[str, Any]) -> None:
+        pol = self.name
+        dim = state_count(pol, "dim", state_field(pol, state, "dim"))
+        names = state_field(pol, state, "models")
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            msg = f"state of policy {pol!r}: models must be a list of names, got {names!r}"
+            raise StateError(msg)
+        if len(set(names)) != len(names):
+            msg = f"state of policy {pol!r}: models {names!r} repeat a name"
+            raise StateError(msg)
+        k = len(names)
+        a = _array(pol, state, "A", (k, dim, dim))
+        a_inv = _array(pol, state, "A_inv", (k, dim, dim))
+        b = _array(pol, state, "b", (k, dim))
+        s = _array(pol, state, "s", (k, dim))
+        n = _array(pol, state, "n", (k,))
+        ph = _array(pol, state, "page_hinkley", (k,))
+        x_sum = _array(pol, state, "x_sum", (dim,))
+        scalars = {f: _array(pol, state, f, ()) for f in ("reward_sum", "reward_n", "x_n")}
+        changes = state_count(pol, "changes", state_field(pol, state, "changes"))
+        if (n < 0).any() or (ph < 0).any() or scalars["reward_n"] < 0 or scalars["x_n"] < 0:
+            msg = f"state of policy {pol!r}: counts must be >= 0"
+            raise StateError(msg)
+        self._reset()
+        self._dim = dim
+        self._names = list(names)
+        self._index = {name: i for i, name in enumerate(names)}
+        self._a, self._a_inv, self._b, self._s, self._n, self._ph = a, a_inv, b, s, n, ph
+        self._x_sum = x_sum
+        self._reward_sum = float(scalars["reward_sum"])
+        self._reward_n = float(scalars["reward_n"])
+        self._x_n = float(scalars["x_n"])
+        self._changes = changes
+
+
+def _array(pol: str, state: Mapping[str, Any], field: str, shape: tuple[int, ...]) -> np.ndarray:
+    raw = state_field(pol, state, field)
+    try:
+        arr = np.asarray(raw, dtype=float)
+    except (TypeError, ValueError) as exc:
+        msg = f"state of policy {pol!r}: {field} must be numbers, got {raw!r}"
+        raise StateError(msg) from exc
+    if arr.size == 0 and math.prod(shape) == 0:
+        arr = arr.reshape(shape)
+    if isinstance(raw, bool) or arr.shape != shape:
+        msg = f"state of policy {pol!r}: {field} must have shape {shape}, got {arr.shape}"
+        raise StateError(msg)
+    if not np.isfinite(arr).all():
+        msg = f"state of policy {pol!r}: {field} must be finite numbers"
+        raise StateError(msg)
+    return arr

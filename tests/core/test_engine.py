@@ -146,7 +146,7 @@ def test_feedback_by_alias_and_unknown_ids() -> None:
     assert e.decision_id("run-1") == first.decision.decision_id
     second = e.run(Request(query="Hi"), EchoCalls())
     e.alias("run-2", second.decision.decision_id)
-    with pytest.raises(UnknownDecisionError, match="'run-1' is not pending: this router never issued it"):
+    with pytest.raises(UnknownDecisionError, match="'run-1' is not pending: this router never"):
         e.feedback("run-1", 1.0)  # forgotten: only one alias is kept
     assert e.feedback("run-2", 0.5) is not None
 

@@ -68,7 +68,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -470,7 +470,7 @@ class Router:
             raise NoCandidateError(_no_candidate_message(ctx, pool))
         with self._lock:
             now = self.clock()
-            decision = replace(self._decide(ctx, offered, pin, now), issuer=self._id)
+            decision = self._decide(ctx, offered, pin, now)
             if self.max_pending:
                 pending = self._pending
                 pending[decision.decision_id] = _Pending(now)
@@ -494,7 +494,7 @@ class Router:
             return self._pinned(ctx, pin)
         if over is not None:
             return self._cheapest(ctx)
-        return self.policy.select(ctx)
+        return self.policy.select(ctx, issuer=self._id)
 
     def _narrowed(self, ctx: Context) -> tuple[Candidate, ...]:
         """The pool, or the candidates of the pool a Context limits the call to."""
@@ -539,6 +539,7 @@ class Router:
             probability=1.0,
             policy=self.policy.name,
             key=context.key,
+            issuer=self._id,
         )
 
     def _pinned(self, context: Context, name: str) -> Decision:
@@ -556,6 +557,7 @@ class Router:
             probability=1.0,
             policy=self.policy.name,
             key=context.key,
+            issuer=self._id,
         )
 
     # ------------------------------------------------------------------ record

@@ -49,7 +49,9 @@ def check_number(
     """
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    # int and float first: the numbers.Real check (numpy scalars, Fractions) is an ABC
+    # check, several times dearer, on every value of every call.
+    if isinstance(value, bool) or not isinstance(value, int | float | numbers.Real):
         kind = "a number or None" if optional else "a number"
         msg = f"{owner} {what} must be {kind}, got {value!r}"
         raise ConfigTypeError(msg)
@@ -70,7 +72,7 @@ def check_count(owner: str, what: str, value: object, *, optional: bool = False)
     """
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, int | numbers.Integral):
         kind = "an int or None" if optional else "an int"
         msg = f"{owner} {what} must be {kind}, got {value!r}"
         raise ConfigTypeError(msg)

@@ -245,3 +245,22 @@ def test_timeouts_are_validated() -> None:
         RetryConfig(timeout=0)
     with pytest.raises(ValueError, match="deadline"):
         RetryConfig(deadline=float("inf"))
+
+
+def test_a_sync_generator_stream_that_stalls_mid_way_times_out_and_is_recorded() -> None:
+    release = threading.Event()
+    ex, rec, _ = executor(max_attempts=1, timeout=0.05)
+
+    def open_stream(c: Candidate) -> Any:
+        yield "x"
+        release.wait(10)
+        yield "y"
+
+    got: list[str] = []
+    try:
+        with pytest.raises(AttemptTimeoutError):
+            got.extend(ex.stream(decide(A), open_stream, usage))
+    finally:
+        release.set()
+    assert got == ["x"]
+    assert [(fb.candidate, fb.error) for fb in rec.feedbacks] == [("a", "AttemptTimeoutError")]

@@ -11,6 +11,7 @@ machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 from collections.abc import (
@@ -56,7 +57,10 @@ class SyncIO:
         if isinstance(action, Close):
             close = getattr(action.iterator, "close", None)
             if callable(close):
-                close()
+                # "generator already executing": a read that timed out still runs in its
+                # worker thread; the generator is left to finish there.
+                with contextlib.suppress(ValueError):
+                    close()
             return None
         if isinstance(action, Call) and self.call is not None:
             return self._within(action.timeout, self.call, action.candidate)

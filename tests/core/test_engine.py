@@ -350,3 +350,16 @@ def test_a_wrapper_can_adapt_the_evaluator() -> None:
     e = settings.build_engine(["cheap"], {}, evaluator=lambda p, a: 1.0)
     e.run(Request(query="Hi"), EchoCalls())
     assert e.router.stats()["cheap"].mean_reward == 1.0
+
+
+def test_timeout_and_deadline_reach_the_retry_settings() -> None:
+    e = RoutingSettings(cost=0, timeout=2.5, deadline=9.0).build_engine(["cheap"], {})
+    config = e.executor.planner.config
+    assert (config.timeout, config.deadline, config.max_attempts) == (2.5, 9.0, 3)
+    given = RetryConfig(max_attempts=1, timeout=1.0)
+    e = RoutingSettings(cost=0, retry=given, deadline=4.0).build_engine(["cheap"], {})
+    config = e.executor.planner.config
+    assert (config.timeout, config.deadline, config.max_attempts) == (1.0, 4.0, 1)
+    assert RoutingSettings(cost=0, retry=given).build_engine(["cheap"], {}).executor.retry is given
+    with pytest.raises(ValueError, match="timeout"):
+        RoutingSettings(timeout=0)

@@ -67,6 +67,9 @@ class RoutingSettings(BaseModel):
         await_feedback: every call waits for ``feedback()`` before it is learned from.
         seed: seed of the policy (when built here) and of the retry jitter.
         retry: retry and fallback settings.
+        timeout: seconds one attempt may take (overrides ``retry.timeout``); None: no limit.
+        deadline: seconds a whole call may take (overrides ``retry.deadline``); None: no
+            limit.
         router: a pre-built or loaded ``Router``; its candidates must be the models.
         capabilities: per model, overrides of ``tool_calling``, ``structured_output`` and
             ``max_context_tokens``.
@@ -101,6 +104,8 @@ class RoutingSettings(BaseModel):
     await_feedback: bool = False
     seed: int | None = None
     retry: RetryConfig | None = Field(default=None, exclude=True)
+    timeout: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    deadline: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     router: Router | None = Field(default=None, exclude=True)
     capabilities: dict[str, dict[str, Any]] = Field(default_factory=dict)
     context_key: Callable[[Any], str | None] | None = Field(default=None, exclude=True)
@@ -157,7 +162,7 @@ class RoutingSettings(BaseModel):
             self._check_router(router, names)
         return Engine(
             router,
-            retry=self.retry,
+            retry=self._retry(),
             evaluator=self.evaluator if evaluator is None else evaluator,
             evaluate_in_background=self.evaluate_in_background,
             await_feedback=self.await_feedback,
@@ -167,6 +172,17 @@ class RoutingSettings(BaseModel):
             async_sleep=self.async_sleep,
             max_aliases=self.max_tracked_runs,
         )
+
+    def _retry(self) -> RetryConfig | None:
+        """``retry``, with ``timeout`` and ``deadline`` when they are given."""
+        limits = {
+            name: value
+            for name, value in (("timeout", self.timeout), ("deadline", self.deadline))
+            if value is not None
+        }
+        if not limits:
+            return self.retry
+        return (self.retry or RetryConfig()).model_copy(update=limits)
 
     def _check_capabilities(self, names: Sequence[str]) -> None:
         for name, caps in self.capabilities.items():

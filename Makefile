@@ -1,7 +1,7 @@
 # Two entry points, each doing its own set-up in .venv (only Python >= 3.11 is needed):
 #   make demo   the main job: `pickllm bench` on the bundled RouterBench data
 #   make test   the whole suite: ruff check, ruff format --check, mypy --strict, pytest
-#   make mutation  mutation testing of the router, objective and policies (mutmut; not in CI)
+#   make mutation  mutation testing of the engine, router, objective and policies (mutmut; not in CI)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin

@@ -372,6 +372,9 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         kwargs: dict[str, Any],
     ) -> tuple[Engine, Request, LangChainCalls]:
         """The engine, and its request and calls for one LangChain call."""
+        if not messages:
+            msg = "messages must hold at least one message, got none"
+            raise ConfigError(msg)
         pin = tools = tool_choice = None
         engine, children = self._pool
         if kwargs:

@@ -350,6 +350,9 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
     def _request(
         self, messages: Sequence[ChatMessage], pin: Any, *, tools: bool, prompt: str | None
     ) -> Request:
+        if not messages:
+            msg = "messages must hold at least one message, got none"
+            raise ConfigError(msg)
         return Request(
             query=query_of(messages),
             prompt=prompt if prompt is not None else "\n".join(map(message_text, messages)),

@@ -27,7 +27,7 @@ from pickllm import (
     make_feedback,
 )
 from pickllm.engine.settings import RoutingSettings
-from pickllm.errors import BudgetExceededError, PickLLMError, UnknownDecisionError
+from pickllm.errors import BudgetExceededError, ConfigError, PickLLMError, UnknownDecisionError
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
 B = Candidate(name="b", input_price=3.0, output_price=4.0)
@@ -249,3 +249,16 @@ def test_refused_feedback_leaves_no_trace() -> None:
     assert info.value.reason == "foreign"
     assert "ghost" not in r.stats()
     assert sum(s.calls for s in r.stats().values()) == 0
+
+
+def test_the_wrappers_refuse_an_empty_conversation() -> None:
+    from langchain_pickllm import ChatPickLLM, FakeToolChatModel
+    from llamaindex_pickllm import PickLLM
+    from tests.llamaindex.fakes import UsageLLM
+
+    chat = ChatPickLLM(models=[FakeToolChatModel(model_name="a")], cost=0)
+    with pytest.raises(ConfigError, match="messages must hold at least one message"):
+        chat.invoke([])
+    llm = PickLLM(models={"a": UsageLLM(name="a")}, cost=0)
+    with pytest.raises(ConfigError, match="messages must hold at least one message"):
+        llm.chat([])

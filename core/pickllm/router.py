@@ -530,8 +530,8 @@ class Router:
             b.probe_at = now
         return offered if len(kept) == len(offered) else tuple(kept)
 
-    def _cheapest(self, context: Context) -> Decision:
-        candidate = _CHEAPEST.select(context).candidate
+    def _only(self, candidate: Candidate, context: Context) -> Decision:
+        """A decision for ``candidate`` alone, made by the router (probability 1, no fallback)."""
         return Decision(
             decision_id=new_decision_id(),
             candidate=candidate,
@@ -542,6 +542,9 @@ class Router:
             issuer=self._id,
         )
 
+    def _cheapest(self, context: Context) -> Decision:
+        return self._only(_CHEAPEST.select(context).candidate, context)
+
     def _pinned(self, context: Context, name: str) -> Decision:
         candidate = self._by_name.get(name)
         if candidate is None:
@@ -550,15 +553,7 @@ class Router:
         if candidate not in context.candidates:
             msg = f"the pinned model {name!r} cannot serve this call ({_needs(context)})"
             raise NoCandidateError(msg)
-        return Decision(
-            decision_id=new_decision_id(),
-            candidate=candidate,
-            ranking=(candidate,),
-            probability=1.0,
-            policy=self.policy.name,
-            key=context.key,
-            issuer=self._id,
-        )
+        return self._only(candidate, context)
 
     # ------------------------------------------------------------------ record
     def record(

@@ -488,6 +488,11 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
                 if held is not None:
                     yield held
                 held = chunk
+        except Exception:
+            # A model that fails mid-stream: every chunk it sent reaches the caller first.
+            if held is not None:
+                yield held
+            raise
         finally:
             chunks.close()
         if held is not None:
@@ -510,6 +515,11 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
                 if held is not None:
                     yield held
                 held = chunk
+        except Exception:
+            # A model that fails mid-stream: every chunk it sent reaches the caller first.
+            if held is not None:
+                yield held
+            raise
         finally:
             await chunks.aclose()
         if held is not None:

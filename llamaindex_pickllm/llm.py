@@ -453,6 +453,11 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
                 if last is not None:
                     yield self._tag(last, {"model": calls.serving}, calls.serving, calls.tools)
                 last = chunk
+        except Exception:
+            # A model that fails mid-stream: every chunk it sent reaches the caller first.
+            if last is not None:
+                yield self._tag(last, {"model": calls.serving}, calls.serving, calls.tools)
+            raise
         finally:
             chunks.close()
         yield from self._last(last, calls)
@@ -468,6 +473,10 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
                 if last is not None:
                     yield self._tag(last, {"model": calls.serving}, calls.serving, calls.tools)
                 last = chunk
+        except Exception:
+            if last is not None:
+                yield self._tag(last, {"model": calls.serving}, calls.serving, calls.tools)
+            raise
         finally:
             await chunks.aclose()
         for final in self._last(last, calls):

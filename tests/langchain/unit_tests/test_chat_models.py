@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 import pytest
 from langchain_core.callbacks import get_usage_metadata_callback
 from langchain_core.language_models import FakeListChatModel, FakeMessagesListChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langchain_core.tracers.context import collect_runs
@@ -848,3 +855,28 @@ def test_a_subclass_hook_without_run_manager_gets_none(make_llm: MakeLLM) -> Non
     assert sub.invoke("What is the capital of France?").text == "Paris."
     assert sub.seen == [{}]
     assert "__signature__" not in vars(ChatPickLLM._generate)
+
+
+class _CutStream(FakeToolChatModel):
+    """Streams three chunks, then the connection drops."""
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for word in ("one ", "two ", "three"):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=word))
+        msg = "dropped"
+        raise ConnectionError(msg)
+
+
+def test_a_mid_stream_failure_delivers_every_chunk_sent_before_the_error() -> None:
+    llm = ChatPickLLM(models={"cut": _CutStream(model_name="cut")}, cost=0)
+    got: list[str] = []
+    with pytest.raises(ConnectionError, match="dropped"):
+        got.extend(str(chunk.content) for chunk in llm.stream("Count to three"))
+    assert got == ["one ", "two ", "three"]
+    assert llm.stats()["cut"].errors == 1

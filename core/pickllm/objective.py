@@ -6,10 +6,14 @@ documented bounds (never with running statistics, so a reward means the same thi
 first call and the millionth):
 
 * quality ``q``: the score in [0, 1] as given.
-* cost ``c``: with ``cost_scale`` set, ``min(cost / cost_scale, 1)``. Otherwise relative to
-  the pool's price range for the call's own tokens: ``(cost - lo) / (hi - lo)`` clipped to
-  [0, 1], where ``lo``/``hi`` price the call's input and output tokens at the pool's lowest and
-  highest per-token prices. A pool whose prices are all equal gives ``c = 0``.
+* cost ``c``: the call's actual cost (reported, or its tokens times its model's prices).
+  With ``cost_scale`` set, ``min(cost / cost_scale, 1)``. Otherwise against a scale the pool
+  gives, with no user input: ``(cost - lo) / (hi - lo)`` clipped to [0, 1], where ``lo``
+  reads the call's prompt at the pool's lowest input price (and writes nothing), and ``hi``
+  reads it at the highest input price and writes ``reference_output_tokens`` (256) at the
+  highest output price. The scale depends on the prompt's length but not on the answer's, so
+  a longer, costlier answer costs more reward on any model; an answer the dearest model
+  writes past the reference length costs fully. A pool of free models gives ``c = 0``.
 * latency ``l``: ``log10(max(t_scaling * latency, 1)) / log10(t_scaling * latency_max_s)``
   clipped to [0, 1] (reading (ii) of the paper, latency in ms with the default
   ``t_scaling=1000``): 1 ms or less costs nothing, ``latency_max_s`` or more costs fully.
@@ -102,7 +106,9 @@ class Objective:
         cost: weight of the (normalised) cost.
         latency: weight of the (normalised, log-scaled) latency.
         cost_scale: USD per call that counts as the full cost penalty; None normalises
-            against the pool's price range (see the module docstring).
+            against the pool's prices (see the module docstring).
+        reference_output_tokens: with ``cost_scale`` None, the answer length that, written
+            by the pool's dearest model, counts as the full cost penalty.
         t_scaling: PickLLM's time-scaling constant inside the log (1000: seconds to ms).
         latency_max_s: latency that counts as the full latency penalty.
         missing_quality: score used when a call has no quality score; None drops the
@@ -126,6 +132,7 @@ class Objective:
     cost: float = 0.5
     latency: float = 0.2
     cost_scale: float | None = None
+    reference_output_tokens: int = 256
     t_scaling: float = 1000.0
     latency_max_s: float = 60.0
     missing_quality: float | None = None
@@ -150,6 +157,12 @@ class Objective:
             raise ConfigError(msg)
         if self.cost_scale is not None:
             _positive("cost_scale", self.cost_scale, "a positive number or None")
+        ref = self.reference_output_tokens
+        msg = f"Objective reference_output_tokens must be a positive int, got {ref!r}"
+        if isinstance(ref, bool) or not isinstance(ref, int):
+            raise ConfigTypeError(msg)
+        if ref <= 0:
+            raise ConfigError(msg)
         _positive("t_scaling", self.t_scaling, "a positive number")
         if isinstance(self.latency_max_s, bool) or not isinstance(self.latency_max_s, int | float):
             msg = f"Objective latency_max_s must be a number, got {self.latency_max_s!r}"
@@ -207,7 +220,8 @@ class Objective:
             return _penalty(feedback.cost_usd / self.cost_scale)
         if prices is None:
             return 0.0
-        lo, hi = prices.bounds(feedback.input_tokens, feedback.output_tokens)
+        lo, _ = prices.bounds(feedback.input_tokens, 0)
+        _, hi = prices.bounds(feedback.input_tokens, self.reference_output_tokens)
         if not hi > lo:
             return 0.0
         return _penalty((feedback.cost_usd - lo) / (hi - lo))
@@ -250,6 +264,7 @@ class Objective:
             "cost": self.cost,
             "latency": self.latency,
             "cost_scale": self.cost_scale,
+            "reference_output_tokens": self.reference_output_tokens,
             "t_scaling": self.t_scaling,
             "latency_max_s": self.latency_max_s,
             "missing_quality": self.missing_quality,

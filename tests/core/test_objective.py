@@ -23,11 +23,12 @@ def test_quality_only_reward_is_the_score() -> None:
     assert obj.reward(Feedback(quality=0.25)) == 0.25
 
 
-def test_cost_term_spans_the_pool_price_range() -> None:
-    obj = Objective(quality=0.0, cost=1.0, latency=0.0)
-    cheap = (1_000 * 0.5 + 100 * 1.5) / 1e6
-    dear = (1_000 * 10.0 + 100 * 30.0) / 1e6
-    for cost, expected in ((cheap, 1.0), (dear, 0.0), ((cheap + dear) / 2, 0.5)):
+def test_cost_term_spans_the_pool_prices_up_to_the_reference_answer() -> None:
+    obj = Objective(quality=0.0, cost=1.0, latency=0.0, reference_output_tokens=100)
+    cheapest = 1_000 * 0.5 / 1e6  # the prompt read at the lowest price, nothing written
+    dearest = (1_000 * 10.0 + 100 * 30.0) / 1e6  # the dearest model writing 100 tokens
+    mid = (cheapest + dearest) / 2
+    for cost, expected in ((cheapest, 1.0), (dearest, 0.0), (mid, 0.5), (2 * dearest, 0.0)):
         fb = Feedback(cost_usd=cost, input_tokens=1_000, output_tokens=100)
         assert obj.reward(fb, POOL) == pytest.approx(expected)
 

@@ -132,16 +132,57 @@ def test_parse_errors(spec: str, match: str) -> None:
 
 # ---------------------------------------------------------------------------- terms
 def test_cost_penalty_relative_to_the_pool() -> None:
-    obj = Objective()
+    obj = Objective(reference_output_tokens=250_000)
 
-    def call(cost: float) -> Feedback:  # 1M input tokens: lo 1.0, hi 3.0
+    def call(cost: float) -> Feedback:  # 1M input tokens: lo 1.0, hi 3.0 + 0.25 * 12 = 6.0
         return Feedback(cost_usd=cost, input_tokens=1_000_000, output_tokens=0)
 
-    assert obj.cost_penalty(call(1.5), PRICES) == pytest.approx(0.25)
+    assert obj.cost_penalty(call(2.25), PRICES) == pytest.approx(0.25)
     assert obj.cost_penalty(call(0.5), PRICES) == 0.0  # below lo
     assert obj.cost_penalty(call(9.0), PRICES) == 1.0  # above hi
     assert obj.cost_penalty(call(9.0)) == 0.0  # no pool, no scale
-    assert obj.cost_penalty(call(9.0), PriceRange.of([CHEAP])) == 0.0  # one price
+    free = PriceRange.of([Candidate(name="free")])
+    assert obj.cost_penalty(call(9.0), free) == 0.0
+
+
+def test_cost_penalty_grows_with_the_answer_on_one_model() -> None:
+    # The default scale: 1,000 prompt tokens, 256 reference output tokens.
+    lo = 1_000 * 1.0 / 1e6
+    hi = (1_000 * 3.0 + 256 * 12.0) / 1e6
+
+    def answer(model: Candidate, output_tokens: int) -> Feedback:
+        cost = model.price_of(1_000, output_tokens)
+        return Feedback(cost_usd=cost, input_tokens=1_000, output_tokens=output_tokens)
+
+    obj = Objective()
+    short, long = (
+        obj.cost_penalty(answer(DEAR, 10), PRICES),
+        obj.cost_penalty(answer(DEAR, 200), PRICES),
+    )
+    assert short == pytest.approx((DEAR.price_of(1_000, 10) - lo) / (hi - lo))
+    assert long == pytest.approx((DEAR.price_of(1_000, 200) - lo) / (hi - lo))
+    assert short < long < 1.0
+    assert obj.cost_penalty(answer(DEAR, 5_000), PRICES) == 1.0  # past the reference length
+    assert obj.cost_penalty(answer(CHEAP, 200), PRICES) < long
+    # A pool of one price still charges a long answer more than a short one.
+    one = PriceRange.of([CHEAP])
+    assert (
+        0.0 < obj.cost_penalty(answer(CHEAP, 10), one) < obj.cost_penalty(answer(CHEAP, 400), one)
+    )
+
+
+@pytest.mark.parametrize("ref", [0, -5])
+def test_reference_output_tokens_must_be_positive(ref: int) -> None:
+    with pytest.raises(
+        ConfigError, match=f"reference_output_tokens must be a positive int, got {ref}"
+    ):
+        Objective(reference_output_tokens=ref)
+
+
+@pytest.mark.parametrize("ref", [True, 1.5, "500"])
+def test_reference_output_tokens_must_be_an_int(ref: object) -> None:
+    with pytest.raises(TypeError, match="reference_output_tokens must be a positive int"):
+        Objective(reference_output_tokens=ref)  # type: ignore[arg-type]
 
 
 def test_cost_penalty_with_a_scale() -> None:
@@ -174,8 +215,8 @@ def test_reward_is_the_weighted_mean_of_the_three_terms() -> None:
 
 
 def test_reward_uses_the_pool_prices() -> None:
-    obj = Objective(quality=0.0, cost=1.0, latency=0.0)
-    fb = Feedback(cost_usd=2.5, input_tokens=1_000_000)
+    obj = Objective(quality=0.0, cost=1.0, latency=0.0, reference_output_tokens=250_000)
+    fb = Feedback(cost_usd=4.75, input_tokens=1_000_000)  # lo 1.0, hi 3.0 + 3.0
     assert obj.reward(fb, PRICES) == pytest.approx(0.25)
     assert obj.reward(fb) == 1.0
 
@@ -216,6 +257,7 @@ def test_as_dict_lists_every_parameter_and_rebuilds_the_objective() -> None:
         cost=0.2,
         latency=0.1,
         cost_scale=0.05,
+        reference_output_tokens=300,
         t_scaling=10.0,
         latency_max_s=20.0,
         missing_quality=0.4,
@@ -225,6 +267,7 @@ def test_as_dict_lists_every_parameter_and_rebuilds_the_objective() -> None:
         "cost": 0.2,
         "latency": 0.1,
         "cost_scale": 0.05,
+        "reference_output_tokens": 300,
         "t_scaling": 10.0,
         "latency_max_s": 20.0,
         "missing_quality": 0.4,

@@ -196,8 +196,16 @@ class Objective:
             >>> Objective.parse("quality=1,cost=0.5,latency=0").cost
             0.5
         """
-        allowed = {"quality", "cost", "latency", "cost_scale", "t_scaling", "latency_max_s"}
-        values: dict[str, float] = {"quality": 0.0, "cost": 0.0, "latency": 0.0}
+        allowed = {
+            "quality",
+            "cost",
+            "latency",
+            "cost_scale",
+            "reference_output_tokens",
+            "t_scaling",
+            "latency_max_s",
+        }
+        values: dict[str, Any] = {"quality": 0.0, "cost": 0.0, "latency": 0.0}
         for part in filter(None, (p.strip() for p in spec.split(","))):
             name, sep, raw = part.partition("=")
             name = name.strip()
@@ -207,10 +215,13 @@ class Objective:
                     f"{sorted(allowed)}"
                 )
                 raise ConfigError(msg)
+            # A token count is a whole number; every other term is a float.
+            kind = int if name == "reference_output_tokens" else float
             try:
-                values[name] = float(raw)
+                values[name] = kind(raw)
             except ValueError as exc:
-                msg = f"objective term {name} must be a number, got {raw.strip()!r}"
+                what = "a whole number" if kind is int else "a number"
+                msg = f"objective term {name} must be {what}, got {raw.strip()!r}"
                 raise ConfigError(msg) from exc
         return cls(**values)
 

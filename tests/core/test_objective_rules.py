@@ -145,6 +145,14 @@ def test_cost_penalty_relative_to_the_pool() -> None:
     assert obj.cost_penalty(call(9.0), free) == 0.0
 
 
+def test_parse_reads_the_reference_output_tokens() -> None:
+    assert Objective.parse("quality=1,reference_output_tokens=64").reference_output_tokens == 64
+    with pytest.raises(
+        ConfigError, match="reference_output_tokens must be a whole number, got '6.5'"
+    ):
+        Objective.parse("quality=1,reference_output_tokens=6.5")
+
+
 def test_cost_penalty_grows_with_the_answer_on_one_model() -> None:
     # The default scale: 1,000 prompt tokens, 256 reference output tokens.
     lo = 1_000 * 1.0 / 1e6

@@ -119,8 +119,10 @@ def test_parse_leaves_unnamed_weights_at_zero_and_reads_every_setting() -> None:
         ("quality", r"term 'quality' is not of the form NAME=NUMBER"),
         (
             "missing_quality=0.5",
-            r"NAME in \['cost', 'cost_scale', 'latency', 'latency_max_s', 'quality', "
-            r"'reference_output_tokens', 't_scaling'\]",
+            (
+                r"NAME in \['cost', 'cost_scale', 'latency', 'latency_max_s', 'quality', "
+                r"'reference_output_tokens', 't_scaling'\]"
+            ),
         ),
         ("cost= cheap", r"objective term cost must be a number, got 'cheap'"),
         ("", "must not all be zero"),

@@ -41,6 +41,7 @@ from langchain_pickllm._translate import (
     tag,
     tool_loop_model,
 )
+from langchain_pickllm.tracing import annotate_run
 from pickllm.engine import Answer, Engine, Request, RoutingSettings
 from pickllm.errors import ConfigError, NoCandidateError, PickLLMError
 from pickllm.evaluation import EvaluationRunner
@@ -414,9 +415,11 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         named = "model_name" in generation.message.response_metadata or "model_name" in (
             generation.generation_info or {}
         )
-        tag(generation.message, answer, calls.children[answer.model], named=named)
+        child = calls.children[answer.model]
+        tag(generation.message, answer, child, named=named)
         if run_manager is not None:
             engine.alias(str(run_manager.run_id), answer.decision.decision_id)
+            annotate_run(run_manager, child.ls_params, generation.message.response_metadata["pickllm"])
         return result
 
     @staticmethod

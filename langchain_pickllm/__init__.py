@@ -20,10 +20,15 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     )
     raise ImportError(msg) from exc
 
+from typing import TYPE_CHECKING
+
 from langchain_pickllm.chat_models import ChatPickLLM
 from langchain_pickllm.evaluators import LLMJudge, from_langsmith, from_messages
 from langchain_pickllm.replay import ReplayChatModel
 from langchain_pickllm.testing import FakeToolChatModel
+
+if TYPE_CHECKING:
+    from langchain_pickllm.middleware import PickLLMMiddleware
 
 __all__ = [
     "ChatPickLLM",

@@ -48,6 +48,7 @@ from langchain_pickllm._translate import (
     tool_loop_model,
 )
 from langchain_pickllm.tracing import decision_metadata
+from pickllm.beliefs import Belief, Explanation
 from pickllm.engine import Answer, Engine, Request, RetryConfig, RoutingSettings
 from pickllm.errors import ConfigError
 from pickllm.pricing import Usage
@@ -138,6 +139,8 @@ class _AgentCalls:
                 await self.handler(self.request.override(model=self.models[candidate.name])),
             )
 
+    # The engine streams only for stream()/astream() of a wrapper; an agent's model call
+    # is one whole answer (tokens reach LangGraph's "messages" stream by callbacks).
     def stream(self, candidate: Candidate) -> Iterator[Any]:  # pragma: no cover - never used
         msg = f"the agent middleware does not stream ({candidate.name})"
         raise NotImplementedError(msg)
@@ -157,16 +160,18 @@ class _AgentCalls:
         return "" if message is None else _message_text(message)
 
     def chunks_usage(self, candidate: Candidate, chunks: list[Any]) -> Usage:  # pragma: no cover
-        return Usage()
+        msg = f"the agent middleware does not stream ({candidate.name}, {len(chunks)} chunks)"
+        raise NotImplementedError(msg)
 
     def chunks_text(self, chunks: list[Any]) -> str:  # pragma: no cover - never used
-        return ""
+        msg = f"the agent middleware does not stream ({len(chunks)} chunks)"
+        raise NotImplementedError(msg)
 
-    def as_chunks(self, answer: Any) -> list[Any]:  # pragma: no cover - never used
+    def as_chunks(self, answer: ModelResponse[Any]) -> list[Any]:  # pragma: no cover
         return [answer]
 
 
-class PickLLMMiddleware(AgentMiddleware):  # type: ignore[type-arg]
+class PickLLMMiddleware(AgentMiddleware):
     """Agent middleware that routes each model call of ``create_agent`` and learns.
 
     Setup:
@@ -265,13 +270,16 @@ class PickLLMMiddleware(AgentMiddleware):  # type: ignore[type-arg]
         """
         return self.engine.feedback(decision_id, score)
 
-    def beliefs(self) -> dict[str, Any]:
-        """Each model's current estimate under the policy; see ``Router.beliefs``."""
-        return dict(self.engine.router.beliefs())
+    def beliefs(self) -> dict[str, Belief]:
+        """Each model's current estimate under the policy (``Router.beliefs``)."""
+        return self.engine.router.beliefs()
 
-    def explain(self, query: str) -> Any:
-        """Why ``query`` would go where it goes; see ``Router.explain``."""
-        return self.engine.router.explain(query)
+    def explain(self, query: str, **kwargs: Any) -> Explanation:
+        """Why ``query`` would go where it goes, without routing it (``Router.explain``).
+
+        ``kwargs``: ``key``, ``needs_tool_calling``, ``needs_structured_output``, ``draws``.
+        """
+        return self.engine.router.explain(query, **kwargs)
 
     # ------------------------------------------------------------------ translation
     def _request(self, request: ModelRequest[Any]) -> Request:

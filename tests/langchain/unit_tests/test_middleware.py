@@ -48,7 +48,8 @@ def _check_runs(results: list[dict[str, Any]], mw: PickLLMMiddleware) -> None:
     first_picks = []
     for result in results:
         call, final = _steps(result)
-        assert call.tool_calls and not final.tool_calls
+        assert call.tool_calls
+        assert not final.tool_calls
         picked = call.response_metadata["pickllm"]
         loop = final.response_metadata["pickllm"]
         # the agent's model was replaced by the chosen one: its own answer came back

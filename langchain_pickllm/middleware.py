@@ -15,6 +15,9 @@ The tool-loop rule: a model call whose messages end with tool results answering 
 starts a tool-calling turn keeps it until it answers without tool calls (the final
 answer of that agent step); the next call after a new user message is routed afresh.
 
+A LangGraph interrupt raised inside the model call (by a middleware listed after this
+one) passes through at once: no retry, no other model, nothing recorded or learned.
+
 Unlike :class:`~langchain_pickllm.ChatPickLLM` (one chat model that forwards inline, one
 LLM run per call), the middleware calls the chosen model through the agent's own model
 node: each call is the chosen model's own LLM run, with its own ``ls_provider`` and
@@ -36,6 +39,7 @@ from langchain.agents.middleware.types import (
 from langchain.agents.structured_output import ProviderStrategy
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
+from langgraph.errors import GraphBubbleUp
 from langsmith.run_helpers import tracing_context
 
 from langchain_pickllm._translate import (
@@ -49,7 +53,7 @@ from langchain_pickllm._translate import (
 )
 from langchain_pickllm.tracing import decision_metadata
 from pickllm.beliefs import Belief, Explanation
-from pickllm.engine import Answer, Engine, Request, RetryConfig, RoutingSettings
+from pickllm.engine import Answer, Engine, Request, RoutingSettings
 from pickllm.errors import ConfigError
 from pickllm.pricing import Usage
 from pickllm.router import CandidateStats
@@ -57,8 +61,18 @@ from pickllm.types import Candidate, Decision
 
 __all__ = ["PickLLMMiddleware"]
 
-_INTERRUPTS = ("GraphBubbleUp",)
-"""LangGraph's control-flow exceptions (interrupts): surfaced at once, never retried."""
+
+class _Interrupted(BaseException):
+    """Carries a LangGraph interrupt (``GraphBubbleUp``) through the engine unrecorded.
+
+    The engine records every ``Exception`` an attempt raises as a failure of the model
+    (and may retry or fall back); an interrupt is control flow, not a failure, so it
+    crosses the engine as a ``BaseException`` and is raised again as itself.
+    """
+
+    def __init__(self, interrupt: GraphBubbleUp) -> None:
+        super().__init__()
+        self.interrupt = interrupt
 
 
 def _named(models: Mapping[str, BaseChatModel] | Sequence[BaseChatModel]) -> dict[str, Any]:
@@ -126,18 +140,24 @@ class _AgentCalls:
         return tracing_context(metadata=decision_metadata(self.decision, candidate.name))
 
     def call(self, candidate: Candidate) -> ModelResponse[Any]:
-        with self._traced(candidate):
-            return cast(
-                "ModelResponse[Any]",
-                self.handler(self.request.override(model=self.models[candidate.name])),
-            )
+        try:
+            with self._traced(candidate):
+                return cast(
+                    "ModelResponse[Any]",
+                    self.handler(self.request.override(model=self.models[candidate.name])),
+                )
+        except GraphBubbleUp as exc:
+            raise _Interrupted(exc) from exc
 
     async def acall(self, candidate: Candidate) -> ModelResponse[Any]:
-        with self._traced(candidate):
-            return cast(
-                "ModelResponse[Any]",
-                await self.handler(self.request.override(model=self.models[candidate.name])),
-            )
+        try:
+            with self._traced(candidate):
+                return cast(
+                    "ModelResponse[Any]",
+                    await self.handler(self.request.override(model=self.models[candidate.name])),
+                )
+        except GraphBubbleUp as exc:
+            raise _Interrupted(exc) from exc
 
     # The engine streams only for stream()/astream() of a wrapper; an agent's model call
     # is one whole answer (tokens reach LangGraph's "messages" stream by callbacks).
@@ -247,9 +267,6 @@ class PickLLMMiddleware(AgentMiddleware):
                 f"{sorted(RoutingSettings.model_fields)}"
             )
             raise ConfigError(msg)
-        retry = routing.retry or RetryConfig()
-        names = tuple(dict.fromkeys((*retry.fatal_names, *_INTERRUPTS)))
-        routing.retry = retry.model_copy(update={"fatal_names": names})
         self.settings = routing
         detected = {name: capabilities_of(model) for name, model in self.models.items()}
         self.engine: Engine = routing.build_engine(list(self.models), detected)
@@ -326,7 +343,11 @@ class PickLLMMiddleware(AgentMiddleware):
     ) -> ModelResponse[Any]:
         """Route the model call, run it on the chosen model, record and learn."""
         calls = _AgentCalls(self.models, request, handler)
-        answer = self.engine.run(self._request(request), calls, on_route=calls.routed)
+        try:
+            answer = self.engine.run(self._request(request), calls, on_route=calls.routed)
+        except _Interrupted as stop:
+            self._release(calls)
+            raise stop.interrupt from None
         return self._tagged(answer)
 
     async def awrap_model_call(
@@ -336,5 +357,14 @@ class PickLLMMiddleware(AgentMiddleware):
     ) -> ModelResponse[Any]:
         """Async :meth:`wrap_model_call`."""
         calls = _AgentCalls(self.models, request, handler)
-        answer = await self.engine.arun(self._request(request), calls, on_route=calls.routed)
+        try:
+            answer = await self.engine.arun(self._request(request), calls, on_route=calls.routed)
+        except _Interrupted as stop:
+            self._release(calls)
+            raise stop.interrupt from None
         return self._tagged(answer)
+
+    def _release(self, calls: _AgentCalls) -> None:
+        """An interrupted call is not learned from: its decision is closed unrecorded."""
+        if calls.decision is not None:
+            self.engine.router.release(calls.decision.decision_id)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_core.tracers.langchain import LangChainTracer
+from langgraph.errors import GraphInterrupt
+from pydantic import BaseModel
 
 from langchain_pickllm import FakeToolChatModel, PickLLMMiddleware
 from pickllm.errors import ConfigError
@@ -208,5 +212,46 @@ def test_repr_is_short() -> None:
     assert len(text) < 300
 
 
-def _messages(result: dict[str, Any]) -> list[BaseMessage]:
-    return list(result["messages"])
+class Sum(BaseModel):
+    """The result of an addition."""
+
+    total: int
+
+
+def test_a_structured_response_stays_on_the_tool_loops_model() -> None:
+    mw = middleware()
+    agent = create_agent(
+        model=mw.models["small"], tools=[add], middleware=[mw], response_format=Sum
+    )
+    result = agent.invoke(QUESTION)
+    assert result["structured_response"] == Sum(total=3)
+    models = {m.response_metadata["pickllm"]["model"] for m in _steps(result)}
+    assert len(models) == 1
+    assert sum(s.calls for s in mw.stats().values()) == 2
+
+
+class _Interrupting(AgentMiddleware):
+    """An inner middleware that interrupts every model call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: list[str] = []
+
+    def wrap_model_call(self, request: Any, handler: Any) -> Any:
+        self.models.append(request.model.model_name)
+        raise GraphInterrupt(())
+
+    async def awrap_model_call(self, request: Any, handler: Any) -> Any:
+        return self.wrap_model_call(request, handler)
+
+
+@pytest.mark.parametrize("run_async", [False, True])
+def test_an_interrupt_passes_through_unrecorded(run_async: bool) -> None:
+    mw = middleware(policy="cheapest")
+    inner = _Interrupting()
+    agent = create_agent(model=mw.models["small"], tools=[add], middleware=[mw, inner])
+    result = asyncio.run(agent.ainvoke(QUESTION)) if run_async else agent.invoke(QUESTION)
+    assert not _steps(result)
+    assert inner.models == ["small-fake"]  # no retry, no fallback
+    assert all(s.calls == 0 for s in mw.stats().values())
+    assert mw.engine.router.pending() == 0

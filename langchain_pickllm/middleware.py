@@ -40,7 +40,8 @@ from langchain.agents.structured_output import ProviderStrategy
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.errors import GraphBubbleUp
-from langsmith.run_helpers import tracing_context
+from langsmith.run_helpers import get_tracing_context, tracing_context
+from pydantic import ValidationError
 
 from langchain_pickllm._translate import (
     _message_text,
@@ -137,7 +138,14 @@ class _AgentCalls:
         """The chosen model's run gets the decision in its metadata (LangSmith)."""
         if self.decision is None:  # pragma: no cover - the engine routes first
             return contextlib.nullcontext()
-        return tracing_context(metadata=decision_metadata(self.decision, candidate.name))
+        # The current context carried over (LangSmith's own idiom), the metadata extended:
+        # a caller's project, tags and metadata still apply to the model's run.
+        current = get_tracing_context()
+        metadata = {
+            **(current.get("metadata") or {}),
+            **decision_metadata(self.decision, candidate.name),
+        }
+        return tracing_context(**{**current, "metadata": metadata})
 
     def call(self, candidate: Candidate) -> ModelResponse[Any]:
         try:
@@ -259,7 +267,6 @@ class PickLLMMiddleware(AgentMiddleware):
     ) -> None:
         super().__init__()
         self.models: dict[str, BaseChatModel] = _named(models)
-        routing = RoutingSettings(**settings)
         unknown = sorted(set(settings) - set(RoutingSettings.model_fields))
         if unknown:
             msg = (
@@ -267,6 +274,16 @@ class PickLLMMiddleware(AgentMiddleware):
                 f"{sorted(RoutingSettings.model_fields)}"
             )
             raise ConfigError(msg)
+        try:
+            routing = RoutingSettings(**settings)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r} is not allowed: "
+                f"{err['msg']}"
+                for err in exc.errors()
+            )
+            msg = f"PickLLMMiddleware {problems}"
+            raise ConfigError(msg) from exc
         self.settings = routing
         detected = {name: capabilities_of(model) for name, model in self.models.items()}
         self.engine: Engine = routing.build_engine(list(self.models), detected)

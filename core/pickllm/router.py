@@ -1099,6 +1099,8 @@ class Router:
         out); models the call could not use (a missing capability, an open circuit) are
         listed with the reason. The live policy neither learns nor draws, nothing is
         recorded, and no decision is issued. ``str()`` of the result is a small table.
+        Each draw is one ``select`` of the copy: with a trained query scorer (which runs
+        its model to pick) pass a small ``draws``.
 
         Raises:
             ConfigError: ``draws`` is not an int >= 0.

@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_core.tracers.langchain import LangChainTracer
 from langgraph.errors import GraphInterrupt
+from langsmith.run_helpers import tracing_context
 from pydantic import BaseModel
 
 from langchain_pickllm import FakeToolChatModel, PickLLMMiddleware
@@ -199,6 +200,8 @@ def test_the_chosen_models_run_carries_the_decision_in_its_metadata() -> None:
 def test_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="unknown setting"):
         middleware(polcy="thompson")
+    with pytest.raises(ConfigError, match=r"quality='high' is not allowed"):
+        middleware(quality="high")
     with pytest.raises(ConfigError, match="no price"):
         middleware(prices={"small": (0.1, 0.1)})
     with pytest.raises(ConfigError, match="mapping"):
@@ -255,3 +258,19 @@ def test_an_interrupt_passes_through_unrecorded(run_async: bool) -> None:
     assert inner.models == ["small-fake"]  # no retry, no fallback
     assert all(s.calls == 0 for s in mw.stats().values())
     assert mw.engine.router.pending() == 0
+
+
+def test_a_callers_tracing_context_still_applies_to_the_models_run() -> None:
+    mw = middleware()
+    client = _Client()
+    tracer = LangChainTracer(client=client)  # type: ignore[arg-type]
+    agent = create_agent(model=mw.models["small"], tools=[add], middleware=[mw])
+    with tracing_context(metadata={"user": "u-1"}, tags=["nightly"]):
+        agent.invoke(QUESTION, config={"callbacks": [tracer]})
+    tracer.wait_for_futures()
+    llm_runs = [r for r in client.created if r.get("run_type") == "llm"]
+    assert llm_runs
+    for run in llm_runs:
+        assert run["extra"]["metadata"]["user"] == "u-1"
+        assert "pickllm_decision_id" in run["extra"]["metadata"]
+        assert "nightly" in run["tags"]

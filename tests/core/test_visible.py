@@ -71,6 +71,26 @@ def test_no_prompt_text_reaches_any_log_record(caplog: pytest.LogCaptureFixture)
         assert "zebra" not in str(record.args)
 
 
+def test_an_evaluator_error_quoting_the_prompt_is_not_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def evaluator(prompt: str, answer: str, **_kw: object) -> float:
+        msg = f"cannot score {prompt!r} -> {answer!r}"
+        raise ValueError(msg)
+
+    def on_error(_decision_id: str, exc: BaseException) -> None:
+        raise RuntimeError(str(exc))
+
+    engine = Engine(Router(_pool(), seed=0), evaluator=evaluator)
+    engine.evaluation.on_error = on_error  # type: ignore[union-attr]
+    with caplog.at_level(logging.DEBUG):
+        engine.run(Request(query=SECRET), EchoCalls(query=SECRET))
+    assert any("ValueError" in r.getMessage() for r in caplog.records)
+    handler = logging.Handler()
+    for record in caplog.records:
+        assert "zebra" not in handler.format(record)
+
+
 # ---------------------------------------------------------------------- beliefs
 def test_thompson_beliefs_are_its_beta_posteriors() -> None:
     router = Router(_pool(), seed=0)

@@ -274,3 +274,20 @@ def test_a_callers_tracing_context_still_applies_to_the_models_run() -> None:
         assert run["extra"]["metadata"]["user"] == "u-1"
         assert "pickllm_decision_id" in run["extra"]["metadata"]
         assert "nightly" in run["tags"]
+
+
+def test_a_streamed_agent_streams_the_chosen_models_tokens() -> None:
+    mw = middleware()
+    agent = create_agent(model=mw.models["small"], tools=[add], middleware=[mw])
+    parts: list[Any] = list(agent.stream(QUESTION, stream_mode="messages"))
+    streamed = [
+        (chunk.content, meta["ls_model_name"])
+        for chunk, meta in parts
+        if chunk.type == "AIMessageChunk"
+    ]
+    served = [n for n, s in mw.stats().items() if s.calls]
+    assert served
+    assert len(served) == 1
+    assert mw.stats()[served[0]].calls == 2
+    assert {model for _, model in streamed} == {f"{served[0]}-fake"}
+    assert "".join(text for text, _ in streamed).startswith("The tool said")

@@ -41,6 +41,8 @@ from langchain_pickllm._translate import (
     tag,
     tool_loop_model,
 )
+from langchain_pickllm.tracing import annotate_run
+from pickllm.beliefs import Belief, Explanation
 from pickllm.engine import Answer, Engine, Request, RoutingSettings
 from pickllm.errors import ConfigError, NoCandidateError, PickLLMError
 from pickllm.evaluation import EvaluationRunner
@@ -336,6 +338,17 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         """Per candidate: calls, errors, mean reward, cost and latency."""
         return self.engine.router.stats()
 
+    def beliefs(self) -> dict[str, Belief]:
+        """Each model's current estimate under the policy (``Router.beliefs``)."""
+        return self.engine.router.beliefs()
+
+    def explain(self, query: str, **kwargs: Any) -> Explanation:
+        """Why ``query`` would go where it goes, without routing it (``Router.explain``).
+
+        ``kwargs``: ``key``, ``needs_tool_calling``, ``needs_structured_output``, ``draws``.
+        """
+        return self.engine.router.explain(query, **kwargs)
+
     def save(self, path: str | Path) -> None:
         """Save the router's configuration and learned state (JSON, atomic)."""
         self.engine.router.save(path)
@@ -414,9 +427,13 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         named = "model_name" in generation.message.response_metadata or "model_name" in (
             generation.generation_info or {}
         )
-        tag(generation.message, answer, calls.children[answer.model], named=named)
+        child = calls.children[answer.model]
+        tag(generation.message, answer, child, named=named)
         if run_manager is not None:
             engine.alias(str(run_manager.run_id), answer.decision.decision_id)
+            annotate_run(
+                run_manager, child.ls_params, generation.message.response_metadata["pickllm"]
+            )
         return result
 
     @staticmethod

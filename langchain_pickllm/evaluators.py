@@ -149,15 +149,14 @@ class LLMJudge:
     def _score(self, reply: BaseMessage) -> float | None:
         score = self.parse_score(reply.text, self.low, self.high)
         if score is None:
-            # The reply may quote the prompt or the answer: WARNING says only that it
-            # had no score (and its length); the text itself is logged at DEBUG.
+            # The reply may quote the prompt or the answer: the log says only that it
+            # had no score, and its length (prompts and answers are never logged).
             logger.warning(
                 "LLMJudge reply (%d characters) has no score from %s to %s",
                 len(reply.text),
                 self.low,
                 self.high,
             )
-            logger.debug("LLMJudge reply without a score: %r", reply.text[:200])
         return score
 
     def __call__(

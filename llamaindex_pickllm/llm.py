@@ -76,6 +76,7 @@ from llamaindex_pickllm.translation import (
     untagged,
     with_usage,
 )
+from pickllm.beliefs import Belief, Explanation
 from pickllm.engine import Answer, Engine, Request, RoutingSettings
 from pickllm.errors import ConfigError
 from pickllm.evaluation import EvaluationRunner
@@ -315,6 +316,17 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
     def stats(self) -> dict[str, CandidateStats]:
         """Per model: calls, errors, mean reward, cost, latency (``Router.stats``)."""
         return self.core_router.stats()
+
+    def beliefs(self) -> dict[str, Belief]:
+        """Each model's current estimate under the policy (``Router.beliefs``)."""
+        return self.core_router.beliefs()
+
+    def explain(self, query: str, **kwargs: Any) -> Explanation:
+        """Why ``query`` would go where it goes, without routing it (``Router.explain``).
+
+        ``kwargs``: ``key``, ``needs_tool_calling``, ``needs_structured_output``, ``draws``.
+        """
+        return self.core_router.explain(query, **kwargs)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save the learned state (the core router's JSON, written atomically)."""

@@ -39,10 +39,12 @@ from llama_index.core.base.base_selector import (
     SelectorResult,
     SingleSelection,
 )
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import ToolMetadata
 
+from llamaindex_pickllm.llm import PickLLMRouteEvent
 from pickllm.engine import Engine, Request
 from pickllm.errors import ConfigError, UnknownDecisionError
 from pickllm.objective import Objective
@@ -53,6 +55,8 @@ from pickllm.types import Candidate, Decision, Feedback, SeedLike
 __all__ = ["PickLLMSelection", "PickLLMSelector", "choice_names"]
 
 _DEFAULT_OBJECTIVE = Objective(quality=1.0, cost=0.0, latency=0.0)
+
+dispatcher = get_dispatcher(__name__)
 
 
 class PickLLMSelection(SingleSelection):
@@ -253,6 +257,15 @@ class PickLLMSelector(BaseSelector):
         engine = self._engine_for(names)
         key = self.key(query) if self.key is not None else None
         decision = engine.route(Request(query=query.query_str, key=key))
+        dispatcher.event(
+            PickLLMRouteEvent(
+                model=decision.candidate.name,
+                decision_id=decision.decision_id,
+                policy=decision.policy,
+                probability=decision.probability,
+                kind=decision.kind,
+            )
+        )
         members = _selected(decision)
         for member in members:
             # The selection waits in the router for its score (see the module docstring).

@@ -8,6 +8,9 @@ import sys
 import pickllm
 
 EXPECTED_ALL = [
+    "Belief",
+    "Explanation",
+    "StatsTable",
     "Candidate",
     "CandidateStats",
     "Cheapest",

@@ -1,6 +1,7 @@
 """PickLLM: route every LLM call to the best model of a pool, and learn from each call."""
 
 from pickllm._version import __version__
+from pickllm.beliefs import Belief, Explanation
 from pickllm.data import OutcomeTable, load_outcomes
 from pickllm.engine import ExecutionResult, Executor, MemoryRecorder, Recorder, RetryConfig
 from pickllm.errors import (
@@ -26,11 +27,12 @@ from pickllm.policies import (
 )
 from pickllm.pricing import PriceTable, Usage, estimate_tokens, make_feedback
 from pickllm.registry import available_policies, make_policy
-from pickllm.router import CandidateStats, Router
+from pickllm.router import CandidateStats, Router, StatsTable
 from pickllm.types import Candidate, Context, Decision, Feedback, Plan
 
 __all__ = [
     "UCB1",
+    "Belief",
     "Candidate",
     "CandidateStats",
     "Cheapest",
@@ -42,6 +44,7 @@ __all__ = [
     "ExecutionError",
     "ExecutionResult",
     "Executor",
+    "Explanation",
     "Feedback",
     "Fixed",
     "LearningAutomaton",
@@ -60,6 +63,7 @@ __all__ = [
     "RetryConfig",
     "Router",
     "StateError",
+    "StatsTable",
     "ThompsonSampling",
     "UnknownDecisionError",
     "Usage",

@@ -46,6 +46,7 @@ import logging
 import math
 import re
 import threading
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
@@ -622,21 +623,26 @@ class EvaluationRunner:
         with self._lock:
             self._errors += 1
             self._last_error = exc
-        # The exception's text may quote the prompt or the answer: WARNING names only its
-        # class; the message and traceback are logged at DEBUG, for who asks for them.
+        # The exception's text may quote the prompt or the answer, which are never
+        # logged: WARNING names its class, DEBUG adds where it was raised (the traceback's
+        # frames, without the message). ``last_error`` and ``on_error`` get it whole.
         logger.warning(
             "evaluator %s failed for decision %s: %s",
             type(self.evaluator).__name__,
             decision_id,
             type(exc).__name__,
         )
-        logger.debug("evaluator failure for decision %s", decision_id, exc_info=exc)
+        logger.debug("evaluator failure for decision %s:\n%s", decision_id, _frames(exc))
         if self.on_error is not None:
             try:
                 self.on_error(decision_id, exc)
-            except Exception:
-                logger.warning("on_error callback failed for decision %s", decision_id)
-                logger.debug("on_error failure", exc_info=True)
+            except Exception as callback_error:  # noqa: BLE001 - reported, never raised
+                logger.warning(
+                    "on_error callback failed for decision %s: %s",
+                    decision_id,
+                    type(callback_error).__name__,
+                )
+                logger.debug("on_error failure:\n%s", _frames(callback_error))
 
     def _evaluate(
         self, decision_id: str, prompt: str, answer: str, kwargs: Mapping[str, Any]
@@ -751,3 +757,8 @@ class EvaluationRunner:
             f"EvaluationRunner({self.evaluator!r}, background={self.background}, "
             f"max_workers={self.max_workers}, max_queued={self.max_queued})"
         )
+
+
+def _frames(exc: BaseException) -> str:
+    """Where ``exc`` was raised: its traceback's frames, without its message."""
+    return "".join(traceback.format_tb(exc.__traceback__)) + type(exc).__name__

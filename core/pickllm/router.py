@@ -57,6 +57,7 @@ many threads lose no update.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -68,12 +69,13 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from pickllm.beliefs import Belief, Explanation, explain_policy, policy_beliefs
 from pickllm.errors import (
     BudgetExceededError,
     ConfigError,
@@ -85,13 +87,22 @@ from pickllm.errors import (
 from pickllm.objective import Objective, PriceRange
 from pickllm.policies.base import Policy, new_decision_id
 from pickllm.policies.cheapest import Cheapest
+from pickllm.pricing import estimate_tokens
 from pickllm.registry import make_policy
 from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
 
 if TYPE_CHECKING:
     from pickllm.learn.base import QueryScorer
 
-__all__ = ["CandidateStats", "Circuit", "Router", "Spend", "policy_config", "policy_from_config"]
+__all__ = [
+    "CandidateStats",
+    "Circuit",
+    "Router",
+    "Spend",
+    "StatsTable",
+    "policy_config",
+    "policy_from_config",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +125,7 @@ _SAVING: set[str] = set()
 _SAVING_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class CandidateStats:
     """What the router has seen of one candidate.
 
@@ -144,6 +155,64 @@ class CandidateStats:
     output_tokens: int
     circuit: Circuit = "closed"
     consecutive_failures: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The statistics as a plain mapping, JSON-ready: None where there is no value."""
+        return {
+            f.name: None if isinstance(v, float) and math.isnan(v) else v
+            for f in fields(self)
+            for v in (getattr(self, f.name),)
+        }
+
+    def __repr__(self) -> str:
+        # No "nan": a value not measured yet reads None; floats to 4 significant digits.
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}"
+            for k, v in self.as_dict().items()
+            if not (k == "consecutive_failures" and v == 0)
+        )
+        return f"CandidateStats({shown})"
+
+
+class StatsTable(dict[str, CandidateStats]):
+    """``Router.stats()``: per model name its :class:`CandidateStats`, shown as a table.
+
+    A plain ``dict`` otherwise (``stats()["small"].calls``); ``rows()`` gives JSON-ready
+    rows with None where a value is not measured yet (no NaN).
+    """
+
+    _COLUMNS = (
+        ("calls", "calls"),
+        ("errors", "errors"),
+        ("mean_reward", "reward"),
+        ("total_cost_usd", "cost_usd"),
+        ("latency_p50_s", "p50_s"),
+        ("latency_p95_s", "p95_s"),
+        ("circuit", "circuit"),
+    )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One mapping per model: ``model`` then every statistic (None: not measured)."""
+        return [{"model": name, **stats.as_dict()} for name, stats in self.items()]
+
+    def __repr__(self) -> str:
+        if not self:
+            return "StatsTable(empty)"
+        width = max(5, *(len(n) for n in self))
+        head = f"{'model':<{width}} " + " ".join(f"{title:>9}" for _, title in self._COLUMNS)
+        lines = [head]
+        for row in self.rows():
+            cells = []
+            for key, _ in self._COLUMNS:
+                value = row[key]
+                text = (
+                    "-" if value is None else f"{value:.4g}" if isinstance(value, float) else value
+                )
+                cells.append(f"{text!s:>9}")
+            lines.append(f"{row['model']:<{width}} " + " ".join(cells))
+        return "\n".join(lines)
+
+    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -477,6 +546,17 @@ class Router:
                 self._expire(now)
                 if len(pending) > self.max_pending:
                     self._drop_oldest()
+        if logger.isEnabledFor(logging.DEBUG):
+            # Names, ids and numbers only: never the query (it is user text).
+            logger.debug(
+                "route %s: %s (probability %.3g, policy %s, plan %s, %d offered)",
+                decision.decision_id,
+                decision.candidate.name,
+                decision.probability,
+                decision.policy,
+                decision.kind,
+                len(offered),
+            )
         return decision
 
     def _decide(
@@ -634,6 +714,7 @@ class Router:
         if not isinstance(decision_id, str):
             msg = f"decision_id must be a string, got {decision_id!r}"
             raise ConfigTypeError(msg)
+        logger.debug("score %s: quality %.3g", decision_id, score)
         with self._lock:
             entry = self._pending.get(decision_id)
             if entry is None:
@@ -892,6 +973,17 @@ class Router:
         self.policy.update(decision, reward)
         tally.rewarded += 1
         tally.reward_sum += reward
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "update %s: %s reward %.3g (quality %s, cost %.3g USD, latency %.3g s%s)",
+                decision.decision_id,
+                decision.candidate.name,
+                reward,
+                "none" if feedback.quality is None else f"{feedback.quality:.3g}",
+                feedback.cost_usd,
+                feedback.latency_s,
+                "" if feedback.error is None else f", failed: {feedback.error}",
+            )
         return reward
 
     def _member(self, decision: Decision, name: str) -> Candidate:
@@ -947,14 +1039,115 @@ class Router:
         return int(combine(answers))
 
     # ------------------------------------------------------------------ stats
-    def stats(self) -> dict[str, CandidateStats]:
-        """Per candidate of the pool: calls, errors, mean reward, cost, latency, circuit."""
+    def stats(self) -> StatsTable:
+        """Per candidate of the pool: calls, errors, mean reward, cost, latency, circuit.
+
+        A mapping name -> :class:`CandidateStats` that prints as a table (``rows()``:
+        JSON-ready rows, None where nothing is measured yet).
+        """
         with self._lock:
             now = self.clock()
-            return {
-                c.name: self._tallies[c.name].snapshot(*self._circuit(c.name, now))
+            return StatsTable(
+                (c.name, self._tallies[c.name].snapshot(*self._circuit(c.name, now)))
                 for c in self._pool
+            )
+
+    # ------------------------------------------------------------------ insight
+    def __repr__(self) -> str:
+        names = [c.name for c in self._pool]
+        return f"Router(candidates={names}, policy={self.policy!r}, objective={self.objective!r})"
+
+    def beliefs(self) -> dict[str, Belief]:
+        """Each model's current estimate under the policy, read from its state.
+
+        Per model of the pool: the policy's estimate of its mean reward, how uncertain it
+        is, how many rewards it rests on (and, for the learning automaton, its choice
+        probability); see :mod:`pickllm.beliefs` for what the numbers are per policy.
+        Nothing is learned or drawn.
+
+        Examples:
+            >>> from pickllm import Candidate, Feedback
+            >>> router = Router([Candidate(name="a"), Candidate(name="b")], seed=0)
+            >>> _ = router.record(router.route("q"), Feedback(quality=1.0))
+            >>> router.beliefs()["a"]
+            Belief(a: mean 0.5 ± 0.289, 0 calls, Beta(1, 1) posterior)
+            >>> router.beliefs()["b"]
+            Belief(b: mean 0.667 ± 0.236, 1 call, Beta(2, 1) posterior)
+        """
+        with self._lock:
+            names = [c.name for c in self._pool]
+            observed = {
+                n: (t.rewarded, t.reward_sum / t.rewarded if t.rewarded else None)
+                for n in names
+                for t in (self._tallies[n],)
             }
+            return policy_beliefs(self.policy, names, observed)
+
+    def explain(
+        self,
+        query: str = "",
+        *,
+        key: str | None = None,
+        needs_tool_calling: bool = False,
+        needs_structured_output: bool = False,
+        draws: int = 200,
+    ) -> Explanation:
+        """Why ``query`` would go where it goes under the current policy, without routing it.
+
+        A copy of the policy picks for the query (the pick, its probability and the
+        policy's scores per model) and ``draws`` times more (how often each model comes
+        out); models the call could not use (a missing capability, an open circuit) are
+        listed with the reason. The live policy neither learns nor draws, nothing is
+        recorded, and no decision is issued. ``str()`` of the result is a small table.
+        Each draw is one ``select`` of the copy: with a trained query scorer (which runs
+        its model to pick) pass a small ``draws``.
+
+        Raises:
+            ConfigError: ``draws`` is not an int >= 0.
+
+        Examples:
+            >>> from pickllm import Candidate
+            >>> router = Router([Candidate(name="small", input_price=0.1, output_price=0.4),
+            ...                  Candidate(name="large", input_price=3.0, output_price=15.0)],
+            ...                 policy="cheapest")
+            >>> why = router.explain("What is 2 + 2?")
+            >>> why.chosen, why.probability, why.choice_rates["small"]
+            ('small', 1.0, 1.0)
+        """
+        _check_int("draws", draws, 0)
+        context = Context(
+            query=query,
+            key=key,
+            needs_tool_calling=needs_tool_calling,
+            needs_structured_output=needs_structured_output,
+            input_tokens=estimate_tokens(query),
+            candidates=self._pool,
+        )
+        excluded: dict[str, str] = {}
+        for c in self._pool:
+            if not c.can_serve(context):
+                excluded[c.name] = _needs(context).replace("it needs", "cannot serve: needs")
+        beliefs = self.beliefs()
+        with self._lock:
+            now = self.clock()
+            servable = [c for c in self._pool if c.name not in excluded]
+            open_ = {c.name for c in servable if self._circuit(c.name, now)[0] == "open"}
+            if len(open_) < len(servable):  # all open: all are offered (see route)
+                excluded.update(dict.fromkeys(open_, "circuit open"))
+            over = self._over_budget(key, now)
+            scratch = copy.deepcopy(self.policy)
+        offered = tuple(c for c in self._pool if c.name not in excluded)
+        if not offered:
+            raise NoCandidateError(_no_candidate_message(context, self._pool))
+        note = "" if over is None else f"{over}: calls go to the cheapest model or fail"
+        return explain_policy(
+            scratch,
+            context.with_candidates(offered),
+            excluded=excluded,
+            beliefs=beliefs,
+            draws=draws,
+            note=note,
+        )
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

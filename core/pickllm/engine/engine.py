@@ -260,6 +260,13 @@ class Engine:
         self._aliases: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __repr__(self) -> str:
+        evaluator = "None" if self.evaluator is None else type(self.evaluator).__name__
+        return (
+            f"Engine(router={self.router!r}, evaluator={evaluator}, "
+            f"await_feedback={self.await_feedback})"
+        )
+
     # ------------------------------------------------------------------ routing
     @property
     def waits_for_score(self) -> bool:

@@ -12,6 +12,7 @@ EXPECTED_ALL = [
     "ChatPickLLM",
     "FakeToolChatModel",
     "LLMJudge",
+    "PickLLMMiddleware",
     "ReplayChatModel",
     "from_langsmith",
     "from_messages",
@@ -73,3 +74,17 @@ def test_importing_without_langchain_core_names_the_extra() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert 'pip install "pickllm[langchain]"' in done.stdout
+
+
+def test_the_middleware_is_imported_only_when_asked_for() -> None:
+    done = _run(
+        """
+        import sys
+        import langchain_pickllm
+        print("langchain.agents" in sys.modules)
+        langchain_pickllm.PickLLMMiddleware
+        print("langchain.agents" in sys.modules)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

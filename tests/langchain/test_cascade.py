@@ -14,10 +14,17 @@ from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.tools import tool
 
-from langchain_pickllm import ChatPickLLM
+from langchain_pickllm import ChatPickLLM, FakeToolChatModel
 from pickllm import ConfigError
 from pickllm.engine import settings as settings_module
 from tests.core.cascade_fakes import PriceOrderCascade
@@ -121,6 +128,7 @@ def test_the_cascade_escalates_exactly_when_the_cheap_answer_is_wrong() -> None:
     assert (stats["small"].calls, stats["large"].calls) == (8, 4)
     assert stats["small"].mean_reward < stats["large"].mean_reward
     assert len(strategy.settled) == 8
+    assert llm._identifying_params["strategy"] == "price_order"
 
 
 def test_streaming_yields_exactly_the_returned_answer() -> None:
@@ -181,3 +189,38 @@ def test_a_named_strategy_is_built_with_the_cascade_settings(
         ChatPickLLM(models={"small": Adder(model_name="small")}, cost=0.0, strategy="cascade")
     with pytest.raises(ConfigError, match=r"budget_per_call_usd=0\.5 applies to a cascade"):
         ChatPickLLM(models={"small": Adder(model_name="small")}, cost=0.0, budget_per_call_usd=0.5)
+
+
+def test_tool_turns_are_routed_and_the_final_answer_turn_is_cascaded() -> None:
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    strategy = PriceOrderCascade()
+    llm = ChatPickLLM(
+        models={
+            "small": FakeToolChatModel(model="small", answer="Five."),
+            "large": FakeToolChatModel(model="large", answer="Five!"),
+        },
+        prices=PRICES,
+        strategy=strategy,
+        policy="cheapest",
+    )
+    call = llm.bind_tools([add]).invoke("What is 2 + 3?")
+    assert call.tool_calls
+    assert call.response_metadata["pickllm"]["plan"] == "single"
+    assert strategy.sessions == []
+    # The turn answering the tool call stays on the model that made it (no cascade).
+    history = [
+        HumanMessage("What is 2 + 3?"),
+        call,
+        ToolMessage("5", tool_call_id=call.tool_calls[0]["id"]),
+    ]
+    answer = llm.bind_tools([add]).invoke(history)
+    assert answer.response_metadata["pickllm"]["plan"] == "single"
+    assert strategy.sessions == []
+    # Without tools the turn is cascaded.
+    final = llm.invoke("What is 2 + 3?")
+    assert [s["model"] for s in final.response_metadata["pickllm"]["steps"]] == ["small"]
+    assert len(strategy.sessions) == 1

@@ -34,7 +34,7 @@ call*:
 * route: ``Router.route`` still runs (its policy's pick is not used): it fixes the models
   this call may use (those that can serve it, minus open circuits; only the cheapest when
   the spend cap is reached with ``on_budget="cheapest"``), and the decision becomes a
-  ``cascade`` plan over them, made with probability 1;
+  ``cascade`` plan over them (in the pool's order), made with probability 1;
 * execute: the strategy's session picks each model in turn, each step run with retries
   and no fallback; the answer returned is the session's ``final()`` (see
   :mod:`pickllm.engine.plans`), and ``strategy.settle(session)`` ends every call;
@@ -345,8 +345,11 @@ class Engine:
             pin = loop_model
         decision = router.route(context, pin=pin)
         if self.strategy is not None and pin is None and not request.needs_tool_calling:
-            # A cascade call: the policy's pick is not used, the offered models are.
-            plan = Plan(kind="cascade", members=decision.ranking)
+            # A cascade call: the policy's pick is not used, the offered models are (in
+            # the pool's order, so that a strategy's ties do not follow the policy's draw).
+            offered = {c.name for c in decision.ranking}
+            members = tuple(c for c in router.candidates if c.name in offered)
+            plan = Plan(kind="cascade", members=members)
             return replace(decision, plan=plan, probability=1.0)
         if request.needs_tool_calling and len(decision.members) > 1:
             # Tool calls are not voted on or cascaded: the plan's first model makes them,

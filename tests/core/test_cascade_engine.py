@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from pickllm import Candidate, ConfigError, ExecutionError, Router
-from pickllm.cascade import CascadeStrategy
+from pickllm.cascade import CascadeStrategy, factory
 from pickllm.engine import Engine, Request, RetryConfig, RoutingSettings
-from pickllm.engine import settings as settings_module
+from pickllm.engine.settings import split_seed
 from pickllm.errors import DeadlineExceededError
 from pickllm.testing import EchoCalls
 from tests.core.cascade_fakes import PriceOrderCascade
@@ -395,7 +395,7 @@ def test_settings_build_a_named_strategy_over_the_models(monkeypatch: pytest.Mon
         made.append({"name": name, **kwargs})
         return built
 
-    monkeypatch.setattr(settings_module, "make_strategy", fake_make_strategy)
+    monkeypatch.setattr(factory, "make_strategy", fake_make_strategy)
     estimator = object()
     settings = RoutingSettings(
         prices={"a": (0.1, 0.1), "b": (1.0, 1.0)},
@@ -414,7 +414,7 @@ def test_settings_build_a_named_strategy_over_the_models(monkeypatch: pytest.Mon
     first, second = made[0]["seed"], made[1]["seed"]
     assert isinstance(first, np.random.Generator)
     assert first.random() == second.random()
-    policy_rng, jitter_rng = settings_module.split_seed(3)
+    policy_rng, jitter_rng = split_seed(3)
     assert policy_rng is not None
     assert jitter_rng is not None
     draws = {policy_rng.random(), jitter_rng.random(), made[0]["seed"].random()}

@@ -18,7 +18,6 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pickllm.cascade.factory import STRATEGIES, make_strategy
 from pickllm.cascade.protocol import CascadeStrategy
 from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.engine import Engine
@@ -207,6 +206,9 @@ class RoutingSettings(BaseModel):
 
     def _strategy(self, candidates: Sequence[Candidate]) -> CascadeStrategy | None:
         """The cascade strategy: ``strategy`` as given, or built by name over ``candidates``."""
+        # Imported here: the strategies (and their estimators) load only when used.
+        from pickllm.cascade.factory import STRATEGIES, make_strategy
+
         strategy = self.strategy
         by_name = isinstance(strategy, str)
         budget = self.budget_per_call_usd

@@ -137,6 +137,25 @@ def test_without_evaluator_the_estimate_is_the_quality_and_the_evaluator_gets_ea
     assert seen == [(m, answer.decision.decision_id) for m in ("cheap", "mid", "dear")]
 
 
+def test_steps_are_scored_inline_even_with_a_background_evaluator() -> None:
+    seen: list[tuple[str, Any, Any]] = []
+
+    def judge(prompt: str, answer: str, *, raw_answer: Any, messages: Any) -> float:
+        seen.append((answer, raw_answer, messages))
+        return 1.0 if answer.startswith("mid") else 0.0
+
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, evaluator=judge, evaluate_in_background=True)
+    request = Request(query="Hi", evaluator_kwargs={"messages": ["m"]})
+    answer = e.run(request, EchoCalls())
+    assert answer.model == "mid"
+    assert seen == [("cheap: Hi", "cheap: Hi", ["m"]), ("mid: Hi", "mid: Hi", ["m"])]
+    assert [o.score for o in strategy.sessions[0].observed] == [0.0, 1.0]
+    assert e.evaluation is not None
+    assert e.evaluation.pending == 0
+    assert e.router.pending() == 0
+
+
 def test_an_evaluator_that_fails_gives_no_score_and_does_not_fail_the_call() -> None:
     def broken(prompt: str, answer: str) -> float:
         raise RuntimeError("judge down")

@@ -86,7 +86,8 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         policy picked; differs after a fallback), ``probability``, ``policy``, ``plan``,
         ``cost_usd``, ``cost_estimated`` (the cost rests on estimated token counts),
         ``latency_s``, ``attempts``, when streamed ``time_to_first_token_s`` and, for a
-        multi-model plan, ``members``.
+        multi-model plan, ``members``; for a cascade, ``strategy`` and ``steps`` (see
+        Cascades).
 
         >>> answer = llm.invoke("What is the capital of France?")
         >>> answer.content, answer.response_metadata["model_name"]
@@ -136,6 +137,22 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         ``feedback(id, score)`` with the decision id or the LangChain run id (or message
         id) of the call.
 
+    Cascades:
+        With ``strategy=`` (``"threshold_cascade"``, ``"optimal_cascade"``,
+        ``"cascade_routing"``, or an object implementing
+        :class:`pickllm.cascade.CascadeStrategy`) and optionally
+        ``budget_per_call_usd=`` (the average cost per call to aim at) and
+        ``cascade_estimator=``, a call that binds no tools may run several models in turn
+        (cheap first, escalating while the answers look poor); the evaluator, if any,
+        scores every step inline. The answer returned is the step with the best post-hoc
+        estimate; ``response_metadata["pickllm"]`` has ``model`` (that step's model) and
+        ``steps``, one dict per model run: ``model``, ``cost_usd``, ``latency_s``,
+        ``estimate`` (post-hoc, None if it failed), ``ex_ante``, ``error``. Usage and
+        ``cost_usd`` are every step's. A stream yields only the returned answer (as one
+        chunk, once the steps are done). Tool-binding turns, ``model=`` calls and
+        tool-loop turns are routed by ``policy`` as without a strategy. Every step is
+        recorded in ``stats()``.
+
     Choosing the model:
         A call made with ``model=<name>`` is served by that model (the policy is bypassed;
         the call is still recorded, evaluated and learned from, with probability 1). A
@@ -161,7 +178,8 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
             (``prices``, ``policy``, ``quality``, ``cost``, ``latency``, ``objective``,
             ``evaluator``, ``evaluate_in_background``, ``await_feedback``, ``seed``,
             ``retry``, ``router``, ``capabilities``, ``context_key`` (of the messages),
-            ``clock``, ``sleep``, ``async_sleep``, ``max_tracked_runs``).
+            ``clock``, ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``strategy``,
+            ``budget_per_call_usd``, ``cascade_estimator``).
 
     Raises:
         ConfigError: a setting is not allowed (a missing price, an unknown capability,
@@ -253,7 +271,11 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
     def _identifying_params(self) -> dict[str, Any]:
         router = self.router  # the engine's (a plain field, cheaper to read than _pool)
         policy = router.policy.name if router is not None else str(self.policy)
-        return {"model_name": self.model_name, "models": sorted(self.models), "policy": policy}
+        params = {"model_name": self.model_name, "models": sorted(self.models), "policy": policy}
+        strategy = self._pool[0].strategy
+        if strategy is not None:
+            params["strategy"] = strategy.name
+        return params
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         # Promise only what every candidate promises (bools: all; limits: the smallest).

@@ -18,12 +18,22 @@ reaches the LLM that answers.
 Where the routing facts are: every response carries ``response.additional_kwargs["pickllm"]``,
 the engine's :meth:`~pickllm.engine.Answer.info` (``decision_id`` for :meth:`PickLLM.feedback`,
 ``model``, ``chosen``, ``policy``, ``probability``, ``plan``, ``cost_usd``,
-``cost_estimated``, ``latency_s``, ``attempts``, and ``members`` for a multi-model plan).
+``cost_estimated``, ``latency_s``, ``attempts``, ``members`` for a multi-model plan, and
+for a cascade ``strategy`` and ``steps``: one dict per model run, ``model``, ``cost_usd``,
+``latency_s``, ``estimate`` (post-hoc, None if it failed), ``ex_ante``, ``error``).
 In a stream the chunks carry ``{"model": ...}`` and the last chunk the whole info. The token
 usage is in ``response.raw["usage"]`` (``prompt_tokens``, ``completion_tokens``,
 ``total_tokens``): the model's own report when it gave one, otherwise the estimate the cost
 was computed from. A raw response that is not a dict (a provider SDK object) is left as it
 is. A ``rate_limiter`` given to PickLLM is acquired once per routed call.
+
+Cascades: with ``strategy=`` (a name of ``pickllm.cascade.factory.STRATEGIES`` or a
+:class:`pickllm.cascade.CascadeStrategy`), ``budget_per_call_usd=`` and
+``cascade_estimator=`` (the same names and defaults as LangChain's ``ChatPickLLM``), a call
+that binds no tools may run several LLMs in turn; the evaluator scores every step inline,
+the response is the step with the best post-hoc estimate, its ``raw["usage"]`` and
+``cost_usd`` are every step's, and a stream yields only that response (as one chunk, once
+the steps are done). Tool calls and tool-loop turns are routed by ``policy``.
 
 Tools: ``chat_with_tools`` and its variants go through ``chat``/``stream_chat``/... (the
 ``FunctionCallingLLM`` template), which hand the whole tool call to the chosen LLM, so that
@@ -189,7 +199,8 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
             ``evaluate_in_background``, ``await_feedback``, ``seed``, ``retry``,
             ``router``, ``capabilities``, ``context_key`` (a function of the call's
             messages; ``complete`` passes its prompt as one user message), ``clock``,
-            ``sleep``, ``async_sleep``, ``max_tracked_runs``) and other ``LLM`` fields
+            ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``strategy``,
+            ``budget_per_call_usd``, ``cascade_estimator``) and other ``LLM`` fields
             (``callback_manager``, ``system_prompt``, ...).
 
     A call names a model of the pool with ``model=`` (``llm.chat(messages, model="small")``):

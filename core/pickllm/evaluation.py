@@ -606,6 +606,30 @@ class EvaluationRunner:
                 result = await result
         return check_score(result)
 
+    def try_score(
+        self, decision_id: str, prompt: str, answer: str, /, **kwargs: Any
+    ) -> float | None:
+        """Run the evaluator now and return its score, without joining it to the sink.
+
+        For answers scored as they come (a cascade's steps). A failure is handled as in
+        :meth:`submit` (logged, counted, ``on_error``) and gives None; nothing is released.
+        """
+        try:
+            return self.score(prompt, answer, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - logged and counted in _failed
+            self._failed(decision_id, exc)
+            return None
+
+    async def atry_score(
+        self, decision_id: str, prompt: str, answer: str, /, **kwargs: Any
+    ) -> float | None:
+        """Async :meth:`try_score` (uses ``aevaluate`` when the evaluator has one)."""
+        try:
+            return await self.ascore(prompt, answer, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - logged and counted in _failed
+            self._failed(decision_id, exc)
+            return None
+
     def _unscored(self, decision_id: str) -> None:
         if self.release_unscored:
             self.sink.release(decision_id)  # type: ignore[attr-defined]

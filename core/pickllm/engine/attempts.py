@@ -48,6 +48,7 @@ __all__ = [
     "Open",
     "Outcome",
     "RetryConfig",
+    "Score",
     "Sleep",
     "all_failed",
 ]
@@ -293,6 +294,18 @@ class Sleep:
     """Wait ``seconds`` before the next attempt (sends back None)."""
 
     seconds: float
+
+
+@dataclass(slots=True)
+class Score:
+    """Score ``answer``, the answer of ``candidate``, with the evaluator.
+
+    Sends back the score in [0, 1], or None when the evaluator gave none (or failed:
+    an evaluator's error never fails the call).
+    """
+
+    candidate: Candidate
+    answer: Any
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pickllm.engine.attempts import Call, Close, Emit, Gather, Next, Open, Outcome, Sleep
+from pickllm.engine.attempts import Call, Close, Emit, Gather, Next, Open, Outcome, Score, Sleep
 from pickllm.engine.plans import ClosedEarly, Machine
 from pickllm.errors import AttemptTimeoutError
 from pickllm.types import Candidate
@@ -46,12 +46,16 @@ class SyncIO:
     max_workers: int | None = None
     workers: ThreadPoolExecutor | None = None
     """Runs attempts that have a timeout (None: attempts run in the calling thread)."""
+    score: Callable[[Candidate, Any], float | None] | None = None
+    """Scores a cascade step's answer (the engine's evaluator; it never raises)."""
 
-    def perform(self, action: object) -> Any:
+    def perform(self, action: object) -> Any:  # noqa: PLR0911 - one return per action
         """Do ``action`` and return what its machine is sent back."""
         if isinstance(action, Sleep):
             self.sleep(action.seconds)
             return None
+        if isinstance(action, Score) and self.score is not None:
+            return self.score(action.candidate, action.answer)
         if isinstance(action, Gather):
             return self._gather(action)
         if isinstance(action, Close):
@@ -129,12 +133,16 @@ class AsyncIO:
         Callable[[Candidate], AsyncIterator[Any] | Awaitable[AsyncIterator[Any]]] | None
     ) = None
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    score: Callable[[Candidate, Any], Awaitable[float | None]] | None = None
+    """Scores a cascade step's answer (the engine's evaluator; it never raises)."""
 
-    async def perform(self, action: object) -> Any:
+    async def perform(self, action: object) -> Any:  # noqa: PLR0911 - one return per action
         """Do ``action`` and return what its machine is sent back."""
         if isinstance(action, Sleep):
             await self.sleep(action.seconds)
             return None
+        if isinstance(action, Score) and self.score is not None:
+            return await self.score(action.candidate, action.answer)
         if isinstance(action, Gather):
             return await asyncio.gather(*(adrive(m, self) for m in action.machines))
         if isinstance(action, Close):

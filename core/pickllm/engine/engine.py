@@ -26,6 +26,32 @@ Rules decided here, once:
   wrapper's chunks; a single model streams with retries and fallback until its first chunk;
 * a turn that binds tools runs one model (a plan's first member, the others as its
   fallbacks): tool calls are neither voted on nor cascaded.
+
+With a cascade ``strategy`` (:class:`~pickllm.cascade.CascadeStrategy`), every call that
+binds no tools and names no model (no ``pin``, no tool loop to stay on) is a *cascade
+call*:
+
+* route: ``Router.route`` still runs (its policy's pick is not used): it fixes the models
+  this call may use (those that can serve it, minus open circuits; only the cheapest when
+  the spend cap is reached with ``on_budget="cheapest"``), and the decision becomes a
+  ``cascade`` plan over them (in the pool's order), made with probability 1;
+* execute: the strategy's session picks each model in turn, each step run with retries
+  and no fallback; the answer returned is the session's ``final()`` (see
+  :mod:`pickllm.engine.plans`), and ``strategy.settle(session)`` ends every call;
+* evaluate: the evaluator, if any, scores *every step* inline, whatever
+  ``evaluate_in_background`` says (the strategy needs the score to decide), and its
+  score goes to ``session.observe(score=...)``; nothing is scored after the call;
+* record: every step is one feedback to the router (its policy and ``stats()``): cost,
+  latency, and as quality the evaluator's score, else the strategy's post-hoc estimate;
+  with ``await_feedback`` and no evaluator score, the returned step waits for
+  ``feedback()`` instead;
+* stream: the steps run whole (not streamed) until the session ends; then the returned
+  answer is emitted as the wrapper's chunks (``as_chunks``). No step's tokens are
+  streamed and none is retracted; the time to first token, counted from the call's start,
+  is the whole cascade's time.
+
+Tool-binding turns, pinned calls and tool-loop turns are routed by the policy as without
+a strategy: a cascade applies to the turns that give the final answer.
 """
 
 from __future__ import annotations
@@ -47,6 +73,7 @@ from collections.abc import (
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
+from pickllm.cascade.protocol import CascadeStrategy
 from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.executor import Executor
 from pickllm.engine.plans import ExecutionResult
@@ -54,7 +81,7 @@ from pickllm.errors import ConfigError, UnknownDecisionError
 from pickllm.evaluation import EvaluationRunner
 from pickllm.pricing import Usage, estimate_tokens
 from pickllm.router import Router
-from pickllm.types import Candidate, Context, Decision
+from pickllm.types import Candidate, Context, Decision, Plan
 
 __all__ = ["Answer", "Calls", "Engine", "Request"]
 
@@ -152,12 +179,15 @@ class Answer(Generic[T]):
     Args:
         value: the answer returned.
         decision: the routing decision, as made.
-        result: what running it produced (attempts, feedback, members' answers).
+        result: what running it produced (attempts, feedback, members' answers, a
+            cascade's steps).
+        strategy: the name of the cascade strategy that ran the call, if one did.
     """
 
     value: T
     decision: Decision
     result: ExecutionResult[Any]
+    strategy: str | None = None
 
     @property
     def model(self) -> str:
@@ -183,6 +213,21 @@ class Answer(Generic[T]):
             info["time_to_first_token_s"] = feedback.time_to_first_token_s
         if len(self.result.served_by) > 1:
             info["members"] = list(self.result.served_by)
+        steps = self.result.steps
+        if steps:
+            info["strategy"] = self.strategy
+            info["chosen"] = steps[0].model
+            info["steps"] = [
+                {
+                    "model": step.model,
+                    "cost_usd": step.cost_usd,
+                    "latency_s": step.latency_s,
+                    "estimate": step.quality,
+                    "ex_ante": step.ex_ante,
+                    "error": step.error,
+                }
+                for step in steps
+            ]
         return info
 
 
@@ -202,6 +247,8 @@ class Engine:
         async_sleep: async wait between retries.
         max_aliases: how many external ids (a framework's run ids) are remembered for
             ``feedback``.
+        strategy: a cascade strategy for the calls that give a final answer (see the
+            module docstring); None routes every call with the router's policy.
 
     Examples:
         >>> from pickllm import Candidate, Router, Usage
@@ -228,9 +275,16 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_aliases: int = 10_000,
+        strategy: CascadeStrategy | None = None,
     ) -> None:
         if not isinstance(router, Router):
             msg = f"router must be a pickllm Router, got {router!r}"
+            raise TypeError(msg)
+        if strategy is not None and not isinstance(strategy, CascadeStrategy):
+            msg = (
+                "strategy must implement pickllm.cascade.CascadeStrategy (name, start, "
+                f"settle) or be None, got {strategy!r}"
+            )
             raise TypeError(msg)
         for name, flag in (
             ("evaluate_in_background", evaluate_in_background),
@@ -246,6 +300,7 @@ class Engine:
         self.evaluator = evaluator
         self.await_feedback = await_feedback
         self.max_aliases = max_aliases
+        self.strategy = strategy
         self.executor = Executor(
             router, retry=retry, seed=seed, clock=clock, sleep=sleep, async_sleep=async_sleep
         )
@@ -296,6 +351,13 @@ class Engine:
         if pin is None and loop_model is not None and loop_model in router.names:
             pin = loop_model
         decision = router.route(context, pin=pin)
+        if self.strategy is not None and pin is None and not request.needs_tool_calling:
+            # A cascade call: the policy's pick is not used, the offered models are (in
+            # the pool's order, so that a strategy's ties do not follow the policy's draw).
+            offered = {c.name for c in decision.ranking}
+            members = tuple(c for c in router.candidates if c.name in offered)
+            plan = Plan(kind="cascade", members=members)
+            return replace(decision, plan=plan, probability=1.0)
         if request.needs_tool_calling and len(decision.members) > 1:
             # Tool calls are not voted on or cascaded: the plan's first model makes them,
             # the others stay its fallbacks.
@@ -384,6 +446,70 @@ class Engine:
             args, kwargs = self._evaluation(answer, text, request)
             await self.evaluation.asubmit(*args, **kwargs)
 
+    # ------------------------------------------------------------------ cascades
+    def _cascades(self, decision: Decision) -> bool:
+        """Whether ``decision`` is a cascade call, run by the strategy."""
+        return self.strategy is not None and decision.kind == "cascade"
+
+    def _cascade_job(self, request: Request, calls: Calls[Any, Any]) -> dict[str, Any]:
+        return {
+            "await_score": self.await_feedback,
+            "prompt_text": request.prompt_text,
+            "completion_text": calls.text,
+            "strategy": self.strategy,
+            "query": request.query,
+        }
+
+    @staticmethod
+    def _step_kwargs(
+        request: Request, decision: Decision, candidate: Candidate, value: Any
+    ) -> dict[str, Any]:
+        return {
+            "model": candidate.name,
+            "decision_id": decision.decision_id,
+            "raw_answer": value,
+            **request.evaluator_kwargs,
+        }
+
+    def _scorer(
+        self, request: Request, decision: Decision, calls: Calls[Any, Any]
+    ) -> Callable[[Candidate, Any], float | None] | None:
+        """Scores a cascade step's answer inline with the evaluator (None: no evaluator)."""
+        runner = self.evaluation
+        if runner is None:
+            return None
+
+        def score(candidate: Candidate, value: Any) -> float | None:
+            kwargs = self._step_kwargs(request, decision, candidate, value)
+            did = decision.decision_id
+            return runner.try_score(did, request.query, calls.text(value), **kwargs)
+
+        return score
+
+    def _ascorer(
+        self, request: Request, decision: Decision, calls: Calls[Any, Any]
+    ) -> Callable[[Candidate, Any], Awaitable[float | None]] | None:
+        """Async :meth:`_scorer`."""
+        runner = self.evaluation
+        if runner is None:
+            return None
+
+        async def score(candidate: Candidate, value: Any) -> float | None:
+            kwargs = self._step_kwargs(request, decision, candidate, value)
+            did = decision.decision_id
+            return await runner.atry_score(did, request.query, calls.text(value), **kwargs)
+
+        return score
+
+    def _first_chunk_at(self, result: ExecutionResult[T], start: float) -> ExecutionResult[T]:
+        """A cascade's result whose time to first token runs from the call's start to now."""
+        ttft = max(self.executor.clock() - start, 0.0)
+        return replace(result, feedback=replace(result.feedback, time_to_first_token_s=ttft))
+
+    def _answer(self, value: T, decision: Decision, result: ExecutionResult[Any]) -> Answer[T]:
+        strategy = self.strategy.name if self._cascades(decision) and self.strategy else None
+        return Answer(value=value, decision=decision, result=result, strategy=strategy)
+
     async def _aroute(self, request: Request) -> Decision:
         # A trained policy runs a model to route; off the event loop it blocks no one.
         if self.router.policy.blocking:
@@ -412,6 +538,15 @@ class Engine:
         decision = self.route(request)
         if on_route is not None:
             on_route(decision)
+        if self._cascades(decision):
+            result = self.executor.run(
+                decision,
+                calls.call,
+                calls.usage,
+                score=self._scorer(request, decision, calls),
+                **self._cascade_job(request, calls),
+            )
+            return self._answer(result.value, decision, result)
         job = self._job(request, decision, calls)
         result = self.executor.run(decision, calls.call, calls.usage, **job)
         answer = Answer(value=result.value, decision=decision, result=result)
@@ -428,6 +563,15 @@ class Engine:
         decision = await self._aroute(request)
         if on_route is not None:
             on_route(decision)
+        if self._cascades(decision):
+            result = await self.executor.arun(
+                decision,
+                calls.acall,
+                calls.usage,
+                score=self._ascorer(request, decision, calls),
+                **self._cascade_job(request, calls),
+            )
+            return self._answer(result.value, decision, result)
         job = self._job(request, decision, calls)
         result = await self.executor.arun(decision, calls.acall, calls.usage, **job)
         answer = Answer(value=result.value, decision=decision, result=result)
@@ -446,11 +590,28 @@ class Engine:
         A single model streams (retries and fallback until its first chunk); a
         multi-model plan runs with ``calls.call`` and the answer it returns is emitted as
         ``calls.as_chunks`` of it. ``on_finish`` gets the answer (value = the chunks) once
-        it is recorded, before the evaluator runs; ``on_route`` as in :meth:`run`.
+        it is recorded, before the evaluator runs; ``on_route`` as in :meth:`run`. A
+        cascade call runs its steps whole, then emits the returned answer's chunks (see
+        the module docstring).
         """
+        start = self.executor.clock()
         decision = self.route(request)
         if on_route is not None:
             on_route(decision)
+        if self._cascades(decision):
+            result = self.executor.run(
+                decision,
+                calls.call,
+                calls.usage,
+                score=self._scorer(request, decision, calls),
+                **self._cascade_job(request, calls),
+            )
+            chunks = calls.as_chunks(result.value)
+            result = self._first_chunk_at(result, start)
+            yield from chunks
+            if on_finish is not None:
+                on_finish(self._answer(chunks, decision, result))
+            return
         if len(decision.members) > 1:
             job = self._job(request, decision, calls)
             result = self.executor.run(decision, calls.call, calls.usage, **job)
@@ -492,9 +653,25 @@ class Engine:
         on_route: Callable[[Decision], None] | None = None,
     ) -> AsyncGenerator[C, None]:
         """Async :meth:`stream`, with ``calls.acall`` and ``calls.astream``."""
+        start = self.executor.clock()
         decision = await self._aroute(request)
         if on_route is not None:
             on_route(decision)
+        if self._cascades(decision):
+            result = await self.executor.arun(
+                decision,
+                calls.acall,
+                calls.usage,
+                score=self._ascorer(request, decision, calls),
+                **self._cascade_job(request, calls),
+            )
+            chunks = calls.as_chunks(result.value)
+            result = self._first_chunk_at(result, start)
+            for chunk in chunks:
+                yield chunk
+            if on_finish is not None:
+                on_finish(self._answer(chunks, decision, result))
+            return
         if len(decision.members) > 1:
             job = self._job(request, decision, calls)
             result = await self.executor.arun(decision, calls.acall, calls.usage, **job)

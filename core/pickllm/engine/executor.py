@@ -25,6 +25,7 @@ from collections.abc import (
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from pickllm.cascade.protocol import CascadeStrategy
 from pickllm.engine.attempts import ErrorKind, RetryConfig
 from pickllm.engine.drivers import AsyncIO, SyncIO, adrive, adrive_stream, drive, drive_stream
 from pickllm.engine.plans import ExecutionResult, Job, Planner, Recorder
@@ -134,6 +135,9 @@ class Executor:
         stop: Callable[[Candidate, T], bool] | None = None,
         prompt_text: str = "",
         completion_text: Callable[[T], str] | None = None,
+        strategy: CascadeStrategy | None = None,
+        query: str = "",
+        score: Callable[[Candidate, T], float | None] | None = None,
     ) -> ExecutionResult[T]:
         """Run ``decision`` with ``call`` and record one feedback per attempt.
 
@@ -151,6 +155,11 @@ class Executor:
             prompt_text: the prompt, to estimate input tokens when usage has none.
             completion_text: the text of an answer, to estimate output tokens when usage
                 has none; None uses the answer itself if it is a string, else "".
+            strategy: runs a ``cascade`` decision as a strategy cascade over its members
+                (see :mod:`pickllm.engine.plans`).
+            query: the query a strategy cascade's session starts with.
+            score: scores each answer of a strategy cascade inline (its evaluator),
+                returning a score in [0, 1] or None; it must not raise.
 
         Returns:
             The answer, the decision retargeted to who served it, and the feedback.
@@ -167,9 +176,16 @@ class Executor:
             text=completion_text,
             choose=choose,
             stop=stop,
+            strategy=strategy,
+            query=query,
+            score=score is not None,
         )
         io = SyncIO(
-            call=call, sleep=self.sleep, max_workers=self.max_workers, workers=self._workers()
+            call=call,
+            sleep=self.sleep,
+            max_workers=self.max_workers,
+            workers=self._workers(),
+            score=score,
         )
         return drive(self.planner.plan(job), io)
 
@@ -184,8 +200,11 @@ class Executor:
         stop: Callable[[Candidate, T], bool] | None = None,
         prompt_text: str = "",
         completion_text: Callable[[T], str] | None = None,
+        strategy: CascadeStrategy | None = None,
+        query: str = "",
+        score: Callable[[Candidate, T], Awaitable[float | None]] | None = None,
     ) -> ExecutionResult[T]:
-        """Async :meth:`run`: ``call`` returns an awaitable; ensembles use ``asyncio.gather``."""
+        """Async :meth:`run`: ``call`` and ``score`` return awaitables; ensembles gather."""
         job = Job(
             decision=decision,
             usage=usage,
@@ -194,8 +213,12 @@ class Executor:
             text=completion_text,
             choose=choose,
             stop=stop,
+            strategy=strategy,
+            query=query,
+            score=score is not None,
         )
-        return await adrive(self.planner.plan(job), AsyncIO(call=call, sleep=self.async_sleep))
+        io = AsyncIO(call=call, sleep=self.async_sleep, score=score)
+        return await adrive(self.planner.plan(job), io)
 
     def stream(
         self,

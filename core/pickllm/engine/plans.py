@@ -18,12 +18,36 @@ logic below exists once for both.
 * **cascade**: members in order until ``stop(candidate, answer)`` accepts one (it is not
   asked about the last member's answer); ``choose`` picks the answer returned (default:
   the accepted one).
+* **strategy cascade** (a job with a :class:`~pickllm.cascade.CascadeStrategy`): the
+  strategy's session says which model runs next and which answer is returned; see
+  :meth:`Planner.plan` and the rules below.
 * **stream**: one candidate, with retries and fallback only until the first chunk; later
   errors surface after every chunk received has been emitted.
 
 A plan's answers are recorded once it has finished (failures as they happen). With
 ``await_score`` only the member whose answer is returned waits for the delayed score; the
 other members are learned from at once, without one.
+
+A strategy cascade runs, for one call, ``session = strategy.start(query, members,
+prompt_tokens=...)`` and then, while ``session.next_model()`` names a model:
+
+* the model runs with the retry settings and no fallback (a step); its wall time,
+  retries and waits included, is the step's latency, its cost the answering attempt's;
+* a step that fails is told to ``session.failed``; a fatal or content-policy error ends
+  the call and surfaces (as in the other plans); a passed deadline ends the cascade, and
+  the best answer so far is returned if there is one (else
+  :class:`~pickllm.DeadlineExceededError` surfaces);
+* a step that answers is scored by the evaluator, if the job has one, inline (a
+  :class:`~pickllm.engine.attempts.Score` action), and ``session.observe`` gets its text,
+  cost, latency and that score, and returns the post-hoc estimate;
+* the answer returned is ``session.final()``'s; ``strategy.settle(session)`` runs at the
+  end of every call, also one that fails or is cancelled.
+
+Each answering step is recorded as one feedback whose ``quality`` is the evaluator's
+score when it gave one, else the post-hoc estimate (``extra`` keeps the estimate as
+``("cascade_estimate", q)``); only the returned step of a job with ``await_score`` and no
+evaluator score waits for a delayed score instead. Failed attempts are recorded as they
+happen, answers once the cascade has ended (also when it fails).
 """
 
 from __future__ import annotations
@@ -35,6 +59,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from pickllm.cascade.protocol import CascadeSession, CascadeStep, CascadeStrategy
 from pickllm.engine.attempts import (
     Call,
     Close,
@@ -45,12 +70,13 @@ from pickllm.engine.attempts import (
     Open,
     Outcome,
     RetryConfig,
+    Score,
     Sleep,
     all_failed,
     retry_after_s,
 )
 from pickllm.errors import ConfigError, DeadlineExceededError
-from pickllm.pricing import Usage, make_feedback
+from pickllm.pricing import Usage, estimate_tokens, make_feedback
 from pickllm.types import Candidate, Decision, Feedback, SeedLike
 
 __all__ = [
@@ -148,6 +174,8 @@ class ExecutionResult(Generic[T]):
             delayed score is awaited.
         values: the answer of each member that answered, in plan order.
         served_by: the names of the candidates whose answers are in ``values``.
+        steps: for a strategy cascade, every step run, in order (model, cost, latency,
+            post-hoc estimate, the strategy's ex-ante estimate, error); else empty.
 
     Examples:
         >>> a = Candidate(name="a")
@@ -166,6 +194,7 @@ class ExecutionResult(Generic[T]):
     reward: float | None
     values: tuple[T, ...]
     served_by: tuple[str, ...]
+    steps: tuple[CascadeStep, ...] = ()
 
 
 # Built on every call and never changed: plain slots, without frozen's per-field cost.
@@ -183,6 +212,11 @@ class Job:
             uses the answer itself if it is a string (or joins string chunks), else "".
         choose: picks the returned answer among a plan's answers (an index).
         stop: for a cascade, whether an answer is accepted.
+        strategy: a cascade strategy; with one, a ``cascade`` decision runs as a strategy
+            cascade over its members.
+        query: the query the strategy's session starts with.
+        score: a strategy cascade's steps are scored inline (the driver performs a
+            :class:`~pickllm.engine.attempts.Score` action per answer).
     """
 
     decision: Decision
@@ -192,6 +226,9 @@ class Job:
     text: Callable[[Any], str] | None = None
     choose: Callable[[Sequence[Any]], int] | None = None
     stop: Callable[[Candidate, Any], bool] | None = None
+    strategy: CascadeStrategy | None = None
+    query: str = ""
+    score: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -202,6 +239,12 @@ class _Member:
     attempts: list[Feedback] = field(default_factory=list)
     answer: tuple[Any, Feedback] | None = None
     error: Exception | None = None
+    latency_s: float = 0.0
+    """A cascade step's wall time, retries and waits included."""
+    score: float | None = None
+    """A cascade step's evaluator score."""
+    estimate: float | None = None
+    """A cascade step's post-hoc estimate (``session.observe``)."""
 
 
 class Planner:
@@ -311,12 +354,18 @@ class Planner:
 
     # ------------------------------------------------------------------ machines
     def plan(self, job: Job) -> Machine[ExecutionResult[Any]]:
-        """The machine that runs ``job``'s decision (single, ensemble or cascade)."""
+        """The machine that runs ``job``'s decision (single, ensemble or cascade).
+
+        A ``cascade`` decision runs as a strategy cascade when ``job.strategy`` is set
+        (see the module docstring), else as the fixed list of its members.
+        """
         until = self._until()
         kind = job.decision.kind
         if kind == "ensemble":
             return self._ensemble(job, until)
         if kind == "cascade":
+            if job.strategy is not None:
+                return self._strategy_cascade(job, job.strategy, until)
             return self._cascade(job, until)
         return self._single(job, until)
 
@@ -484,6 +533,188 @@ class Planner:
                 break
         return self._finish_plan(job, members, self.clock() - start, ensemble=False)
 
+    # ------------------------------------------------------------------ strategy cascade
+    def _strategy_cascade(
+        self, job: Job, strategy: CascadeStrategy, until: float | None
+    ) -> Machine[ExecutionResult[Any]]:
+        start = self.clock()
+        offered = {c.name: c for c in job.decision.members}
+        session = strategy.start(
+            job.query, tuple(offered.values()), prompt_tokens=estimate_tokens(job.prompt_text)
+        )
+        members: list[_Member] = []
+        served: _Member | None = None
+        reward: float | None = None
+        try:
+            stopped = yield from self._steps(job, strategy, session, offered, members, until)
+            served = self._returned(job, strategy, session, members, stopped)
+        finally:
+            # Also when the call fails or is cancelled: what was paid for is learned from.
+            reward = self._record_steps(job, members, served)
+            strategy.settle(session)
+        return self._cascade_result(job, session, members, served, self.clock() - start, reward)
+
+    def _steps(  # noqa: PLR0917 - the parts of one cascade, internal
+        self,
+        job: Job,
+        strategy: CascadeStrategy,
+        session: CascadeSession,
+        offered: dict[str, Candidate],
+        members: list[_Member],
+        until: float | None,
+    ) -> Machine[Exception | None]:
+        """Run the session's steps; return the error that ended the cascade early, if any."""
+        while (name := session.next_model()) is not None:
+            candidate = offered.get(name)
+            if candidate is None or any(m.candidate.name == name for m in members):
+                msg = (
+                    f"the cascade strategy {strategy.name!r} proposed model {name!r}, which "
+                    f"is not among the models offered for this call {sorted(offered)} or "
+                    "has already run in it"
+                )
+                raise ConfigError(msg)
+            begun = self.clock()
+            member = yield from self._member(job, candidate, until)
+            member.latency_s = max(self.clock() - begun, 0.0)
+            members.append(member)
+            if member.error is not None:
+                session.failed(name, error=type(member.error).__name__, latency_s=member.latency_s)
+                if self._stops(member.error):
+                    return member.error
+                continue
+            assert member.answer is not None  # noqa: S101 - set when no error
+            value, feedback = member.answer
+            if job.score:
+                member.score = yield Score(candidate, value)
+            text = job.text(value) if job.text is not None else _plain_text(value)
+            estimate = session.observe(
+                name,
+                text,
+                cost_usd=feedback.cost_usd,
+                latency_s=member.latency_s,
+                score=member.score,
+            )
+            member.estimate = _checked_estimate(strategy, name, estimate)
+        return None
+
+    def _returned(
+        self,
+        job: Job,
+        strategy: CascadeStrategy,
+        session: CascadeSession,
+        members: Sequence[_Member],
+        stopped: Exception | None,
+    ) -> _Member:
+        """The step whose answer the call returns, or the error the call raises."""
+        answered = {m.candidate.name: m for m in members if m.answer is not None}
+        if stopped is not None and not (isinstance(stopped, DeadlineExceededError) and answered):
+            raise stopped
+        if not answered:
+            attempts = [f for m in members for f in m.attempts]
+            last = next((m.error for m in reversed(members) if m.error is not None), None)
+            raise all_failed(job.decision, attempts) from last
+        name = session.final()
+        served = answered.get(name)
+        if served is None:
+            msg = (
+                f"the cascade strategy {strategy.name!r} returned model {name!r} as final, "
+                f"but only {sorted(answered)} answered in this call"
+            )
+            raise ConfigError(msg)
+        return served
+
+    def _record_steps(
+        self, job: Job, members: Sequence[_Member], served: _Member | None
+    ) -> float | None:
+        """Record each answering step (the returned one first); the returned one's reward."""
+        reward: float | None = None
+        answered = [m for m in members if m.answer is not None]
+        for member in sorted(answered, key=lambda m: m is not served):
+            assert member.answer is not None  # noqa: S101 - filtered above
+            feedback = self._step_feedback(member)
+            waits = job.await_score and member is served and member.score is None
+            if waits:
+                feedback = replace(feedback, quality=None)
+            member.answer = (member.answer[0], feedback)
+            got = self.recorder.record(
+                job.decision.retarget(member.candidate), feedback, await_score=waits
+            )
+            if member is served:
+                reward = got
+        return reward
+
+    @staticmethod
+    def _step_feedback(member: _Member) -> Feedback:
+        assert member.answer is not None  # noqa: S101 - only answering steps
+        feedback = member.answer[1]
+        quality = member.score if member.score is not None else member.estimate
+        extra = feedback.extra
+        if member.estimate is not None:
+            extra = (*extra, ("cascade_estimate", member.estimate))
+        return replace(feedback, quality=quality, extra=extra)
+
+    def _cascade_result(  # noqa: PLR0917 - the parts of one cascade, internal
+        self,
+        job: Job,
+        session: CascadeSession,
+        members: Sequence[_Member],
+        served: _Member | None,
+        latency: float,
+        reward: float | None,
+    ) -> ExecutionResult[Any]:
+        assert served is not None  # noqa: S101 - _returned raised otherwise
+        assert served.answer is not None  # noqa: S101 - an answering step
+        ex_ante = {step.model: step.ex_ante for step in session.steps}
+        attempts: list[Feedback] = []
+        steps: list[CascadeStep] = []
+        answered: list[_Member] = []
+        for member in members:
+            attempts.extend(member.attempts)
+            name = member.candidate.name
+            if member.answer is None:
+                error = type(member.error).__name__ if member.error is not None else None
+                steps.append(
+                    CascadeStep(
+                        model=name,
+                        cost_usd=0.0,
+                        latency_s=member.latency_s,
+                        quality=None,
+                        ex_ante=ex_ante.get(name),
+                        error=error,
+                    )
+                )
+                continue
+            answered.append(member)
+            attempts.append(member.answer[1])
+            steps.append(
+                CascadeStep(
+                    model=name,
+                    cost_usd=member.answer[1].cost_usd,
+                    latency_s=member.latency_s,
+                    quality=member.estimate,
+                    ex_ante=ex_ante.get(name),
+                )
+            )
+        feedbacks = [m.answer[1] for m in answered if m.answer is not None]
+        combined = Feedback(
+            latency_s=max(latency, 0.0),
+            input_tokens=sum(f.input_tokens for f in feedbacks),
+            output_tokens=sum(f.output_tokens for f in feedbacks),
+            cost_usd=sum(f.cost_usd for f in feedbacks),
+            tokens_estimated=any(f.tokens_estimated for f in feedbacks),
+            quality=served.score if served.score is not None else served.estimate,
+        )
+        return ExecutionResult(
+            value=served.answer[0],
+            decision=job.decision.retarget(served.candidate),
+            feedback=combined,
+            attempts=tuple(attempts),
+            reward=reward,
+            values=tuple(m.answer[0] for m in answered if m.answer is not None),
+            served_by=tuple(m.candidate.name for m in answered),
+            steps=tuple(steps),
+        )
+
     def _stops(self, exc: Exception) -> bool:
         """Whether a plan member's error ends the plan and surfaces."""
         kind = self.kind(exc)
@@ -595,6 +826,24 @@ class Planner:
         if on_finish is not None:
             on_finish(result)
         return result
+
+
+def _checked_estimate(strategy: CascadeStrategy, model: str, estimate: object) -> float:
+    """A session's post-hoc estimate, checked to be a number in [0, 1]."""
+    if isinstance(estimate, bool) or not isinstance(estimate, int | float | np.floating):
+        msg = (
+            f"the cascade strategy {strategy.name!r} estimated {estimate!r} for {model!r}; "
+            "observe() must return a number in [0, 1]"
+        )
+        raise ConfigError(msg)
+    value = float(estimate)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        msg = (
+            f"the cascade strategy {strategy.name!r} estimated {estimate!r} for {model!r}; "
+            "observe() must return a number in [0, 1]"
+        )
+        raise ConfigError(msg)
+    return value
 
 
 def _plain_text(value: Any) -> str:

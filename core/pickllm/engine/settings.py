@@ -10,6 +10,7 @@ capabilities once, and the same clock serves the router and the engine.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pickllm.cascade.protocol import CascadeStrategy
 from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.engine import Engine
 from pickllm.errors import ConfigError
@@ -49,6 +51,16 @@ def split_seed(seed: int | None) -> tuple[np.random.Generator | None, np.random.
         return None, None
     policy, jitter = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(policy), np.random.default_rng(jitter)
+
+
+def _strategy_seed(seed: int | None) -> np.random.Generator | None:
+    """The cascade strategy's generator: the third child of ``seed`` (None: fresh).
+
+    The first two children are :func:`split_seed`'s, which it leaves unchanged.
+    """
+    if seed is None:
+        return None
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
 
 
 class RoutingSettings(BaseModel):
@@ -86,9 +98,22 @@ class RoutingSettings(BaseModel):
         budget_period_s: the budget period in seconds (None: the router's lifetime).
         on_budget: at the limit, ``"raise"`` ``BudgetExceededError`` or route to the
             ``"cheapest"`` model.
+        strategy: a cascade strategy for the calls that give a final answer: a name of
+            ``pickllm.cascade.factory.STRATEGIES`` (``"threshold_cascade"``,
+            ``"optimal_cascade"``, ``"cascade_routing"``), built over the models, or an
+            object implementing ``pickllm.cascade.CascadeStrategy``; None (the default)
+            routes every call with ``policy``. Tool-binding turns, pinned calls and
+            tool-loop turns are routed by ``policy`` either way (see
+            :class:`pickllm.engine.Engine`).
+        budget_per_call_usd: the average cost per call, in USD, a strategy given by name
+            aims at; None: no target (quality first). Not the spend cap ``budget_usd``.
+        cascade_estimator: a trained quality estimator (``pickllm train``) for a strategy
+            given by name; None: the strategy's priors, learned online.
 
     The breaker and budget settings are the ``Router``'s (see there); with a ``router``
-    given they must be left out, like ``policy`` and the weights.
+    given they must be left out, like ``policy`` and the weights. ``budget_per_call_usd``
+    and ``cascade_estimator`` go with a strategy given by name only (an object carries its
+    own).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -119,6 +144,9 @@ class RoutingSettings(BaseModel):
     budget_per_key_usd: float | None = None
     budget_period_s: float | None = 86_400.0
     on_budget: Literal["raise", "cheapest"] = "raise"
+    strategy: Any = None
+    budget_per_call_usd: float | None = None
+    cascade_estimator: Any = Field(default=None, exclude=True)
 
     def build_engine(
         self,
@@ -138,7 +166,8 @@ class RoutingSettings(BaseModel):
 
         Raises:
             ConfigError: a setting is not allowed (a missing price, an unknown
-                capability, a router whose candidates are not the models).
+                capability, a router whose candidates are not the models, an unknown
+                strategy or a cascade setting without one).
         """
         if not names:
             msg = "models must name at least one model, got none"
@@ -160,6 +189,7 @@ class RoutingSettings(BaseModel):
             )
         else:
             self._check_router(router, names)
+        strategy = self._strategy(router.candidates)
         return Engine(
             router,
             retry=self._retry(),
@@ -171,6 +201,48 @@ class RoutingSettings(BaseModel):
             sleep=self.sleep,
             async_sleep=self.async_sleep,
             max_aliases=self.max_tracked_runs,
+            strategy=strategy,
+        )
+
+    def _strategy(self, candidates: Sequence[Candidate]) -> CascadeStrategy | None:
+        """The cascade strategy: ``strategy`` as given, or built by name over ``candidates``."""
+        # Imported here: the strategies (and their estimators) load only when used.
+        from pickllm.cascade.factory import STRATEGIES, make_strategy
+
+        strategy = self.strategy
+        by_name = isinstance(strategy, str)
+        budget = self.budget_per_call_usd
+        if not by_name:
+            for name, value in (
+                ("budget_per_call_usd", budget),
+                ("cascade_estimator", self.cascade_estimator),
+            ):
+                if value is not None:
+                    msg = (
+                        f"{name}={value!r} applies to a cascade strategy given by name "
+                        f"(strategy one of {list(STRATEGIES)}), got strategy={strategy!r}; "
+                        "a strategy object carries its own"
+                    )
+                    raise ConfigError(msg)
+        if strategy is None or isinstance(strategy, CascadeStrategy):
+            return strategy
+        if not by_name or strategy not in STRATEGIES:
+            msg = (
+                f"strategy must be one of {list(STRATEGIES)}, an object implementing "
+                f"pickllm.cascade.CascadeStrategy, or None, got {strategy!r}"
+            )
+            raise ConfigError(msg)
+        if budget is not None and (
+            isinstance(budget, bool) or not math.isfinite(budget) or budget <= 0.0
+        ):
+            msg = f"budget_per_call_usd must be a finite number of USD > 0 or None, got {budget!r}"
+            raise ConfigError(msg)
+        return make_strategy(
+            strategy,
+            candidates=candidates,
+            budget_usd=budget,
+            estimator=self.cascade_estimator,
+            seed=_strategy_seed(self.seed),
         )
 
     def _retry(self) -> RetryConfig | None:

@@ -1,0 +1,471 @@
+"""The engine under a cascade strategy: steps, feedback, streaming, failures, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pickllm import Candidate, ConfigError, ExecutionError, Router
+from pickllm.cascade import CascadeStrategy, factory
+from pickllm.engine import Engine, Request, RetryConfig, RoutingSettings
+from pickllm.engine.settings import split_seed
+from pickllm.errors import DeadlineExceededError
+from pickllm.testing import EchoCalls
+from tests.core.cascade_fakes import PriceOrderCascade
+
+CHEAP = Candidate(name="cheap", input_price=0.1, output_price=0.4)
+MID = Candidate(name="mid", input_price=1.0, output_price=4.0)
+DEAR = Candidate(name="dear", input_price=3.0, output_price=15.0)
+
+
+class Ticker:
+    """A clock that moves ``step`` seconds per reading."""
+
+    def __init__(self, step: float = 1.0) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def good_if(*models: str) -> Callable[..., float]:
+    """An evaluator: 1.0 for the answers of ``models``, else 0.0."""
+
+    def evaluate(prompt: str, answer: str, **kwargs: Any) -> float:
+        del prompt, kwargs
+        return 1.0 if answer.split(":", maxsplit=1)[0] in models else 0.0
+
+    return evaluate
+
+
+def make_engine(
+    strategy: CascadeStrategy | None,
+    *,
+    pool: tuple[Candidate, ...] = (CHEAP, MID, DEAR),
+    clock: Callable[[], float] | None = None,
+    **kwargs: Any,
+) -> Engine:
+    router = Router(list(pool), policy="cheapest", clock=Ticker())
+    kwargs.setdefault("retry", RetryConfig(max_attempts=1, jitter_s=0.0))
+    return Engine(
+        router,
+        clock=clock or Ticker(),
+        sleep=lambda _: None,
+        strategy=strategy,
+        **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------- run
+def test_a_good_cheap_answer_stops_the_cascade() -> None:
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, evaluator=good_if("cheap"))
+    calls = EchoCalls(query="Hi")
+    answer = e.run(Request(query="Hi"), calls)
+    assert calls.calls == ["cheap"]
+    assert (answer.value, answer.model) == ("cheap: Hi", "cheap")
+    info = answer.info()
+    assert (info["plan"], info["strategy"], info["model"]) == ("cascade", "price_order", "cheap")
+    assert [s["model"] for s in info["steps"]] == ["cheap"]
+    assert info["steps"][0]["estimate"] == 1.0
+    assert strategy.settled == strategy.sessions
+    assert e.router.stats()["cheap"].calls == 1
+    assert e.router.stats()["dear"].calls == 0
+
+
+def test_a_bad_cheap_answer_escalates_and_every_step_is_recorded() -> None:
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, evaluator=good_if("dear"))
+    calls = EchoCalls(query="Hi there")
+    answer = e.run(Request(query="Hi there"), calls)
+    assert calls.calls == ["cheap", "mid", "dear"]
+    assert answer.model == "dear"
+    assert answer.value == "dear: Hi there"
+    session = strategy.sessions[0]
+    assert [(o.model, o.score) for o in session.observed] == [
+        ("cheap", 0.0),
+        ("mid", 0.0),
+        ("dear", 1.0),
+    ]
+    # The session saw each step's own measured cost and latency.
+    steps = answer.result.steps
+    assert [s.model for s in steps] == ["cheap", "mid", "dear"]
+    assert [o.cost_usd for o in session.observed] == [s.cost_usd for s in steps]
+    assert [o.latency_s for o in session.observed] == [s.latency_s for s in steps]
+    assert steps[0].cost_usd < steps[1].cost_usd < steps[2].cost_usd
+    # One feedback per step, its quality the evaluator's score; the call's cost is the sum.
+    answered = [f for f in answer.result.attempts if f.error is None]
+    assert [(f.candidate, f.quality) for f in answered] == [
+        ("cheap", 0.0),
+        ("mid", 0.0),
+        ("dear", 1.0),
+    ]
+    assert dict(answered[0].extra)["cascade_estimate"] == 0.0
+    assert answer.result.feedback.cost_usd == pytest.approx(sum(s.cost_usd for s in steps))
+    stats = e.router.stats()
+    assert {name: s.calls for name, s in stats.items()} == {"cheap": 1, "mid": 1, "dear": 1}
+    assert {name: s.mean_reward for name, s in stats.items()}["dear"] > stats["cheap"].mean_reward
+    assert e.router.pending() == 0
+    assert answer.result.reward is not None
+    assert answer.info()["members"] == ["cheap", "mid", "dear"]
+
+
+def test_without_evaluator_the_estimate_is_the_quality_and_the_evaluator_gets_each_step() -> None:
+    strategy = PriceOrderCascade(threshold=0.9, estimate=lambda text: 0.3)
+    e = make_engine(strategy)
+    answer = e.run(Request(query="Hi"), EchoCalls())
+    assert [s.model for s in answer.result.steps] == ["cheap", "mid", "dear"]
+    assert all(o.score is None for o in strategy.sessions[0].observed)
+    assert [f.quality for f in answer.result.attempts] == [0.3, 0.3, 0.3]
+    # Equal estimates: the fake returns the earliest.
+    assert answer.model == "cheap"
+    seen: list[tuple[str, str]] = []
+
+    def judge(prompt: str, answer: str, *, model: str, decision_id: str) -> float:
+        seen.append((model, decision_id))
+        return 0.0
+
+    e = make_engine(PriceOrderCascade(), evaluator=judge)
+    answer = e.run(Request(query="Hi"), EchoCalls())
+    assert seen == [(m, answer.decision.decision_id) for m in ("cheap", "mid", "dear")]
+
+
+def test_steps_are_scored_inline_even_with_a_background_evaluator() -> None:
+    seen: list[tuple[str, Any, Any]] = []
+
+    def judge(prompt: str, answer: str, *, raw_answer: Any, messages: Any) -> float:
+        seen.append((answer, raw_answer, messages))
+        return 1.0 if answer.startswith("mid") else 0.0
+
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, evaluator=judge, evaluate_in_background=True)
+    request = Request(query="Hi", evaluator_kwargs={"messages": ["m"]})
+    answer = e.run(request, EchoCalls())
+    assert answer.model == "mid"
+    assert seen == [("cheap: Hi", "cheap: Hi", ["m"]), ("mid: Hi", "mid: Hi", ["m"])]
+    assert [o.score for o in strategy.sessions[0].observed] == [0.0, 1.0]
+    assert e.evaluation is not None
+    assert e.evaluation.pending == 0
+    assert e.router.pending() == 0
+
+
+def test_an_evaluator_that_fails_gives_no_score_and_does_not_fail_the_call() -> None:
+    def broken(prompt: str, answer: str) -> float:
+        raise RuntimeError("judge down")
+
+    strategy = PriceOrderCascade(estimate=lambda text: 0.7)
+    e = make_engine(strategy, evaluator=broken)
+    answer = e.run(Request(query="Hi"), EchoCalls())
+    assert answer.model == "cheap"
+    assert strategy.sessions[0].observed[0].score is None
+    assert answer.result.attempts[-1].quality == 0.7
+    assert e.evaluation is not None
+    assert e.evaluation.errors == 1
+
+
+def test_a_failed_step_is_told_to_the_session_and_the_cascade_goes_on() -> None:
+    strategy = PriceOrderCascade()
+    e = make_engine(
+        strategy,
+        evaluator=good_if("mid", "dear"),
+        retry=RetryConfig(max_attempts=2, jitter_s=0.0),
+    )
+    calls = EchoCalls(fail={"cheap": ConnectionError("down")})
+    answer = e.run(Request(query="Hi"), calls)
+    # Retried (transient), then no fallback: the strategy proposes the next model.
+    assert calls.calls == ["cheap", "cheap", "mid"]
+    assert answer.model == "mid"
+    session = strategy.sessions[0]
+    assert [(m, err) for m, err, _ in session.failures] == [("cheap", "ConnectionError")]
+    assert session.failures[0][2] > 0
+    info = answer.info()
+    assert [(s["model"], s["error"]) for s in info["steps"]] == [
+        ("cheap", "ConnectionError"),
+        ("mid", None),
+    ]
+    assert info["steps"][0]["estimate"] is None
+    stats = e.router.stats()
+    assert (stats["cheap"].calls, stats["cheap"].errors, stats["mid"].calls) == (2, 2, 1)
+    assert strategy.settled == [session]
+
+
+def test_a_fatal_error_surfaces_after_recording_and_settling() -> None:
+    class AuthenticationError(Exception):
+        pass
+
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, evaluator=good_if("dear"))
+    calls = EchoCalls(fail={"mid": AuthenticationError("bad key")})
+    with pytest.raises(AuthenticationError):
+        e.run(Request(query="Hi"), calls)
+    assert calls.calls == ["cheap", "mid"]
+    assert strategy.settled == strategy.sessions
+    stats = e.router.stats()
+    # The cheap step answered and is learned from although the call failed.
+    assert stats["cheap"].calls == 1
+    assert not math.isnan(stats["cheap"].mean_reward)
+    assert stats["mid"].errors == 1
+
+
+def test_when_every_step_fails_the_call_raises_and_settles() -> None:
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy)
+    down: dict[str, Exception] = {n: RuntimeError("down") for n in ("cheap", "mid", "dear")}
+    with pytest.raises(ExecutionError) as raised:
+        e.run(Request(query="Hi"), EchoCalls(fail=down))
+    assert [f.candidate for f in raised.value.attempts] == ["cheap", "mid", "dear"]
+    assert len(strategy.settled) == 1
+    assert len(strategy.sessions[0].failures) == 3
+
+
+def test_a_strategy_proposing_a_model_not_offered_is_refused_and_settled() -> None:
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, pool=(CHEAP, DEAR))
+    original = strategy.start
+
+    def start(query: str, candidates: Any, *, prompt_tokens: int) -> Any:
+        session = original(query, candidates, prompt_tokens=prompt_tokens)
+        session.order.insert(0, "gpt-9")
+        return session
+
+    strategy.start = start  # type: ignore[method-assign]
+    with pytest.raises(ConfigError, match="proposed model 'gpt-9'"):
+        e.run(Request(query="Hi"), EchoCalls())
+    assert len(strategy.settled) == 1
+
+
+def test_the_deadline_ends_the_cascade_with_the_best_answer_so_far() -> None:
+    strategy = PriceOrderCascade(threshold=1.0, estimate=lambda text: 0.4)
+    # Each clock reading moves 1 s; a 5 s deadline passes during the second step.
+    e = make_engine(strategy, retry=RetryConfig(max_attempts=1, jitter_s=0.0, deadline=5.0))
+    calls = EchoCalls()
+    answer = e.run(Request(query="Hi"), calls)
+    assert answer.model == "cheap"
+    steps = answer.result.steps
+    assert steps[-1].error == "DeadlineExceededError"
+    assert "dear" not in calls.calls
+    assert len(strategy.settled) == 1
+    # With no answer before the deadline, the deadline error surfaces.
+    e = make_engine(
+        PriceOrderCascade(), retry=RetryConfig(max_attempts=1, jitter_s=0.0, deadline=0.5)
+    )
+    with pytest.raises(DeadlineExceededError):
+        e.run(Request(query="Hi"), EchoCalls())
+
+
+async def test_an_attempt_timeout_fails_the_step_and_the_next_model_answers() -> None:
+    class Hanging(EchoCalls):
+        async def acall(self, candidate: Candidate) -> str:
+            if candidate.name == "cheap":
+                await asyncio.Event().wait()
+            return await super().acall(candidate)
+
+    strategy = PriceOrderCascade()
+    e = make_engine(
+        strategy,
+        pool=(CHEAP, DEAR),
+        retry=RetryConfig(max_attempts=1, jitter_s=0.0, timeout=0.01),
+        evaluator=good_if("dear"),
+    )
+    answer = await e.arun(Request(query="Hi"), Hanging())
+    assert answer.model == "dear"
+    assert answer.result.steps[0].error == "AttemptTimeoutError"
+    assert e.router.stats()["cheap"].errors == 1
+
+
+def test_await_feedback_keeps_the_returned_step_waiting_for_the_users_score() -> None:
+    strategy = PriceOrderCascade(estimate=lambda text: 0.2)
+    e = make_engine(strategy, await_feedback=True)
+    answer = e.run(Request(query="Hi"), EchoCalls())
+    assert answer.result.reward is None
+    assert e.router.pending() == 1
+    assert answer.model == "cheap"
+    assert not math.isnan(e.router.stats()["mid"].mean_reward)
+    assert math.isnan(e.router.stats()["cheap"].mean_reward)
+    assert e.feedback(answer.decision.decision_id, 1.0) is not None
+    assert not math.isnan(e.router.stats()["cheap"].mean_reward)
+    assert e.router.pending() == 0
+
+
+# ---------------------------------------------------------------------- what is cascaded
+def test_tool_turns_pins_and_tool_loops_are_routed_by_the_policy() -> None:
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy)
+    for request in (
+        Request(query="Hi", needs_tool_calling=True),
+        Request(query="Hi", pin="dear"),
+        Request(query="Hi", tool_loop_model="mid"),
+    ):
+        answer = e.run(request, EchoCalls())
+        assert answer.decision.kind == "single"
+        assert "steps" not in answer.info()
+    assert strategy.sessions == []
+
+
+def test_the_session_gets_the_offered_models_the_query_and_the_prompt_size() -> None:
+    strategy = PriceOrderCascade()
+    router = Router(
+        [
+            CHEAP,
+            Candidate(name="no_tools", tool_calling=False, input_price=1.0, output_price=4.0),
+            DEAR,
+        ],
+        policy="cheapest",
+        on_budget="cheapest",
+        budget_usd=1e-9,
+    )
+    e = Engine(router, strategy=strategy)
+    e.run(Request(query="Hi", prompt="system: be brief\nHi"), EchoCalls())
+    # In the pool's order, whatever the policy's ranking.
+    assert strategy.offered[0] == ("cheap", "no_tools", "dear")
+    assert strategy.sessions[0].query == "Hi"
+    assert strategy.sessions[0].prompt_tokens > 0
+    # Once the spend cap is reached, the router offers only the cheapest model.
+    e.run(Request(query="Hi"), EchoCalls())
+    assert strategy.offered[1] == ("cheap",)
+
+
+# ---------------------------------------------------------------------- streaming, async
+def test_streaming_emits_exactly_the_final_answer_after_the_steps() -> None:
+    strategy = PriceOrderCascade()
+    clock = Ticker()
+    e = make_engine(strategy, evaluator=good_if("mid"), clock=clock)
+    calls = EchoCalls(query="what is two plus two")
+    finished: list[Any] = []
+    chunks = list(e.stream(Request(query="what is two plus two"), calls, on_finish=finished.append))
+    assert "".join(chunks) == "mid: what is two plus two"
+    assert chunks == calls.as_chunks("mid: what is two plus two")
+    assert calls.calls == ["cheap", "mid"]
+    (answer,) = finished
+    info = answer.info()
+    assert info["model"] == "mid"
+    assert [s["model"] for s in info["steps"]] == ["cheap", "mid"]
+    # The first chunk comes once the cascade is over: its wait counts from the call's start.
+    assert info["time_to_first_token_s"] >= answer.result.feedback.latency_s
+    assert e.router.stats()["cheap"].calls == 1
+    assert strategy.settled == strategy.sessions
+
+
+async def test_async_run_and_stream_follow_the_same_path() -> None:
+    scored: list[str] = []
+
+    async def judge(prompt: str, answer: str) -> float:
+        scored.append(answer)
+        return 1.0 if answer.startswith("dear") else 0.0
+
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, evaluator=judge)
+    answer = await e.arun(Request(query="Hi"), EchoCalls())
+    assert answer.model == "dear"
+    assert scored == ["cheap: Hi", "mid: Hi", "dear: Hi"]
+    finished: list[Any] = []
+    calls = EchoCalls(query="Hi")
+    chunks = [c async for c in e.astream(Request(query="Hi"), calls, on_finish=finished.append)]
+    assert "".join(chunks) == "dear: Hi"
+    assert [s["model"] for s in finished[0].info()["steps"]] == ["cheap", "mid", "dear"]
+    assert e.router.stats()["dear"].calls == 2
+    assert len(strategy.settled) == 2
+
+
+async def test_a_cancelled_async_cascade_still_records_and_settles() -> None:
+    started = asyncio.Event()
+
+    class Slow(EchoCalls):
+        async def acall(self, candidate: Candidate) -> str:
+            if candidate.name == "mid":
+                started.set()
+                await asyncio.Event().wait()
+            return await super().acall(candidate)
+
+    strategy = PriceOrderCascade()
+    e = make_engine(strategy, evaluator=good_if("dear"))
+    task = asyncio.create_task(e.arun(Request(query="Hi"), Slow()))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(strategy.settled) == 1
+    stats = e.router.stats()
+    assert (stats["cheap"].calls, stats["mid"].errors) == (1, 1)
+
+
+# ---------------------------------------------------------------------- settings
+def test_settings_take_a_strategy_object() -> None:
+    strategy = PriceOrderCascade()
+    e = RoutingSettings(prices={"a": (0.1, 0.1), "b": (1.0, 1.0)}, strategy=strategy).build_engine(
+        ["a", "b"], {}
+    )
+    assert e.strategy is strategy
+    assert RoutingSettings(prices={"a": (0.1, 0.1)}).build_engine(["a"], {}).strategy is None
+
+
+def test_settings_build_a_named_strategy_over_the_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, Any]] = []
+    built = PriceOrderCascade()
+
+    def fake_make_strategy(name: str, **kwargs: Any) -> PriceOrderCascade:
+        made.append({"name": name, **kwargs})
+        return built
+
+    monkeypatch.setattr(factory, "make_strategy", fake_make_strategy)
+    estimator = object()
+    settings = RoutingSettings(
+        prices={"a": (0.1, 0.1), "b": (1.0, 1.0)},
+        strategy="cascade_routing",
+        budget_per_call_usd=0.002,
+        cascade_estimator=estimator,
+        seed=3,
+    )
+    assert settings.build_engine(["a", "b"], {}).strategy is built
+    (args,) = made
+    assert args["name"] == "cascade_routing"
+    assert [c.name for c in args["candidates"]] == ["a", "b"]
+    assert (args["budget_usd"], args["estimator"]) == (0.002, estimator)
+    # The strategy's generator is reproducible and distinct from the policy's and jitter's.
+    settings.build_engine(["a", "b"], {})
+    first, second = made[0]["seed"], made[1]["seed"]
+    assert isinstance(first, np.random.Generator)
+    assert first.random() == second.random()
+    policy_rng, jitter_rng = split_seed(3)
+    assert policy_rng is not None
+    assert jitter_rng is not None
+    draws = {policy_rng.random(), jitter_rng.random(), made[0]["seed"].random()}
+    assert len(draws) == 3
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"strategy": "cascade_routng"}, r"strategy must be one of \['threshold_cascade'"),
+        ({"strategy": 3}, "strategy must be one of .* got 3"),
+        ({"budget_per_call_usd": 0.01}, "budget_per_call_usd=0.01 applies to a cascade"),
+        ({"cascade_estimator": "est"}, "cascade_estimator='est' applies to a cascade"),
+        (
+            {"strategy": PriceOrderCascade(), "budget_per_call_usd": 0.01},
+            "strategy object carries its own",
+        ),
+        (
+            {"strategy": "cascade_routing", "budget_per_call_usd": 0.0},
+            r"budget_per_call_usd must be a finite number of USD > 0 or None, got 0\.0",
+        ),
+        (
+            {"strategy": "cascade_routing", "budget_per_call_usd": float("inf")},
+            "budget_per_call_usd must be a finite number",
+        ),
+    ],
+)
+def test_settings_refuse_bad_cascade_settings(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RoutingSettings(prices={"a": (0.1, 0.1)}, **settings).build_engine(["a"], {})
+
+
+def test_engine_refuses_a_strategy_that_is_not_one() -> None:
+    with pytest.raises(TypeError, match="strategy must implement"):
+        Engine(Router([CHEAP]), strategy="cascade_routing")  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, ValidationError
 from langchain_pickllm._translate import (
     Child,
     LangChainCalls,
-    capabilities_of,
+    detected_of,
     has_model_name,
     model_name_of,
     query_and_prompt,
@@ -235,7 +235,7 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
     def model_post_init(self, context: Any, /) -> None:
         """Build the engine once, over capabilities read off each model."""
         super().model_post_init(context)
-        detected = {name: capabilities_of(model) for name, model in self.models.items()}
+        detected = {name: detected_of(model) for name, model in self.models.items()}
         engine = self.build_engine(list(self.models), detected)
         self._pool = (engine, {name: Child.of(name, model) for name, model in self.models.items()})
         if self.router is None:

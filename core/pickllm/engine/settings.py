@@ -21,11 +21,12 @@ from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.engine import Engine
 from pickllm.errors import ConfigError
 from pickllm.objective import Objective
+from pickllm.price_db import database_version, lookup_price
 from pickllm.pricing import PriceTable
 from pickllm.router import Router
 from pickllm.types import Candidate
 
-__all__ = ["CAPABILITY_KEYS", "RoutingSettings", "split_seed"]
+__all__ = ["CAPABILITY_KEYS", "IDENTITY_KEYS", "RoutingSettings", "split_seed"]
 
 _GUARDS = frozenset(
     {
@@ -42,6 +43,10 @@ _GUARDS = frozenset(
 CAPABILITY_KEYS = frozenset({"tool_calling", "structured_output", "max_context_tokens"})
 """What ``capabilities`` may say of a model."""
 
+IDENTITY_KEYS = ("provider", "model")
+"""What a wrapper may detect of a model besides capabilities: its provider and model name,
+by which a price missing from ``prices`` is looked up in the price database."""
+
 
 def split_seed(seed: int | None) -> tuple[np.random.Generator | None, np.random.Generator | None]:
     """The policy's and the retry jitter's generators, spawned from one seed (None: fresh)."""
@@ -55,8 +60,11 @@ class RoutingSettings(BaseModel):
     """What a routed model is told at construction, in both frameworks.
 
     Args:
-        prices: name -> (input, output) USD per 1M tokens, or a ``PriceTable``. Needed for
-            every model when the cost weight is not zero.
+        prices: name -> (input, output) USD per 1M tokens, or a ``PriceTable``. A model
+            left out is priced from the ``genai-prices`` database (offline, see
+            :mod:`pickllm.price_db`) by the provider and model name the wrapper detects;
+            every model needs a price one way or the other when the cost weight is not
+            zero.
         policy: a ``pickllm`` policy, its short name, or a trained query scorer.
         quality: weight of the answer quality in the reward.
         cost: weight of the cost.
@@ -132,7 +140,9 @@ class RoutingSettings(BaseModel):
         Args:
             names: the models' names, in the pool's order.
             detected: per model, the capabilities the wrapper read off the framework
-                model (``capabilities`` overrides them).
+                model (``capabilities`` overrides them) and its ``provider`` and ``model``
+                name (:data:`IDENTITY_KEYS`), by which a price missing from ``prices`` is
+                looked up (without a detected model name, the pool name is looked up).
             evaluator: the evaluator as the core calls it, when the wrapper adapts the
                 user's (a framework evaluator); None uses ``self.evaluator``.
 
@@ -205,22 +215,32 @@ class RoutingSettings(BaseModel):
     ) -> list[Candidate]:
         prices = self.prices
         table = prices if isinstance(prices, PriceTable) else PriceTable(prices or {})
-        missing = [name for name in names if name not in table]
-        if missing and objective.cost > 0:
-            msg = (
-                f"no price for model(s) {missing}: prices must give (input, output) USD per "
-                "1M tokens for every model when the cost weight is not zero (got cost="
-                f"{objective.cost!r}); add them to prices or set cost=0"
-            )
-            raise ConfigError(msg)
         unknown = sorted(set(table) - set(names))
         if unknown:
             msg = f"prices names {unknown}, which are not among the models {list(names)}"
             raise ConfigError(msg)
+        resolved = dict(table)
+        for name in names:
+            if name not in resolved:
+                found = _catalog_price(name, detected.get(name, {}))
+                if found is not None:
+                    resolved[name] = found
+        missing = [name for name in names if name not in resolved]
+        if missing and objective.cost > 0:
+            looked_up = ", ".join(_identity(name, detected.get(name, {})) for name in missing)
+            msg = (
+                f"no price for model(s) {missing}: prices must give (input, output) USD per "
+                "1M tokens for every model when the cost weight is not zero (got cost="
+                f"{objective.cost!r}); the genai-prices database (version "
+                f"{database_version()}) has no per-token price for {looked_up}; add them to "
+                "prices (a local model: (0, 0)) or set cost=0"
+            )
+            raise ConfigError(msg)
         candidates = []
         for name in names:
-            input_price, output_price = table.get(name, (0.0, 0.0))
-            caps = {**detected.get(name, {}), **self.capabilities.get(name, {})}
+            input_price, output_price = resolved.get(name, (0.0, 0.0))
+            found_caps = {k: v for k, v in detected.get(name, {}).items() if k not in IDENTITY_KEYS}
+            caps = {**found_caps, **self.capabilities.get(name, {})}
             candidates.append(
                 Candidate(name=name, input_price=input_price, output_price=output_price, **caps)
             )
@@ -247,3 +267,24 @@ class RoutingSettings(BaseModel):
                 "prices, policy, objective, circuit breaker and budget"
             )
             raise ConfigError(msg)
+
+
+def _model_ref(name: str, found: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The model name and provider to look ``name`` up by (its detected identity)."""
+    model = found.get("model")
+    provider = found.get("provider")
+    return (
+        model if isinstance(model, str) and model else name,
+        provider if isinstance(provider, str) and provider else None,
+    )
+
+
+def _catalog_price(name: str, found: Mapping[str, Any]) -> tuple[float, float] | None:
+    model, provider = _model_ref(name, found)
+    price = lookup_price(model, provider)
+    return None if price is None else price.pair
+
+
+def _identity(name: str, found: Mapping[str, Any]) -> str:
+    model, provider = _model_ref(name, found)
+    return f"{name!r} (model {model!r}, provider {provider!r})"

@@ -40,6 +40,9 @@ _GUARDS = frozenset(
 )
 """The Router's circuit-breaker and budget arguments, passed on under the same names."""
 
+_PENDING = frozenset({"max_pending", "pending_ttl_s"})
+"""The Router's bounds on calls waiting for a delayed score, passed on under the same names."""
+
 CAPABILITY_KEYS = frozenset({"tool_calling", "structured_output", "max_context_tokens"})
 """What ``capabilities`` may say of a model."""
 
@@ -72,7 +75,12 @@ class RoutingSettings(BaseModel):
         objective: a full ``Objective`` (overrides the three weights).
         evaluator: scores answers, ``(prompt, answer, **kw) -> score in [0, 1] | None``.
         evaluate_in_background: run the evaluator after returning.
-        await_feedback: every call waits for ``feedback()`` before it is learned from.
+        await_feedback: every call waits for ``feedback()`` before it is learned from;
+            ``"auto"`` (the default): calls wait when there is no ``evaluator``. A call
+            that waits and gets no score is learned from when it expires (after
+            ``pending_ttl_s``, or when ``max_pending`` newer calls wait; checked at each
+            routed call), without a quality score: the objective's ``missing_quality``
+            rule (default: the quality term is left out of that call's reward).
         seed: seed of the policy (when built here) and of the retry jitter.
         retry: retry and fallback settings.
         timeout: seconds one attempt may take (overrides ``retry.timeout``); None: no limit.
@@ -86,6 +94,8 @@ class RoutingSettings(BaseModel):
         sleep: sync wait between retries (injected in tests).
         async_sleep: async wait between retries (injected in tests).
         max_tracked_runs: how many framework run ids are remembered for ``feedback``.
+        max_pending: how many calls may wait for a delayed score (the oldest expires).
+        pending_ttl_s: seconds a call may wait for a delayed score before it expires.
         breaker_failures: consecutive failed attempts that open a model's circuit (it is
             skipped for ``breaker_cooldown_s``, then probed once); None turns it off.
         breaker_cooldown_s: seconds an open circuit skips its model.
@@ -109,7 +119,7 @@ class RoutingSettings(BaseModel):
     objective: Objective | None = Field(default=None, exclude=True)
     evaluator: Any = Field(default=None, exclude=True)
     evaluate_in_background: bool = False
-    await_feedback: bool = False
+    await_feedback: bool | Literal["auto"] = "auto"
     seed: int | None = None
     retry: RetryConfig | None = Field(default=None, exclude=True)
     timeout: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
@@ -121,6 +131,8 @@ class RoutingSettings(BaseModel):
     sleep: Callable[[float], None] = Field(default=time.sleep, exclude=True)
     async_sleep: Callable[[float], Awaitable[None]] = Field(default=asyncio.sleep, exclude=True)
     max_tracked_runs: int = Field(default=10_000, ge=0)
+    max_pending: int = 100_000
+    pending_ttl_s: float = 3600.0
     breaker_failures: int | None = 5
     breaker_cooldown_s: float = 30.0
     budget_usd: float | None = None
@@ -166,16 +178,20 @@ class RoutingSettings(BaseModel):
                 objective,
                 seed=policy_rng,
                 clock=self.clock,
-                **{name: getattr(self, name) for name in _GUARDS},
+                **{name: getattr(self, name) for name in _GUARDS | _PENDING},
             )
         else:
             self._check_router(router, names)
+        scorer = self.evaluator if evaluator is None else evaluator
+        await_feedback = self.await_feedback
+        if await_feedback == "auto":
+            await_feedback = scorer is None
         return Engine(
             router,
             retry=self._retry(),
-            evaluator=self.evaluator if evaluator is None else evaluator,
+            evaluator=scorer,
             evaluate_in_background=self.evaluate_in_background,
-            await_feedback=self.await_feedback,
+            await_feedback=await_feedback,
             seed=jitter_rng,
             clock=self.clock,
             sleep=self.sleep,
@@ -258,13 +274,13 @@ class RoutingSettings(BaseModel):
             )
             raise ConfigError(msg)
         clash = sorted(
-            ({"prices", "policy", "quality", "cost", "latency", "objective"} | _GUARDS)
+            ({"prices", "policy", "quality", "cost", "latency", "objective"} | _GUARDS | _PENDING)
             & self.model_fields_set
         )
         if clash:
             msg = (
                 f"{clash} cannot be given together with router: the router already has its "
-                "prices, policy, objective, circuit breaker and budget"
+                "prices, policy, objective, circuit breaker, budget and pending bounds"
             )
             raise ConfigError(msg)
 

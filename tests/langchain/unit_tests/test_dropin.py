@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import json
+import math
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from genai_prices import Usage as DbUsage
 from genai_prices import calc_price
+from langchain.agents import create_agent
 from langchain_core.language_models.base import LangSmithParams
+from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.tools import tool
+from langchain_core.tracers.context import collect_runs
 
 from langchain_pickllm import ChatPickLLM, FakeToolChatModel
-from pickllm.errors import ConfigError
+from pickllm import Objective
+from pickllm.errors import ConfigError, UnknownDecisionError
+from tests.langchain.unit_tests.conftest import fakes
+
+MakeLLM = Callable[..., ChatPickLLM]
 
 
 class ProviderFake(FakeToolChatModel):
@@ -86,3 +103,194 @@ def test_a_model_the_database_does_not_know_is_named() -> None:
         ChatPickLLM(models=pool)
     assert "provider 'ollama'" in str(info.value)
     assert "or set cost=0" in str(info.value)
+
+
+# ====================================================================== feedback
+def _chain(llm: ChatPickLLM) -> Runnable[dict[str, str], str]:
+    prompt = ChatPromptTemplate.from_messages([("user", "{question}")])
+    return prompt | llm | StrOutputParser()
+
+
+def _llm(make_llm: MakeLLM, **kwargs: Any) -> ChatPickLLM:
+    return make_llm(policy="thompson", **kwargs)
+
+
+def _state(llm: ChatPickLLM) -> str:
+    return json.dumps(llm.engine.router.policy.state_dict(), sort_keys=True)
+
+
+def test_the_readme_snippet_works_as_written(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)  # no evaluator, no await_feedback: calls wait for a score
+    answer = llm.invoke("What is the capital of France?")
+    before = _state(llm)
+    reward = llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0)
+    assert reward is not None
+    assert _state(llm) != before
+    model = answer.response_metadata["pickllm"]["model"]
+    assert llm.stats()[model].mean_reward == pytest.approx(reward)
+
+
+def test_an_evaluator_keeps_learning_at_once(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm, evaluator=lambda prompt, answer, **kw: None)
+    answer = llm.invoke("Hi")
+    assert llm.engine.router.pending() == 0
+    with pytest.raises(UnknownDecisionError, match="is not pending"):
+        llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0)
+
+
+def test_feedback_by_the_chain_run_id_updates_the_policy(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    run_id = uuid.uuid4()
+    text = _chain(llm).invoke({"question": "Capital of France?"}, config={"run_id": run_id})
+    assert text.startswith("Paris")
+    assert llm.engine.router.pending() == 1
+    before = _state(llm)
+    reward = llm.feedback(run_id, 0.9)
+    assert reward is not None
+    assert _state(llm) != before
+    assert llm.engine.router.pending() == 0
+    with pytest.raises(UnknownDecisionError, match="already"):
+        llm.feedback(str(run_id), 0.9)  # scored once
+
+
+def test_the_score_is_part_of_the_reward(make_llm: MakeLLM) -> None:
+    rewards = []
+    for score in (0.0, 1.0):
+        llm = _llm(make_llm, models=fakes(), cost=0.0, latency=0.0)
+        run_id = uuid.uuid4()
+        _chain(llm).invoke({"question": "Capital?"}, config={"run_id": run_id})
+        rewards.append(llm.feedback(run_id, score))
+    assert rewards == [0.0, 1.0]  # quality is the only weight here
+
+
+def test_feedback_by_collect_runs_and_through_nested_runs(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    inner = _chain(llm)
+    outer: RunnableLambda[str, str] = RunnableLambda(
+        lambda question: inner.invoke({"question": question})
+    )
+    with collect_runs() as runs:
+        outer.invoke("Capital of France?")
+    (top,) = runs.traced_runs  # the outer lambda's run, two levels above the model
+    assert llm.feedback(top.id, 0.7) is not None
+    assert llm.engine.router.pending() == 0
+
+
+def test_a_chain_making_several_routed_calls_scores_them_all(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    twice = _chain(llm) | RunnableLambda(lambda text: [HumanMessage(f"Shorter: {text}")]) | llm
+    run_id = uuid.uuid4()
+    twice.invoke({"question": "Capital of France?"}, config={"run_id": run_id})
+    assert llm.engine.router.pending() == 2
+    assert len(llm.engine.decision_ids(str(run_id))) == 2
+    llm.feedback(run_id, 0.8)
+    assert llm.engine.router.pending() == 0
+
+
+async def test_feedback_by_run_id_of_streamed_and_async_chains(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    chain = _chain(llm)
+    streamed, awaited, astreamed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    assert "".join(chain.stream({"question": "a?"}, config={"run_id": streamed}))
+    assert await chain.ainvoke({"question": "b?"}, config={"run_id": awaited})
+    assert [c async for c in chain.astream({"question": "c?"}, config={"run_id": astreamed})]
+    assert llm.engine.router.pending() == 3
+    for run_id in (streamed, awaited, astreamed):
+        assert llm.feedback(run_id, 1.0) is not None
+    assert llm.engine.router.pending() == 0
+
+
+def test_feedback_by_the_agent_run_id(make_llm: MakeLLM) -> None:
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    llm = _llm(make_llm)
+    agent = create_agent(llm, tools=[add])
+    run_id = uuid.uuid4()
+    question: Any = {"messages": [("user", "What is 3 + 3?")]}
+    result = agent.invoke(question, config={"run_id": run_id})
+    assert any(isinstance(m, ToolMessage) for m in result["messages"])
+    calls = llm.engine.decision_ids(str(run_id))
+    assert len(calls) == 2  # the tool call, then the answer
+    assert llm.engine.router.pending() == 2
+    before = _state(llm)
+    assert llm.feedback(run_id, 1.0) is not None
+    assert _state(llm) != before
+    assert llm.engine.router.pending() == 0
+
+
+def test_track_scores_every_call_of_the_block(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    other = _llm(make_llm)
+    chain = _chain(llm)
+    chain.invoke({"question": "outside"})
+    with llm.track() as tracked:
+        chain.invoke({"question": "one"})
+        chain.batch([{"question": "two"}, {"question": "three"}])  # LangChain's threads
+        other.invoke("another router")
+    assert len(tracked) == 3
+    before = _state(llm)
+    assert tracked.feedback(0.9) is not None
+    assert _state(llm) != before
+    assert llm.engine.router.pending() == 1  # the call made outside the block waits
+    assert other.engine.router.pending() == 1
+    with pytest.raises(UnknownDecisionError):
+        tracked.feedback(0.9)  # all scored already
+
+
+async def test_track_async_sees_tasks_and_copied_contexts(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    chain = _chain(llm)
+    async with llm.track() as tracked:
+        await chain.ainvoke({"question": "one"})
+        await asyncio.gather(*(chain.ainvoke({"question": q}) for q in ("two", "three")))
+        context = contextvars.copy_context()
+        await asyncio.to_thread(context.run, chain.invoke, {"question": "four"})
+    await chain.ainvoke({"question": "after"})
+    assert len(tracked) == 4
+    before = _state(llm)
+    assert tracked.feedback(0.5) is not None
+    assert _state(llm) != before
+    assert llm.engine.router.pending() == 1
+
+
+def test_an_empty_block_has_nothing_to_score(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    with llm.track() as tracked:
+        pass
+    with pytest.raises(UnknownDecisionError, match="none was made"):
+        tracked.feedback(1.0)
+
+
+# ====================================================================== expiry
+def test_a_call_never_scored_is_learned_from_when_it_expires(make_llm: MakeLLM, clock: Any) -> None:
+    objective = Objective(quality=1.0, cost=0.0, latency=0.0, missing_quality=0.25)
+    llm = _llm(make_llm, objective=objective, pending_ttl_s=60.0)
+    first = llm.invoke("first").response_metadata["pickllm"]
+    assert llm.engine.router.pending() == 1
+    assert math.isnan(llm.stats()[first["model"]].mean_reward)
+    clock.now += 61.0
+    llm.invoke("second")  # each routed call expires what waited too long
+    assert llm.engine.router.pending() == 1
+    assert llm.stats()[first["model"]].mean_reward == pytest.approx(0.25)  # missing_quality
+    with pytest.raises(UnknownDecisionError) as info:
+        llm.feedback(first["decision_id"], 1.0)
+    assert info.value.reason == "expired"
+
+
+def test_max_pending_expires_the_oldest_call(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm, max_pending=1)
+    first = llm.invoke("first").response_metadata["pickllm"]["decision_id"]
+    second = llm.invoke("second").response_metadata["pickllm"]["decision_id"]
+    with pytest.raises(UnknownDecisionError) as info:
+        llm.feedback(first, 1.0)
+    assert info.value.reason == "expired"
+    assert llm.feedback(second, 1.0) is not None
+
+
+def test_pending_bounds_come_with_the_router(make_llm: MakeLLM) -> None:
+    llm = _llm(make_llm)
+    with pytest.raises(ConfigError, match=r"\['pending_ttl_s'\] cannot be given together"):
+        ChatPickLLM(models=fakes(), router=llm.engine.router, pending_ttl_s=5.0)

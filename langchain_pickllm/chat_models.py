@@ -172,7 +172,10 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
             (``prices``, ``policy``, ``quality``, ``cost``, ``latency``, ``objective``,
             ``evaluator``, ``evaluate_in_background``, ``await_feedback``, ``seed``,
             ``retry``, ``router``, ``capabilities``, ``context_key`` (of the messages),
-            ``clock``, ``sleep``, ``async_sleep``, ``max_tracked_runs``).
+            ``clock``, ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``max_pending``,
+            ``pending_ttl_s``). ``prices`` may leave models out: their prices come from
+            the ``genai-prices`` database (offline), by the provider and model name each
+            model reports (``_get_ls_params()``, ``model_name``/``model``).
 
     Raises:
         ConfigError: a setting is not allowed (a missing price, an unknown capability,

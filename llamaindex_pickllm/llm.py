@@ -149,8 +149,17 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
             ``evaluate_in_background``, ``await_feedback``, ``seed``, ``retry``,
             ``router``, ``capabilities``, ``context_key`` (a function of the call's
             messages; ``complete`` passes its prompt as one user message), ``clock``,
-            ``sleep``, ``async_sleep``, ``max_tracked_runs``) and other ``LLM`` fields
-            (``callback_manager``, ``system_prompt``, ...).
+            ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``max_pending``,
+            ``pending_ttl_s``) and other ``LLM`` fields (``callback_manager``,
+            ``system_prompt``, ...). ``prices`` may leave models out: their prices come
+            from the ``genai-prices`` database (offline), by ``metadata.model_name`` and
+            the provider of the ``llama_index.llms.<provider>`` package of their class.
+
+    Feedback: without an evaluator each call waits for a score (``await_feedback``
+    defaults to ``"auto"``); give it with :meth:`feedback` (the decision id in
+    ``additional_kwargs["pickllm"]``, or the response) or for a whole query with
+    :meth:`track`. A call never scored is learned from without a score when it expires
+    (``pending_ttl_s``, ``max_pending``).
 
     A call names a model of the pool with ``model=`` (``llm.chat(messages, model="small")``):
     that model serves it, with no fallback, and the call is learned from.

@@ -51,7 +51,8 @@ class RunLineage(BaseCallbackHandler):
     run_inline = True  # a dictionary update: never worth a thread-pool hop
 
     def __init__(self, max_runs: int = _MAX_RUNS) -> None:
-        self._parents: OrderedDict[str, str | None] = OrderedDict()
+        # UUID keys, as LangChain gives them: hashing one is cheaper than formatting it.
+        self._parents: OrderedDict[uuid.UUID, uuid.UUID | None] = OrderedDict()
         self._max_runs = max_runs
         self._lock = threading.Lock()
 
@@ -63,26 +64,28 @@ class RunLineage(BaseCallbackHandler):
         self, run_id: uuid.UUID | str, parent_run_id: uuid.UUID | str | None = None
     ) -> list[str]:
         """The runs enclosing ``run_id``, innermost first (``parent_run_id`` if given first)."""
-        found: list[str] = []
+        found: list[uuid.UUID] = []
         with self._lock:
-            current = (
-                str(parent_run_id) if parent_run_id is not None else self._parents.get(str(run_id))
-            )
+            if parent_run_id is not None:
+                current = _as_uuid(parent_run_id)
+            else:
+                own = _as_uuid(run_id)
+                current = None if own is None else self._parents.get(own)
             while current is not None and len(found) < _MAX_DEPTH and current not in found:
                 found.append(current)
                 current = self._parents.get(current)
-        return found
+        return [str(run) for run in found]
 
     # ------------------------------------------------------------------ bookkeeping
     def _start(self, run_id: uuid.UUID, parent_run_id: uuid.UUID | None) -> None:
         with self._lock:
-            self._parents[str(run_id)] = None if parent_run_id is None else str(parent_run_id)
+            self._parents[run_id] = parent_run_id
             while len(self._parents) > self._max_runs:
                 self._parents.popitem(last=False)
 
     def _end(self, run_id: uuid.UUID) -> None:
         with self._lock:
-            self._parents.pop(str(run_id), None)
+            self._parents.pop(run_id, None)
 
     # ------------------------------------------------------------------ callbacks
     def on_chain_start(
@@ -176,6 +179,16 @@ class RunLineage(BaseCallbackHandler):
     def on_retriever_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         """A retriever fails."""
         self._end(run_id)
+
+
+def _as_uuid(run_id: uuid.UUID | str) -> uuid.UUID | None:
+    """``run_id`` as a UUID, or None if it is not one (a provider's message id)."""
+    if isinstance(run_id, uuid.UUID):
+        return run_id
+    try:
+        return uuid.UUID(str(run_id))
+    except ValueError:
+        return None
 
 
 _installed: RunLineage | None = None

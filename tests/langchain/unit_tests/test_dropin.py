@@ -23,6 +23,7 @@ from langchain_core.tools import tool
 from langchain_core.tracers.context import collect_runs
 
 from langchain_pickllm import ChatPickLLM, FakeToolChatModel
+from langchain_pickllm._runs import RunLineage
 from pickllm import Objective
 from pickllm.errors import ConfigError, UnknownDecisionError
 from tests.langchain.unit_tests.conftest import fakes
@@ -294,3 +295,20 @@ def test_pending_bounds_come_with_the_router(make_llm: MakeLLM) -> None:
     llm = _llm(make_llm)
     with pytest.raises(ConfigError, match=r"\['pending_ttl_s'\] cannot be given together"):
         ChatPickLLM(models=fakes(), router=llm.engine.router, pending_ttl_s=5.0)
+
+
+def test_run_lineage_follows_parents_and_forgets_ended_runs() -> None:
+    lineage = RunLineage(max_runs=3)
+    top, middle, model = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    lineage.on_chain_start({}, {}, run_id=top)
+    lineage.on_tool_start({}, "x", run_id=middle, parent_run_id=top)
+    lineage.on_chat_model_start({}, [], run_id=model, parent_run_id=middle)
+    assert lineage.ancestors(model) == [str(middle), str(top)]
+    assert lineage.ancestors(str(model), parent_run_id=str(middle)) == [str(middle), str(top)]
+    assert lineage.ancestors("chatcmpl-not-a-uuid") == []
+    lineage.on_tool_end("done", run_id=middle)
+    assert lineage.ancestors(model) == [str(middle)]  # the ended run's parent is forgotten
+    for _ in range(3):
+        lineage.on_chain_start({}, {}, run_id=uuid.uuid4())
+    assert lineage.ancestors(model) == []  # bounded: the oldest runs are forgotten
+    assert "runs_in_progress=3" in repr(lineage)

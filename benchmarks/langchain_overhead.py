@@ -52,6 +52,8 @@ def run(*, policy: str, batches: int, batch: int) -> dict[str, float]:
         prices={"small": (0.15, 0.6), "large": (2.5, 10.0)},
         policy=policy,
         seed=0,
+        # Learn at once, as with an evaluator: no call waits in the router's pending table.
+        await_feedback=False,
     )
     messages = [HumanMessage(content="What is the capital of France?")]
 
@@ -128,6 +130,7 @@ def breakdown(*, policy: str, batches: int, batch: int) -> dict[str, float]:
         "prices": {"small": (0.15, 0.6), "large": (2.5, 10.0)},
         "policy": policy,
         "seed": 0,
+        "await_feedback": False,
     }
     layers: dict[str, Any] = {
         "direct invoke of the fake": fake,

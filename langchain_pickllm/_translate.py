@@ -41,6 +41,8 @@ __all__ = [
     "Child",
     "LangChainCalls",
     "capabilities_of",
+    "detected_of",
+    "identity_of",
     "model_name_of",
     "query_and_prompt",
     "run_key",
@@ -70,6 +72,33 @@ def capabilities_of(model: BaseChatModel) -> dict[str, Any]:
         "structured_output": profile.get("structured_output") if can_bind else False,
         "max_context_tokens": profile.get("max_input_tokens"),
     }
+
+
+def identity_of(model: BaseChatModel) -> dict[str, str]:
+    """The model's provider and model name, by which its price is looked up.
+
+    From LangSmith's ``_get_ls_params()`` (``ls_provider``, ``ls_model_name``), falling
+    back to the ``model_name``/``model``/``model_id`` attribute for the name.
+    """
+    try:
+        params: Mapping[str, Any] = model._get_ls_params()
+    except Exception:  # noqa: BLE001 - a model's tracing facts are optional
+        params = {}
+    identity: dict[str, str] = {}
+    provider = params.get("ls_provider")
+    if isinstance(provider, str) and provider:
+        identity["provider"] = provider
+    name = params.get("ls_model_name")
+    if not isinstance(name, str) or not name:
+        name = model_name_of(model)
+    if name:
+        identity["model"] = name
+    return identity
+
+
+def detected_of(model: BaseChatModel) -> dict[str, Any]:
+    """What ``ChatPickLLM`` tells the core of a model: capabilities and identity."""
+    return {**capabilities_of(model), **identity_of(model)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,12 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, ValidationError, model_validator
 
+from langchain_pickllm._runs import install as install_run_lineage
+from langchain_pickllm._runs import lineage
 from langchain_pickllm._translate import (
     Child,
     LangChainCalls,
-    capabilities_of,
+    detected_of,
     has_model_name,
     model_name_of,
     query_and_prompt,
@@ -44,6 +46,7 @@ from langchain_pickllm._translate import (
 from langchain_pickllm.tracing import annotate_run
 from pickllm.beliefs import Belief, Explanation
 from pickllm.engine import Answer, Engine, Request, RoutingSettings
+from pickllm.engine.tracking import Tracking
 from pickllm.errors import ConfigError, NoCandidateError, PickLLMError
 from pickllm.evaluation import EvaluationRunner
 from pickllm.router import CandidateStats, Router
@@ -132,10 +135,20 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         ``(prompt, answer, **kw) -> score in [0, 1] | None``, see :mod:`pickllm.evaluation`;
         it gets the keywords ``messages`` and ``model``) the score of each answer joins
         the reward inline or, with ``evaluate_in_background=True``, when it is ready; an
-        answer it does not score is learned from at once, without a quality score. For
-        scores that come later (a user's thumbs-up) set ``await_feedback=True`` and call
-        ``feedback(id, score)`` with the decision id or the LangChain run id (or message
-        id) of the call.
+        answer it does not score is learned from at once, without a quality score.
+        Without an evaluator, each call waits for a later score (``await_feedback``
+        defaults to ``"auto"``), given with ``feedback(id, score)``, where ``id`` is the
+        decision id (``response_metadata["pickllm"]["decision_id"]``), the call's run or
+        message id, or the run id of any run enclosing it (a chain's, an agent's: every
+        routed call inside it takes the score); or with ``track()``:
+        ``with llm.track() as t: chain.invoke(...)`` then ``t.feedback(score)``. A call
+        that gets no score is learned from without one when it expires
+        (``pending_ttl_s``, ``max_pending``).
+
+        >>> answer = llm.invoke("What is the capital of France?")
+        >>> reward = llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0)
+        >>> 0.0 <= reward <= 1.0
+        True
 
     Cascades:
         With ``strategy=`` (``"threshold_cascade"``, ``"optimal_cascade"``,
@@ -178,8 +191,11 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
             (``prices``, ``policy``, ``quality``, ``cost``, ``latency``, ``objective``,
             ``evaluator``, ``evaluate_in_background``, ``await_feedback``, ``seed``,
             ``retry``, ``router``, ``capabilities``, ``context_key`` (of the messages),
-            ``clock``, ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``strategy``,
-            ``budget_per_call_usd``, ``cascade_estimator``).
+            ``clock``, ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``max_pending``,
+            ``pending_ttl_s``, ``strategy``, ``budget_per_call_usd``,
+            ``cascade_estimator``). ``prices`` may leave models out: their prices come from
+            the ``genai-prices`` database (offline), by the provider and model name each
+            model reports (``_get_ls_params()``, ``model_name``/``model``).
 
     Raises:
         ConfigError: a setting is not allowed (a missing price, an unknown capability,
@@ -255,7 +271,8 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
     def model_post_init(self, context: Any, /) -> None:
         """Build the engine once, over capabilities read off each model."""
         super().model_post_init(context)
-        detected = {name: capabilities_of(model) for name, model in self.models.items()}
+        install_run_lineage()  # feedback by the run id of any enclosing run
+        detected = {name: detected_of(model) for name, model in self.models.items()}
         engine = self.build_engine(list(self.models), detected)
         self._pool = (engine, {name: Child.of(name, model) for name, model in self.models.items()})
         if self.router is None:
@@ -333,22 +350,47 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
 
         Args:
             id_: the call's decision id (``response_metadata["pickllm"]["decision_id"]``),
-                its LangChain run id, or its message id (``lc_run--<run id>...``).
+                its LangChain run id, its message id (``lc_run--<run id>...``), or the
+                run id of any run enclosing it (a chain's, an agent's); such a run may
+                have made several routed calls: each one still waiting for a score takes
+                it.
             score: quality in [0, 1].
 
         Returns:
-            The reward the policy learned from, or None while the call itself is not
-            recorded yet.
+            The reward the policy learned from (of the last call, for several), or None
+            while the call itself is not recorded yet.
 
         Raises:
-            UnknownDecisionError: the call is not waiting for a score (unknown, already
-                scored, expired, or not routed with ``await_feedback=True`` or an
+            UnknownDecisionError: no call it names is waiting for a score (unknown,
+                already scored, expired, or routed with ``await_feedback=False`` or an
                 evaluator).
         """
         return self.engine.feedback(run_key(id_), score)
 
+    def track(self) -> Tracking:
+        """A block whose routed calls can be scored together, e.g. a chain's or agent's.
+
+        ``with llm.track() as t: chain.invoke(...)``, then ``t.feedback(0.9)`` gives the
+        score to every call this model routed inside the block (``async with`` works
+        too). Blocks are per thread and per asyncio task; tasks created inside the block,
+        and LangChain's own executors (``batch``), report into it.
+
+        Examples:
+            >>> from langchain_pickllm.testing import FakeToolChatModel
+            >>> llm = ChatPickLLM(models=[FakeToolChatModel(model="a"),
+            ...                          FakeToolChatModel(model="b")], cost=0, seed=0)
+            >>> with llm.track() as tracked:
+            ...     _ = llm.invoke("What is the capital of France?")
+            ...     _ = llm.invoke("And of Italy?")
+            >>> len(tracked), 0.0 <= tracked.feedback(1.0) <= 1.0
+            (2, True)
+        """
+        return self.engine.track()
+
     def decision_id(self, id_: str | uuid.UUID) -> str:
         """The decision id of a call given its decision id, run id or message id.
+
+        For the run id of an enclosing run that made several routed calls, the latest.
 
         Raises:
             UnknownDecisionError: ``id_`` names no pending decision and no call among the
@@ -452,11 +494,20 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         child = calls.children[answer.model]
         tag(generation.message, answer, child, named=named)
         if run_manager is not None:
-            engine.alias(str(run_manager.run_id), answer.decision.decision_id)
+            ChatPickLLM._alias_runs(
+                engine, run_manager.run_id, run_manager.parent_run_id, answer.decision.decision_id
+            )
             annotate_run(
                 run_manager, child.ls_params, generation.message.response_metadata["pickllm"]
             )
         return result
+
+    @staticmethod
+    def _alias_runs(engine: Engine, run_id: Any, parent_run_id: Any, decision_id: str) -> None:
+        """Let feedback find the decision by the call's run id and every enclosing run's."""
+        engine.alias(str(run_id), decision_id)
+        for ancestor in lineage(run_id, parent_run_id):
+            engine.alias(ancestor, decision_id)
 
     @staticmethod
     def _tagged(
@@ -486,9 +537,11 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         # LangChain's stream paths pass no run_manager (on purpose); the run id is then
         # read off the message id the base class gave the chunks ("lc_run--<run id>").
         if run_manager is not None:
-            engine.alias(str(run_manager.run_id), decision_id)
+            ChatPickLLM._alias_runs(
+                engine, run_manager.run_id, run_manager.parent_run_id, decision_id
+            )
         elif last.message.id:
-            engine.alias(run_key(last.message.id), decision_id)
+            ChatPickLLM._alias_runs(engine, run_key(last.message.id), None, decision_id)
 
     # ------------------------------------------------------------------ LangChain hooks
     def _generate(

@@ -46,10 +46,7 @@ tag is removed from the messages PickLLM sends to its LLMs.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import AsyncGenerator, Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from llama_index.core.base.llms.types import (
@@ -88,6 +85,7 @@ from llamaindex_pickllm.translation import (
 )
 from pickllm.beliefs import Belief, Explanation
 from pickllm.engine import Answer, Engine, Request, RoutingSettings
+from pickllm.engine.tracking import Tracker, Tracking
 from pickllm.errors import ConfigError
 from pickllm.evaluation import EvaluationRunner
 from pickllm.router import CandidateStats, Router
@@ -133,45 +131,8 @@ class PickLLMRouteEvent(BaseEvent):
         return "PickLLMRouteEvent"
 
 
-class TrackedCalls:
-    """The decisions PickLLM made inside a ``with llm.track()`` block (see :meth:`PickLLM.track`).
-
-    Examples:
-        >>> calls = TrackedCalls()
-        >>> calls.decision_ids
-        []
-    """
-
-    __slots__ = ("_ids", "_lock")
-
-    def __init__(self) -> None:
-        self._ids: list[str] = []
-        self._lock = threading.Lock()
-
-    def _add(self, decision_id: str) -> None:
-        with self._lock:
-            self._ids.append(decision_id)
-
-    @property
-    def decision_ids(self) -> list[str]:
-        """The decision ids, in the order the calls were recorded."""
-        with self._lock:
-            return list(self._ids)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._ids)
-
-    def __repr__(self) -> str:
-        return f"TrackedCalls({self.decision_ids!r})"
-
-
-# The trackers open in this context, with the id of the PickLLM each one tracks. A context
-# variable, so that threads and asyncio tasks each see their own blocks; tasks started
-# inside a block inherit it and report into the same TrackedCalls.
-_TRACKERS: ContextVar[tuple[tuple[int, TrackedCalls], ...]] = ContextVar(
-    "llamaindex_pickllm_trackers", default=()
-)
+TrackedCalls = Tracker
+"""The decisions of a ``with llm.track()`` block (:class:`pickllm.engine.tracking.Tracker`)."""
 
 
 # ---------------------------------------------------------------------- the LLM
@@ -199,9 +160,18 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
             ``evaluate_in_background``, ``await_feedback``, ``seed``, ``retry``,
             ``router``, ``capabilities``, ``context_key`` (a function of the call's
             messages; ``complete`` passes its prompt as one user message), ``clock``,
-            ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``strategy``,
-            ``budget_per_call_usd``, ``cascade_estimator``) and other ``LLM`` fields
-            (``callback_manager``, ``system_prompt``, ...).
+            ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``max_pending``,
+            ``pending_ttl_s``, ``strategy``, ``budget_per_call_usd``,
+            ``cascade_estimator``) and other ``LLM`` fields (``callback_manager``,
+            ``system_prompt``, ...). ``prices`` may leave models out: their prices come
+            from the ``genai-prices`` database (offline), by ``metadata.model_name`` and
+            the provider of the ``llama_index.llms.<provider>`` package of their class.
+
+    Feedback: without an evaluator each call waits for a score (``await_feedback``
+    defaults to ``"auto"``); give it with :meth:`feedback` (the decision id in
+    ``additional_kwargs["pickllm"]``, or the response) or for a whole query with
+    :meth:`track`. A call never scored is learned from without a score when it expires
+    (``pending_ttl_s``, ``max_pending``).
 
     A call names a model of the pool with ``model=`` (``llm.chat(messages, model="small")``):
     that model serves it, with no fallback, and the call is learned from.
@@ -271,30 +241,28 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
         return self._engine.evaluation
 
     def feedback(
-        self, target: str | ChatResponse | CompletionResponse | TrackedCalls, score: float
+        self, target: str | ChatResponse | CompletionResponse | Tracker, score: float
     ) -> float | None:
         """Give the quality score of an answer; the policy learns from it.
 
         Args:
             target: the decision id (``additional_kwargs["pickllm"]["decision_id"]``); or
                 the response that carries it; or the :class:`TrackedCalls` of a
-                :meth:`track` block, whose every call gets the score (a query engine may
-                call the LLM more than once per query).
+                :meth:`track` block, whose every call still waiting for a score gets it
+                (a query engine may call the LLM more than once per query).
             score: quality in [0, 1].
 
         Returns:
             The reward learned from (of the last call for ``TrackedCalls``).
 
         Raises:
-            UnknownDecisionError: a decision is not waiting for a score: unknown,
-                already scored, expired, or the LLM was built without ``await_feedback``
-                or an evaluator (then each call is learned from when it returns).
+            UnknownDecisionError: no decision it names is waiting for a score: unknown,
+                already scored, expired, or the LLM was built with an evaluator or
+                ``await_feedback=False`` (then each call is learned from when it
+                returns).
         """
-        if isinstance(target, TrackedCalls):
-            reward = None
-            for decision_id in target.decision_ids:
-                reward = self._engine.feedback(decision_id, score)
-            return reward
+        if isinstance(target, Tracker):
+            return target.feedback(score)
         if isinstance(target, ChatResponse | CompletionResponse):
             info = target.additional_kwargs.get(INFO_KEY)
             if not isinstance(info, dict) or "decision_id" not in info:
@@ -303,26 +271,20 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
             target = str(info["decision_id"])
         return self._engine.feedback(target, score)
 
-    @contextmanager
-    def track(self) -> Iterator[TrackedCalls]:
-        """Collect the decisions this PickLLM makes inside a ``with`` block.
+    def track(self) -> Tracking:
+        """Collect the decisions this PickLLM makes inside a ``with`` (or ``async with``) block.
 
         A query engine or agent hides the LLM's responses; this is how to score what a
         query cost, later::
 
             with llm.track() as calls:
                 response = query_engine.query("...")
-            llm.feedback(calls, 1.0)  # e.g. the user's thumbs-up
+            calls.feedback(1.0)  # e.g. the user's thumbs-up; or llm.feedback(calls, 1.0)
 
         Blocks are per thread and per asyncio task (and nest); calls made in tasks
-        started inside the block are collected too.
+        started inside the block are collected too (:mod:`pickllm.engine.tracking`).
         """
-        calls = TrackedCalls()
-        token = _TRACKERS.set((*_TRACKERS.get(), (id(self), calls)))
-        try:
-            yield calls
-        finally:
-            _TRACKERS.reset(token)
+        return self._engine.track()
 
     def stats(self) -> dict[str, CandidateStats]:
         """Per model: calls, errors, mean reward, cost, latency (``Router.stats``)."""
@@ -412,11 +374,8 @@ class PickLLM(FunctionCallingLLM, RoutingSettings):
         )
 
     def _routed(self, answer: Answer[Any]) -> None:
-        """Report a recorded call: to the open ``track()`` blocks, and as an event."""
+        """Report a recorded call as an event (``track()`` blocks are the engine's)."""
         decision = answer.decision
-        for owner, calls in _TRACKERS.get():
-            if owner == id(self):
-                calls._add(decision.decision_id)  # noqa: SLF001 - module-private helper
         dispatcher.event(
             PickLLMRouteEvent(
                 model=answer.model,

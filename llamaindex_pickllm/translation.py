@@ -34,6 +34,7 @@ __all__ = [
     "LlamaIndexCalls",
     "can_call_tools",
     "detected_capabilities",
+    "identity_of",
     "message_text",
     "name_models",
     "query_of",
@@ -221,14 +222,39 @@ def can_call_tools(llm: LLM) -> bool:
     return isinstance(llm, FunctionCallingLLM) and bool(llm.metadata.is_function_calling_model)
 
 
+_PROVIDER_PACKAGE = "llama_index.llms."
+"""Provider integrations live in ``llama_index.llms.<provider>`` (``openai``,
+``anthropic``, ``google_genai``, ``mistralai``, ...)."""
+
+
+def identity_of(llm: LLM) -> dict[str, str]:
+    """The LLM's provider (from its integration package) and model name.
+
+    The model name is ``metadata.model_name``; the provider is the ``<provider>`` of the
+    ``llama_index.llms.<provider>`` package its class comes from, when it does.
+    """
+    identity: dict[str, str] = {}
+    module = type(llm).__module__
+    if module.startswith(_PROVIDER_PACKAGE):
+        identity["provider"] = module[len(_PROVIDER_PACKAGE) :].split(".", 1)[0]
+    name = llm.metadata.model_name
+    if isinstance(name, str) and name:
+        identity["model"] = name
+    return identity
+
+
 def detected_capabilities(models: Mapping[str, LLM]) -> dict[str, dict[str, Any]]:
-    """What each LLM says it can do, in the core's capability names."""
+    """What each LLM can do (the core's capability names) and who it is.
+
+    Its identity (``provider``, ``model``) is how its price is looked up when not given.
+    """
     detected: dict[str, dict[str, Any]] = {}
     for name, llm in models.items():
         window = llm.metadata.context_window
         detected[name] = {
             "tool_calling": can_call_tools(llm),
             "max_context_tokens": window if isinstance(window, int) and window > 0 else None,
+            **identity_of(llm),
         }
     return detected
 

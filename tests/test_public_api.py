@@ -13,6 +13,7 @@ EXPECTED_ALL = [
     "StatsTable",
     "Candidate",
     "CandidateStats",
+    "CatalogPrice",
     "Cheapest",
     "ConfigError",
     "Context",
@@ -48,6 +49,7 @@ EXPECTED_ALL = [
     "available_policies",
     "estimate_tokens",
     "load_outcomes",
+    "lookup_price",
     "make_feedback",
     "make_policy",
 ]
@@ -74,7 +76,7 @@ def test_importing_pickllm_loads_no_framework_and_does_no_io() -> None:
     code = (
         "import sys, pickllm, pickllm.learn, pickllm.bench;"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
-        "('langchain_core', 'llama_index', 'matplotlib', 'langchain')];"
+        "('langchain_core', 'llama_index', 'matplotlib', 'langchain', 'genai_prices')];"
         "print(','.join(bad))"
     )
     out = subprocess.run(  # noqa: S603 - our own interpreter and code

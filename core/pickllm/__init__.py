@@ -25,6 +25,7 @@ from pickllm.policies import (
     Random,
     ThompsonSampling,
 )
+from pickllm.price_db import CatalogPrice, lookup_price
 from pickllm.pricing import PriceTable, Usage, estimate_tokens, make_feedback
 from pickllm.registry import available_policies, make_policy
 from pickllm.router import CandidateStats, Router, StatsTable
@@ -35,6 +36,7 @@ __all__ = [
     "Belief",
     "Candidate",
     "CandidateStats",
+    "CatalogPrice",
     "Cheapest",
     "ConfigError",
     "Context",
@@ -71,6 +73,7 @@ __all__ = [
     "available_policies",
     "estimate_tokens",
     "load_outcomes",
+    "lookup_price",
     "make_feedback",
     "make_policy",
 ]

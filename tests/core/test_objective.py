@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -77,7 +78,7 @@ def test_missing_quality_drops_the_term_or_imputes() -> None:
         ({"t_scaling": -5.0}, r"t_scaling must be a positive number, got -5\.0"),
     ],
 )
-def test_bad_objectives_name_the_value(kwargs: dict[str, float], match: str) -> None:
+def test_bad_objectives_name_the_value(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         Objective(**kwargs)
 

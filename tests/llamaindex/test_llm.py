@@ -268,7 +268,7 @@ def test_delayed_feedback_by_decision_id_and_by_response() -> None:
 
 
 def test_without_await_feedback_calls_learn_at_once() -> None:
-    llm = PickLLM(models=two_usage_llms(), prices=PRICES)
+    llm = PickLLM(models=two_usage_llms(), prices=PRICES, await_feedback=False)
     response = llm.complete("q")
     assert llm.core_router.pending() == 0
     assert llm.stats()[response.additional_kwargs["pickllm"]["model"]].mean_reward > 0

@@ -24,6 +24,8 @@ def _llm() -> PickLLM:
         cost=0.0,
         policy="thompson",
         seed=0,
+        # Learn from every call at once: the tests read what was learned.
+        await_feedback=False,
     )
 
 

@@ -6,6 +6,7 @@
 * :mod:`~pickllm.engine.executor`: :class:`Executor`, a plan and a driver for one decision.
 * :mod:`~pickllm.engine.engine`: :class:`Engine`, the whole routed call the wrappers use.
 * :mod:`~pickllm.engine.settings`: :class:`RoutingSettings`, the wrappers' shared vocabulary.
+* :mod:`~pickllm.engine.tracking`: :class:`Tracker`, the decisions of a ``track()`` block.
 """
 
 from pickllm.engine.attempts import (
@@ -18,6 +19,7 @@ from pickllm.engine.engine import Answer, Calls, Engine, Request
 from pickllm.engine.executor import Executor
 from pickllm.engine.plans import ExecutionResult, MemoryRecorder, Recorder
 from pickllm.engine.settings import RoutingSettings
+from pickllm.engine.tracking import Tracker, Tracking
 
 __all__ = [
     "DEFAULT_FATAL_NAMES",
@@ -33,4 +35,6 @@ __all__ = [
     "Request",
     "RetryConfig",
     "RoutingSettings",
+    "Tracker",
+    "Tracking",
 ]

@@ -17,7 +17,9 @@ Rules decided here, once:
   answer's text, and the keywords ``model``, ``decision_id``, ``raw_answer`` (the wrapper's
   answer object; for a stream, its chunks) plus whatever the wrapper puts in
   ``evaluator_kwargs`` (the framework's messages);
-* an answer waits for a delayed score when there is an evaluator or ``await_feedback``;
+* an answer waits for a delayed score when there is an evaluator or ``await_feedback``
+  (until ``Router.pending_ttl_s`` or ``Router.max_pending`` expires it: it is then learned
+  from with the objective's ``missing_quality`` rule);
   an answer that will get no score (the evaluator returned None or failed, and nobody
   awaits feedback) is learned from at once, without a quality score;
 * an ensemble's answer is chosen by ``Router.aggregate`` (the policy's vote, with its
@@ -25,7 +27,11 @@ Rules decided here, once:
 * streaming a multi-model plan runs the plan and emits the answer returned, as the
   wrapper's chunks; a single model streams with retries and fallback until its first chunk;
 * a turn that binds tools runs one model (a plan's first member, the others as its
-  fallbacks): tool calls are neither voted on nor cascaded.
+  fallbacks): tool calls are neither voted on nor cascaded;
+* delayed feedback reaches a decision by its id, by an *alias* (a framework's run id: the
+  call's own, or any enclosing run's; one alias may name several decisions, which all
+  take the score), or through a :meth:`Engine.track` block; a score given to several
+  decisions joins each one that still waits for a score.
 
 With a cascade ``strategy`` (:class:`~pickllm.cascade.CascadeStrategy`), every call that
 binds no tools and names no model (no ``pin``, no tool loop to stay on) is a *cascade
@@ -77,6 +83,7 @@ from pickllm.cascade.protocol import CascadeStrategy
 from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.executor import Executor
 from pickllm.engine.plans import ExecutionResult
+from pickllm.engine.tracking import Tracker, Tracking, note_decision
 from pickllm.errors import ConfigError, UnknownDecisionError
 from pickllm.evaluation import EvaluationRunner
 from pickllm.pricing import Usage, estimate_tokens
@@ -246,7 +253,7 @@ class Engine:
         sleep: sync wait between retries.
         async_sleep: async wait between retries.
         max_aliases: how many external ids (a framework's run ids) are remembered for
-            ``feedback``.
+            ``feedback``, and how many decisions each one may name (the latest are kept).
         strategy: a cascade strategy for the calls that give a final answer (see the
             module docstring); None routes every call with the router's policy.
 
@@ -312,7 +319,7 @@ class Engine:
                 background=evaluate_in_background,
                 release_unscored=not await_feedback,
             )
-        self._aliases: OrderedDict[str, str] = OrderedDict()
+        self._aliases: OrderedDict[str, list[str]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -362,39 +369,60 @@ class Engine:
             # Tool calls are not voted on or cascaded: the plan's first model makes them,
             # the others stay its fallbacks.
             decision = replace(decision, plan=None)
+        note_decision(self, decision.decision_id)
         return decision
 
     # ------------------------------------------------------------------ feedback
     def alias(self, external_id: str, decision_id: str) -> None:
-        """Let ``feedback`` find ``decision_id`` by ``external_id`` (a framework's run id)."""
+        """Let ``feedback`` find ``decision_id`` by ``external_id`` (a framework's run id).
+
+        An external id may name several decisions (a chain's run id names every routed
+        call made inside the chain); the latest ``max_aliases`` are kept per id.
+        """
         if not self.max_aliases:
             return
         with self._lock:
-            self._aliases[external_id] = decision_id
+            named = self._aliases.get(external_id)
+            if named is None:
+                named = self._aliases[external_id] = []
+            if decision_id not in named:
+                named.append(decision_id)
+                del named[: -self.max_aliases]
             self._aliases.move_to_end(external_id)
             while len(self._aliases) > self.max_aliases:
                 self._aliases.popitem(last=False)
 
-    def decision_id(self, id_: str) -> str:
-        """The decision id that ``id_`` (a decision id or an alias) names.
+    def decision_ids(self, id_: str) -> list[str]:
+        """The decision ids that ``id_`` (a decision id or an alias) names, oldest first.
 
         Raises:
             UnknownDecisionError: ``id_`` is neither a pending decision nor a known alias.
         """
         with self._lock:
             found = self._aliases.get(id_)
-        if found is not None:
-            return found
+            if found is not None:
+                return list(found)
         if self.router.is_pending(id_):
-            return id_
+            return [id_]
         msg = (
             f"{id_!r} names no pending decision and no call this engine remembers "
             f"(the last {self.max_aliases} run ids are kept)"
         )
         raise UnknownDecisionError(msg)
 
+    def decision_id(self, id_: str) -> str:
+        """The decision id that ``id_`` names (the latest one, for an alias naming several).
+
+        Raises:
+            UnknownDecisionError: ``id_`` is neither a pending decision nor a known alias.
+        """
+        return self.decision_ids(id_)[-1]
+
     def feedback(self, id_: str, score: float) -> float | None:
-        """Join a delayed quality score to the call ``id_`` names; see ``Router.feedback``.
+        """Join a delayed quality score to the call(s) ``id_`` names; see ``Router.feedback``.
+
+        ``id_`` is a decision id or an alias; an alias naming several decisions gives the
+        score to each one that still waits for a score (see :meth:`feedback_each`).
 
         Raises:
             UnknownDecisionError: ``id_`` names no call waiting for a score; its ``reason``
@@ -402,7 +430,49 @@ class Engine:
         """
         with self._lock:
             found = self._aliases.get(id_)
-        return self.router.feedback(id_ if found is None else found, score)
+            named = None if found is None else list(found)
+        if named is None:
+            return self.router.feedback(id_, score)
+        return self.feedback_each(named, score)
+
+    def feedback_each(self, decision_ids: Sequence[str], score: float) -> float | None:
+        """Give ``score`` to each of ``decision_ids`` that waits for a score.
+
+        Decisions that do not wait (failed, already scored, learned from at once,
+        expired) are left out, so one score can go to every call of a chain or a block.
+
+        Returns:
+            The reward of the last decision that took the score (None while that call is
+            not recorded yet).
+
+        Raises:
+            UnknownDecisionError: none of them waits for a score (the last one's error,
+                with its ``reason``), or ``decision_ids`` is empty.
+        """
+        if not decision_ids:
+            msg = "no routed call to give feedback to: none was made in this block"
+            raise UnknownDecisionError(msg)
+        reward: float | None = None
+        joined = False
+        refused: UnknownDecisionError | None = None
+        for decision_id in decision_ids:
+            try:
+                reward = self.router.feedback(decision_id, score)
+            except UnknownDecisionError as exc:
+                refused = exc
+            else:
+                joined = True
+        if not joined and refused is not None:
+            raise refused
+        return reward
+
+    def track(self) -> Tracking:
+        """A block collecting every decision this engine makes inside it (sync or async).
+
+        ``with engine.track() as tracked: ...; tracked.feedback(0.9)``; see
+        :mod:`pickllm.engine.tracking`.
+        """
+        return Tracking(self, Tracker(self.feedback_each))
 
     # ------------------------------------------------------------------ calls
     def _choose(self, decision: Decision, calls: Calls[Any, Any]) -> Callable[..., int]:

@@ -23,11 +23,12 @@ from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.engine import Engine
 from pickllm.errors import ConfigError
 from pickllm.objective import Objective
+from pickllm.price_db import database_version, lookup_price
 from pickllm.pricing import PriceTable
 from pickllm.router import Router
 from pickllm.types import Candidate
 
-__all__ = ["CAPABILITY_KEYS", "RoutingSettings", "split_seed"]
+__all__ = ["CAPABILITY_KEYS", "IDENTITY_KEYS", "RoutingSettings", "split_seed"]
 
 _GUARDS = frozenset(
     {
@@ -41,8 +42,15 @@ _GUARDS = frozenset(
 )
 """The Router's circuit-breaker and budget arguments, passed on under the same names."""
 
+_PENDING = frozenset({"max_pending", "pending_ttl_s"})
+"""The Router's bounds on calls waiting for a delayed score, passed on under the same names."""
+
 CAPABILITY_KEYS = frozenset({"tool_calling", "structured_output", "max_context_tokens"})
 """What ``capabilities`` may say of a model."""
+
+IDENTITY_KEYS = ("provider", "model")
+"""What a wrapper may detect of a model besides capabilities: its provider and model name,
+by which a price missing from ``prices`` is looked up in the price database."""
 
 
 def split_seed(seed: int | None) -> tuple[np.random.Generator | None, np.random.Generator | None]:
@@ -67,8 +75,11 @@ class RoutingSettings(BaseModel):
     """What a routed model is told at construction, in both frameworks.
 
     Args:
-        prices: name -> (input, output) USD per 1M tokens, or a ``PriceTable``. Needed for
-            every model when the cost weight is not zero.
+        prices: name -> (input, output) USD per 1M tokens, or a ``PriceTable``. A model
+            left out is priced from the ``genai-prices`` database (offline, see
+            :mod:`pickllm.price_db`) by the provider and model name the wrapper detects;
+            every model needs a price one way or the other when the cost weight is not
+            zero.
         policy: a ``pickllm`` policy, its short name, or a trained query scorer.
         quality: weight of the answer quality in the reward.
         cost: weight of the cost.
@@ -76,7 +87,12 @@ class RoutingSettings(BaseModel):
         objective: a full ``Objective`` (overrides the three weights).
         evaluator: scores answers, ``(prompt, answer, **kw) -> score in [0, 1] | None``.
         evaluate_in_background: run the evaluator after returning.
-        await_feedback: every call waits for ``feedback()`` before it is learned from.
+        await_feedback: every call waits for ``feedback()`` before it is learned from;
+            ``"auto"`` (the default): calls wait when there is no ``evaluator``. A call
+            that waits and gets no score is learned from when it expires (after
+            ``pending_ttl_s``, or when ``max_pending`` newer calls wait; checked at each
+            routed call), without a quality score: the objective's ``missing_quality``
+            rule (default: the quality term is left out of that call's reward).
         seed: seed of the policy (when built here) and of the retry jitter.
         retry: retry and fallback settings.
         timeout: seconds one attempt may take (overrides ``retry.timeout``); None: no limit.
@@ -90,6 +106,8 @@ class RoutingSettings(BaseModel):
         sleep: sync wait between retries (injected in tests).
         async_sleep: async wait between retries (injected in tests).
         max_tracked_runs: how many framework run ids are remembered for ``feedback``.
+        max_pending: how many calls may wait for a delayed score (the oldest expires).
+        pending_ttl_s: seconds a call may wait for a delayed score before it expires.
         breaker_failures: consecutive failed attempts that open a model's circuit (it is
             skipped for ``breaker_cooldown_s``, then probed once); None turns it off.
         breaker_cooldown_s: seconds an open circuit skips its model.
@@ -126,7 +144,7 @@ class RoutingSettings(BaseModel):
     objective: Objective | None = Field(default=None, exclude=True)
     evaluator: Any = Field(default=None, exclude=True)
     evaluate_in_background: bool = False
-    await_feedback: bool = False
+    await_feedback: bool | Literal["auto"] = "auto"
     seed: int | None = None
     retry: RetryConfig | None = Field(default=None, exclude=True)
     timeout: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
@@ -138,6 +156,8 @@ class RoutingSettings(BaseModel):
     sleep: Callable[[float], None] = Field(default=time.sleep, exclude=True)
     async_sleep: Callable[[float], Awaitable[None]] = Field(default=asyncio.sleep, exclude=True)
     max_tracked_runs: int = Field(default=10_000, ge=0)
+    max_pending: int = 100_000
+    pending_ttl_s: float = 3600.0
     breaker_failures: int | None = 5
     breaker_cooldown_s: float = 30.0
     budget_usd: float | None = None
@@ -160,7 +180,9 @@ class RoutingSettings(BaseModel):
         Args:
             names: the models' names, in the pool's order.
             detected: per model, the capabilities the wrapper read off the framework
-                model (``capabilities`` overrides them).
+                model (``capabilities`` overrides them) and its ``provider`` and ``model``
+                name (:data:`IDENTITY_KEYS`), by which a price missing from ``prices`` is
+                looked up (without a detected model name, the pool name is looked up).
             evaluator: the evaluator as the core calls it, when the wrapper adapts the
                 user's (a framework evaluator); None uses ``self.evaluator``.
 
@@ -185,17 +207,21 @@ class RoutingSettings(BaseModel):
                 objective,
                 seed=policy_rng,
                 clock=self.clock,
-                **{name: getattr(self, name) for name in _GUARDS},
+                **{name: getattr(self, name) for name in _GUARDS | _PENDING},
             )
         else:
             self._check_router(router, names)
         strategy = self._strategy(router.candidates)
+        scorer = self.evaluator if evaluator is None else evaluator
+        await_feedback = self.await_feedback
+        if await_feedback == "auto":
+            await_feedback = scorer is None
         return Engine(
             router,
             retry=self._retry(),
-            evaluator=self.evaluator if evaluator is None else evaluator,
+            evaluator=scorer,
             evaluate_in_background=self.evaluate_in_background,
-            await_feedback=self.await_feedback,
+            await_feedback=await_feedback,
             seed=jitter_rng,
             clock=self.clock,
             sleep=self.sleep,
@@ -277,22 +303,32 @@ class RoutingSettings(BaseModel):
     ) -> list[Candidate]:
         prices = self.prices
         table = prices if isinstance(prices, PriceTable) else PriceTable(prices or {})
-        missing = [name for name in names if name not in table]
-        if missing and objective.cost > 0:
-            msg = (
-                f"no price for model(s) {missing}: prices must give (input, output) USD per "
-                "1M tokens for every model when the cost weight is not zero (got cost="
-                f"{objective.cost!r}); add them to prices or set cost=0"
-            )
-            raise ConfigError(msg)
         unknown = sorted(set(table) - set(names))
         if unknown:
             msg = f"prices names {unknown}, which are not among the models {list(names)}"
             raise ConfigError(msg)
+        resolved = dict(table)
+        for name in names:
+            if name not in resolved:
+                found = _catalog_price(name, detected.get(name, {}))
+                if found is not None:
+                    resolved[name] = found
+        missing = [name for name in names if name not in resolved]
+        if missing and objective.cost > 0:
+            looked_up = ", ".join(_identity(name, detected.get(name, {})) for name in missing)
+            msg = (
+                f"no price for model(s) {missing}: prices must give (input, output) USD per "
+                "1M tokens for every model when the cost weight is not zero (got cost="
+                f"{objective.cost!r}); the genai-prices database (version "
+                f"{database_version()}) has no per-token price for {looked_up}; add them to "
+                "prices (a local model: (0, 0)) or set cost=0"
+            )
+            raise ConfigError(msg)
         candidates = []
         for name in names:
-            input_price, output_price = table.get(name, (0.0, 0.0))
-            caps = {**detected.get(name, {}), **self.capabilities.get(name, {})}
+            input_price, output_price = resolved.get(name, (0.0, 0.0))
+            found_caps = {k: v for k, v in detected.get(name, {}).items() if k not in IDENTITY_KEYS}
+            caps = {**found_caps, **self.capabilities.get(name, {})}
             candidates.append(
                 Candidate(name=name, input_price=input_price, output_price=output_price, **caps)
             )
@@ -310,12 +346,33 @@ class RoutingSettings(BaseModel):
             )
             raise ConfigError(msg)
         clash = sorted(
-            ({"prices", "policy", "quality", "cost", "latency", "objective"} | _GUARDS)
+            ({"prices", "policy", "quality", "cost", "latency", "objective"} | _GUARDS | _PENDING)
             & self.model_fields_set
         )
         if clash:
             msg = (
                 f"{clash} cannot be given together with router: the router already has its "
-                "prices, policy, objective, circuit breaker and budget"
+                "prices, policy, objective, circuit breaker, budget and pending bounds"
             )
             raise ConfigError(msg)
+
+
+def _model_ref(name: str, found: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The model name and provider to look ``name`` up by (its detected identity)."""
+    model = found.get("model")
+    provider = found.get("provider")
+    return (
+        model if isinstance(model, str) and model else name,
+        provider if isinstance(provider, str) and provider else None,
+    )
+
+
+def _catalog_price(name: str, found: Mapping[str, Any]) -> tuple[float, float] | None:
+    model, provider = _model_ref(name, found)
+    price = lookup_price(model, provider)
+    return None if price is None else price.pair
+
+
+def _identity(name: str, found: Mapping[str, Any]) -> str:
+    model, provider = _model_ref(name, found)
+    return f"{name!r} (model {model!r}, provider {provider!r})"

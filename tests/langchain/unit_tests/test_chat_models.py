@@ -485,7 +485,7 @@ def test_delayed_feedback_by_run_id_and_message_id(make_llm: MakeLLM) -> None:
 
 
 def test_feedback_after_learning_is_unknown(make_llm: MakeLLM) -> None:
-    llm = make_llm()
+    llm = make_llm(await_feedback=False)
     answer = llm.invoke("Capital of France?")
     with pytest.raises(UnknownDecisionError, match="is not pending"):
         llm.feedback(answer.response_metadata["pickllm"]["decision_id"], 1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
@@ -87,8 +88,24 @@ async def test_async_agents_are_routed_the_same_way() -> None:
     _check_runs([await agent.ainvoke(QUESTION) for _ in range(10)], mw)
 
 
-def test_the_policy_learns_from_each_call() -> None:
+def test_without_an_evaluator_calls_wait_for_feedback_by_default() -> None:
     mw = middleware(policy="thompson")
+    before = mw.engine.router.policy.state_dict()["state"]
+    agent = create_agent(model=mw.models["small"], tools=[add], middleware=[mw])
+    result = agent.invoke(QUESTION)
+    assert mw.engine.router.policy.state_dict()["state"] == before
+    assert all(math.isnan(s.mean_reward) for s in mw.stats().values())
+    for message in _steps(result):
+        mw.feedback(message.response_metadata["pickllm"]["decision_id"], 1.0)
+    assert mw.engine.router.policy.state_dict()["state"] != before
+    served = [s for s in mw.stats().values() if s.calls]
+    assert len(served) == 1
+    # Learned with the full score: quality 1 outweighs the small cost and latency terms.
+    assert 0.9 < served[0].mean_reward <= 1.0
+
+
+def test_the_policy_learns_from_each_call() -> None:
+    mw = middleware(policy="thompson", await_feedback=False)
     before = mw.engine.router.policy.state_dict()["state"]
     agent = create_agent(model=mw.models["small"], tools=[add], middleware=[mw])
     agent.invoke(QUESTION)

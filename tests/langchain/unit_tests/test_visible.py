@@ -107,7 +107,7 @@ def test_no_prompt_or_answer_text_reaches_any_log_record(
 
 
 def test_beliefs_and_explain_on_the_chat_model() -> None:
-    llm = _llm(policy="thompson")
+    llm = _llm(policy="thompson", await_feedback=False)
     for _ in range(5):
         llm.invoke("Hi")
     beliefs = llm.beliefs()

@@ -1164,7 +1164,7 @@ def _syncer(router: Router, store: object) -> Syncer | None:
     if not isinstance(store, StateStore):
         msg = f"store must be a pickllm.state StateStore or None, got {store!r}"
         raise ConfigTypeError(msg)
-    syncer = Syncer(router, store)
+    syncer = Syncer(router, store, new_breaker=_Breaker, max_spend_keys=_MAX_SPEND_KEYS)
     syncer.start()
     return syncer
 

@@ -23,6 +23,7 @@ from pickllm.errors import ConfigError
 from pickllm.objective import Objective
 from pickllm.pricing import PriceTable
 from pickllm.router import Router
+from pickllm.state.store import StateStore
 from pickllm.types import Candidate
 
 __all__ = ["CAPABILITY_KEYS", "RoutingSettings", "split_seed"]
@@ -35,9 +36,10 @@ _GUARDS = frozenset(
         "budget_per_key_usd",
         "budget_period_s",
         "on_budget",
+        "store",
     }
 )
-"""The Router's circuit-breaker and budget arguments, passed on under the same names."""
+"""The Router's circuit-breaker, budget and store arguments, passed on under the same names."""
 
 CAPABILITY_KEYS = frozenset({"tool_calling", "structured_output", "max_context_tokens"})
 """What ``capabilities`` may say of a model."""
@@ -86,6 +88,9 @@ class RoutingSettings(BaseModel):
         budget_period_s: the budget period in seconds (None: the router's lifetime).
         on_budget: at the limit, ``"raise"`` ``BudgetExceededError`` or route to the
             ``"cheapest"`` model.
+        store: a shared state store (``pickllm.state.RedisStore``): every process whose
+            model is given a store of the same name learns as one; None: this process
+            learns alone.
 
     The breaker and budget settings are the ``Router``'s (see there); with a ``router``
     given they must be left out, like ``policy`` and the weights.
@@ -119,6 +124,7 @@ class RoutingSettings(BaseModel):
     budget_per_key_usd: float | None = None
     budget_period_s: float | None = 86_400.0
     on_budget: Literal["raise", "cheapest"] = "raise"
+    store: StateStore | None = Field(default=None, exclude=True)
 
     def build_engine(
         self,

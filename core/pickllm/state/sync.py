@@ -29,13 +29,14 @@ other half, kept apart so that ``router.py`` stays about routing.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -96,13 +97,24 @@ class Syncer:
     Args:
         router: the router (its policy must be one whose learning can be shared).
         store: the store.
+        new_breaker: makes the router's circuit-breaker record of a model.
+        max_spend_keys: how many context keys the router tracks the spend of.
 
     Raises:
         ConfigError: the router's policy cannot share its learning.
     """
 
-    def __init__(self, router: Router, store: StateStore) -> None:
+    def __init__(
+        self,
+        router: Router,
+        store: StateStore,
+        *,
+        new_breaker: Callable[[], Any],
+        max_spend_keys: int,
+    ) -> None:
         self._router = router
+        self._new_breaker = new_breaker
+        self._max_spend_keys = max_spend_keys
         self._store = store
         self._merge = merge_for(router.policy)
         self._writer = uuid.uuid4().hex
@@ -252,14 +264,14 @@ class Syncer:
         self._last_warn = -math.inf
 
     def _schema(self) -> dict[str, Any]:
-        from pickllm.router import policy_config
-
-        config = policy_config(self._router.policy)
-        params = {k: v for k, v in config["params"].items() if k != "seed"}
+        policy = self._router.policy
+        params = {k: v for k, v in policy.get_params().items() if k != "seed"}
+        # Through JSON, as the store will hold it (a tuple comes back as a list).
+        params = json.loads(json.dumps(params, sort_keys=True, default=repr))
         return {
             "format": "pickllm.state",
             "version": SCHEMA_VERSION,
-            "policy": {"name": config["name"], "params": params},
+            "policy": {"name": policy.name, "params": params},
             "merge": self._merge.kind,
         }
 
@@ -382,9 +394,7 @@ class Syncer:
             if field.startswith("k|"):
                 key = field[2:]
                 by_key[key] = value + by_key.get(key, 0.0) - spend_base.get(field, 0.0)
-        from pickllm.router import _MAX_SPEND_KEYS
-
-        while len(by_key) > _MAX_SPEND_KEYS:
+        while len(by_key) > self._max_spend_keys:
             by_key.popitem(last=False)
         self._spend_base = dict(shared.spend)
 
@@ -422,8 +432,6 @@ class Syncer:
         router = self._router
         if router.breaker_failures is None:
             return
-        from pickllm.router import _Breaker
-
         now, wall = router.clock(), self._store.wall_clock()
         breakers = router._breakers  # noqa: SLF001
         for name, event in shared.items():
@@ -432,7 +440,7 @@ class Syncer:
             self._known_at[name] = event.at
             breaker = breakers.get(name)
             if breaker is None:
-                breaker = breakers[name] = _Breaker()
+                breaker = breakers[name] = self._new_breaker()
             if event.state == "open":
                 breaker.state = "open"
                 breaker.opened_at = now - max(wall - event.at, 0.0)

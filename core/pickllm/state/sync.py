@@ -142,7 +142,11 @@ class Syncer:
 
     # ------------------------------------------------------------------ router hooks
     def start(self) -> None:
-        """Align the budget periods to the store's wall clock and adopt the shared state."""
+        """Align the budget periods to the store's wall clock and adopt the shared state.
+
+        Raises:
+            StateError: the store holds another schema version or another policy.
+        """
         router = self._router
         period = router.budget_period_s
         if period is not None:
@@ -152,6 +156,14 @@ class Syncer:
                 router._epoch = now - wall % period  # noqa: SLF001
                 router._period = 0  # noqa: SLF001
                 self._wall_offset = math.floor(wall / period)
+        try:
+            # A schema or policy mismatch raises StateError here, from the Router.
+            self._store.open(self._schema())
+        except StoreUnavailableError as exc:
+            self._last_try = router.clock()
+            self._fail(exc)
+            return
+        self._opened = True
         self.sync()
 
     def learned(self, decision: Decision, reward: float) -> None:
@@ -206,7 +218,10 @@ class Syncer:
         try:
             self._last_try = self._router.clock()
             try:
+                resent = self._inflight is not None
                 self._sync()
+                if resent:  # that batch was an old one: send what came since, too
+                    self._sync()
             except StoreUnavailableError as exc:
                 self._fail(exc)
             except StateError as exc:

@@ -203,9 +203,9 @@ def test_replayed_updates_are_bounded_and_drops_counted() -> None:
     store = FlakyStore(name="t", max_queue=5)
     router = Router(POOL, "learning_automaton", seed=0, store=store)
     store.down = True
+    _run([router], 12)
     with pytest.warns(StoreWarning):
-        _run([router], 12)
-    status = router.sync()
+        status = router.sync()
     assert status is not None
     assert status.queued_updates == 5
     assert status.dropped_updates == 7

@@ -155,6 +155,7 @@ def test_a_batch_whose_reply_was_lost_is_resent_and_counted_once() -> None:
 
 def test_the_same_batch_is_applied_once() -> None:
     store = MemoryStore(name="t")
+    store.open({"version": 1})
     batch = Batch(writer="w", seq=1, sums={"s|calls|a": 2.0})
     store.exchange(batch)
     shared = store.exchange(batch)
@@ -186,6 +187,24 @@ def test_store_down_routing_goes_on_warns_rate_limited_and_loses_nothing() -> No
     assert status.unsent_records == 0
     other = Router(POOL, "thompson", seed=1, store=store)
     assert sum(s.calls for s in other.stats().values()) == 100
+
+
+@pytest.mark.parametrize("policy", ["thompson", "learning_automaton"])
+def test_a_lost_namespace_is_reseeded_from_the_local_copy(policy: str) -> None:
+    store = MemoryStore(name="t", sync_every=4)
+    router = Router(POOL, policy, seed=0, store=store)
+    _run([router], 30)
+    router.sync()
+    learned = router.policy.state_dict()["state"]
+    store.clear()  # what a Redis restarted without persistence looks like
+    _run([router], 10, seed=1)
+    router.sync()
+    late = Router(POOL, policy, seed=1, store=store)
+    assert sum(s.calls for s in late.stats().values()) == 40
+    if policy == "learning_automaton":
+        document = store.read_policy()
+        assert document is not None
+        assert document["state"] == router.policy.state_dict()["state"] != learned
 
 
 def test_a_store_down_at_construction_is_a_warning_and_synced_later() -> None:
@@ -340,6 +359,7 @@ def test_redis_store_without_the_client_names_the_extra(monkeypatch: pytest.Monk
 
 def test_breaker_events_keep_the_latest() -> None:
     store = MemoryStore(name="t")
+    store.open({"version": 1})
     store.exchange(Batch(writer="w", seq=1, breakers={"a": BreakerEvent("open", 5.0, 3)}))
     shared = store.exchange(
         Batch(writer="v", seq=1, breakers={"a": BreakerEvent("closed", 4.0, 0)})

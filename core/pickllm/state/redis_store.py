@@ -32,6 +32,7 @@ from pickllm.errors import StateError, StoreUnavailableError
 from pickllm.state.store import (
     Batch,
     BreakerEvent,
+    NamespaceMissingError,
     PolicyUpdate,
     Shared,
     StateStore,
@@ -43,6 +44,7 @@ from pickllm.state.store import (
 __all__ = ["RedisStore"]
 
 _EXCHANGE = """
+if redis.call('EXISTS', KEYS[5]) == 0 then return 0 end
 local p = cjson.decode(ARGV[3])
 local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if tonumber(ARGV[2]) > last then
@@ -162,7 +164,7 @@ class RedisStore(StateStore):
             raise StoreUnavailableError(msg) from exc
 
     # ------------------------------------------------------------------ hooks
-    def open(self, schema: Mapping[str, Any]) -> None:
+    def open(self, schema: Mapping[str, Any]) -> str:
         """Record or check the namespace's schema (see :meth:`StateStore.open`)."""
         key = self.keys["schema"]
         text = encode_document(schema)
@@ -183,6 +185,7 @@ class RedisStore(StateStore):
             msg = f"Redis key {key!r} does not hold a PickLLM schema: {stored!r}"
             raise StateError(msg)
         check_schema(f"Redis key {key!r}", document, schema)
+        return str(document.get("epoch", ""))
 
     def exchange(self, batch: Batch) -> Shared:
         """Apply a batch at most once; return the totals (see :meth:`StateStore.exchange`)."""
@@ -203,10 +206,15 @@ class RedisStore(StateStore):
         def run(client: Any) -> Any:
             if self._exchange_script is None:
                 self._exchange_script = client.register_script(_EXCHANGE)
-            keys = [self.keys["sums"], self.keys["seq"], self.keys["breakers"], spend_key]
+            keys = [self.keys[k] for k in ("sums", "seq", "breakers")]
+            keys += [spend_key, self.keys["schema"]]
             return self._exchange_script(keys=keys, args=[batch.writer, batch.seq, payload])
 
-        sums, spend, breakers = self._call("exchange", run)
+        reply = self._call("exchange", run)
+        if reply == 0:
+            msg = f"Redis has no {self.keys['schema']!r}: it lost the namespace (a restart?)"
+            raise NamespaceMissingError(msg)
+        sums, spend, breakers = reply
         return Shared(
             sums=_floats(sums),
             spend=_floats(spend),

@@ -29,13 +29,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pickllm.errors import ConfigError, ConfigTypeError, StateError
+from pickllm.errors import ConfigError, ConfigTypeError, PickLLMError, StateError
 
 __all__ = [
     "SCHEMA_VERSION",
     "Batch",
     "BreakerEvent",
     "MemoryStore",
+    "NamespaceMissingError",
     "Shared",
     "StateStore",
 ]
@@ -45,6 +46,14 @@ SCHEMA_VERSION = 1
 
 PolicyUpdate = Callable[[Mapping[str, Any] | None], dict[str, Any]]
 """Turns the shared policy document (None: none yet) into the next one."""
+
+
+class NamespaceMissingError(PickLLMError):
+    """The store lost the namespace (a Redis restarted without persistence, a clear).
+
+    Raised by ``exchange`` before it applies anything; the router then opens the namespace
+    again, and if it is the one that re-creates it, sends everything it knows.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +163,12 @@ class StateStore(ABC):
         self.wall_clock = wall_clock
 
     @abstractmethod
-    def open(self, schema: Mapping[str, Any]) -> None:
+    def open(self, schema: Mapping[str, Any]) -> str:
         """Record ``schema`` in an empty namespace, or check it against the stored one.
+
+        Returns:
+            The stored schema's ``epoch``: ``schema["epoch"]`` when this call created the
+            namespace.
 
         Raises:
             StateError: the namespace holds another schema version, or another policy.
@@ -167,6 +180,8 @@ class StateStore(ABC):
         """Apply ``batch`` atomically (at most once per writer and seq); return the totals.
 
         Raises:
+            NamespaceMissingError: the namespace has no schema (it was lost); nothing was
+                applied.
             StoreUnavailableError: the store did not answer (the batch may or may not have
                 been applied: send it again unchanged).
         """
@@ -247,17 +262,21 @@ class MemoryStore(StateStore):
         self._breakers: dict[str, BreakerEvent] = {}
         self._policy: str | None = None
 
-    def open(self, schema: Mapping[str, Any]) -> None:
+    def open(self, schema: Mapping[str, Any]) -> str:
         """Record or check the namespace's schema (see :meth:`StateStore.open`)."""
         with self._lock:
             if self._schema is None:
                 self._schema = dict(schema)
-                return
-            check_schema(f"MemoryStore {self.name!r}", self._schema, schema)
+            else:
+                check_schema(f"MemoryStore {self.name!r}", self._schema, schema)
+            return str(self._schema.get("epoch", ""))
 
     def exchange(self, batch: Batch) -> Shared:
         """Apply a batch at most once; return the totals (see :meth:`StateStore.exchange`)."""
         with self._lock:
+            if self._schema is None:
+                msg = f"MemoryStore {self.name!r} has no schema: it was cleared"
+                raise NamespaceMissingError(msg)
             if batch.seq > self._seen.get(batch.writer, 0):
                 self._seen[batch.writer] = batch.seq
                 sums = self._sums

@@ -43,7 +43,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from pickllm.errors import StateError, StoreUnavailableError, StoreWarning
 from pickllm.state.merge import ReplayMerge, SumsMerge, merge_for
-from pickllm.state.store import SCHEMA_VERSION, Batch, BreakerEvent, Shared, StateStore
+from pickllm.state.store import (
+    SCHEMA_VERSION,
+    Batch,
+    BreakerEvent,
+    NamespaceMissingError,
+    Shared,
+    StateStore,
+)
 
 if TYPE_CHECKING:
     from pickllm.router import Router
@@ -158,7 +165,7 @@ class Syncer:
                 self._wall_offset = math.floor(wall / period)
         try:
             # A schema or policy mismatch raises StateError here, from the Router.
-            self._store.open(self._schema())
+            self._open()
         except StoreUnavailableError as exc:
             self._last_try = router.clock()
             self._fail(exc)
@@ -252,14 +259,21 @@ class Syncer:
         store = self._store
         router = self._router
         if not self._opened:
-            store.open(self._schema())
-            self._opened = True
+            self._open()
         with router._lock:  # noqa: SLF001
             if self._inflight is None:
                 self._inflight = self._take()
             batch = self._inflight
             records = self._records
-        shared = store.exchange(batch)
+        try:
+            shared = store.exchange(batch)
+        except NamespaceMissingError:
+            self._open()
+            with router._lock:  # noqa: SLF001
+                if self._inflight is None:
+                    self._inflight = self._take()
+                batch = self._inflight
+            shared = store.exchange(batch)
         document: Mapping[str, Any] | None = None
         if isinstance(self._merge, ReplayMerge):
             if self._inflight_updates:
@@ -278,6 +292,36 @@ class Syncer:
         self._connected = True
         self._last_warn = -math.inf
 
+    def _open(self) -> None:
+        """Open the namespace; if this router (re-)creates it, send everything it knows.
+
+        A namespace that existed and is gone (a Redis restarted without persistence)
+        is re-created by the first router that notices, from its local copy, which holds
+        every router's learning up to its last sync; the others then send only what
+        they have not sent yet.
+        """
+        schema = self._schema()
+        created = self._store.open(schema) == schema["epoch"]
+        self._opened = True
+        if not created:
+            return
+        router = self._router
+        with router._lock:  # noqa: SLF001
+            # Everything local is news to the store: diff against nothing.
+            self._base = {}
+            self._spend_base = {}
+            self._seen = {}
+            self._known_at = {}
+            self._inflight = None
+            self._inflight_updates = []
+            state = None
+            if isinstance(self._merge, ReplayMerge):
+                state = self._merge.state(router.policy)
+                self._queue.clear()
+        if state is not None:
+            writer, seq = self._writer, self._seq
+            self._store.update_policy(lambda _: {"state": state, "applied": {writer: seq}})
+
     def _schema(self) -> dict[str, Any]:
         policy = self._router.policy
         params = {k: v for k, v in policy.get_params().items() if k != "seed"}
@@ -288,6 +332,7 @@ class Syncer:
             "version": SCHEMA_VERSION,
             "policy": {"name": policy.name, "params": params},
             "merge": self._merge.kind,
+            "epoch": uuid.uuid4().hex,
         }
 
     # ------------------------------------------------------------------ take / adopt

@@ -58,9 +58,9 @@ class FlakyStore(MemoryStore):
             msg = "store down (test)"
             raise StoreUnavailableError(msg)
 
-    def open(self, schema: Any) -> None:
+    def open(self, schema: Any) -> str:
         self._check()
-        super().open(schema)
+        return super().open(schema)
 
     def exchange(self, batch: Batch) -> Shared:
         self._check()

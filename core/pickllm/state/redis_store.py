@@ -266,6 +266,11 @@ class RedisStore(StateStore):
 
         self._call("clear", run)
 
+    def close(self) -> None:
+        """Close the client's connections (they reopen if the store is used again)."""
+        if self._client is not None:
+            self._client.close()
+
     def __repr__(self) -> str:
         return f"RedisStore(name={self.name!r}, key_prefix={self.key_prefix!r})"
 

@@ -201,6 +201,9 @@ class StateStore(ABC):
     def clear(self) -> None:
         """Delete everything of this namespace (the schema too)."""
 
+    def close(self) -> None:
+        """Release the store's connections (a store that has none does nothing)."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 

@@ -229,7 +229,8 @@ class Syncer:
                 self._sync()
                 if resent:  # that batch was an old one: send what came since, too
                     self._sync()
-            except StoreUnavailableError as exc:
+            except (StoreUnavailableError, NamespaceMissingError) as exc:
+                # Gone again right after being re-created: retried at the next sync.
                 self._fail(exc)
             except StateError as exc:
                 # Another schema or policy in the namespace: sharing would corrupt it.
@@ -242,7 +243,7 @@ class Syncer:
             self._lock.release()
         return self.status()
 
-    def _fail(self, exc: StoreUnavailableError) -> None:
+    def _fail(self, exc: Exception) -> None:
         self._failures += 1
         self._connected = False
         now = self._router.clock()

@@ -59,8 +59,14 @@ if tonumber(ARGV[2]) > last then
   end
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[4]),
-        redis.call('HGETALL', KEYS[3])}
+-- One JSON string: parsing thousands of RESP items in Python is what would cost.
+local function object(key)
+  local flat = redis.call('HGETALL', key)
+  local out = {}
+  for i = 1, #flat, 2 do out[flat[i]] = flat[i + 1] end
+  return out
+end
+return cjson.encode({object(KEYS[1]), object(KEYS[4]), object(KEYS[3])})
 """
 _CAS_ATTEMPTS = 50
 
@@ -214,15 +220,13 @@ class RedisStore(StateStore):
         if reply == 0:
             msg = f"Redis has no {self.keys['schema']!r}: it lost the namespace (a restart?)"
             raise NamespaceMissingError(msg)
-        sums, spend, breakers = reply
+        sums, spend, breakers = _objects(reply)
         return Shared(
-            sums=_floats(sums),
-            spend=_floats(spend),
+            sums={k: float(v) for k, v in sums.items()},
+            spend={k: float(v) for k, v in spend.items()},
             breakers={
                 name: BreakerEvent(state, float(at), int(failures))
-                for name, (state, at, failures) in (
-                    (n, json.loads(v)) for n, v in _pairs(breakers).items() if n
-                )
+                for name, (state, at, failures) in ((n, json.loads(v)) for n, v in breakers.items())
             },
         )
 
@@ -279,10 +283,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _pairs(flat: Any) -> dict[str, str]:
-    items = [_text(v) for v in flat]
-    return dict(zip(items[::2], items[1::2], strict=True))
-
-
-def _floats(flat: Any) -> dict[str, float]:
-    return {k: float(v) for k, v in _pairs(flat).items() if k}
+def _objects(reply: Any) -> list[dict[str, str]]:
+    """The script's JSON reply: three objects (an empty one may come as a list)."""
+    return [dict(part) if part else {} for part in json.loads(_text(reply))]

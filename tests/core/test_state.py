@@ -376,3 +376,18 @@ def test_public_surface() -> None:
     ]
     assert issubclass(MemoryStore, StateStore)
     assert issubclass(StoreWarning, UserWarning)
+
+
+def test_forked_siblings_write_as_themselves(monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MemoryStore(name="t", sync_every=1)
+    first = Router(POOL, "thompson", seed=0, store=store)
+    second = Router(POOL, "thompson", seed=1, store=store)
+    assert first._sync is not None
+    assert second._sync is not None
+    # What two children of one pre-fork parent look like: the same writer id and seq.
+    second._sync._writer, second._sync._seq = first._sync._writer, first._sync._seq
+    monkeypatch.setattr("pickllm.state.sync.os.getpid", lambda: -1)
+    _run([first, second], 10)
+    _flush([first, second])
+    assert first._sync._writer != second._sync._writer
+    assert sum(s.calls for s in Router(POOL, store=store).stats().values()) == 10

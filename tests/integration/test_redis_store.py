@@ -199,3 +199,47 @@ class _Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_replayed_policy_breakers_and_spend_through_redis(redis_server: RedisServer) -> None:
+    clock = _Clock()
+    stores = [
+        RedisStore(redis_server.url, name="replay", sync_every=5, wall_clock=clock)
+        for _ in range(3)
+    ]
+    routers = [
+        Router(
+            pool(),
+            "learning_automaton",
+            OBJECTIVE,
+            seed=i,
+            store=store,
+            clock=clock,
+            breaker_failures=2,
+            budget_usd=1.0,
+        )
+        for i, store in enumerate(stores)
+    ]
+    rng = np.random.default_rng(1)
+    for t in range(300):  # interleaved: the WATCH/MULTI replays race one another
+        router = routers[t % 3]
+        decision = router.route("q")
+        quality = float(rng.random() < RATES[decision.candidate.name])
+        router.record(decision, Feedback(quality=quality, cost_usd=0.001))
+    for router in routers * 2:
+        router.sync()
+    document = stores[0].read_policy()
+    assert document is not None
+    states = [r.policy.state_dict()["state"] for r in routers]
+    assert all(s == document["state"] for s in states)
+    assert sum(states[0]["probabilities"].values()) == pytest.approx(1.0)
+    assert _calls(_sums(redis_server, "replay")) == 300
+    assert routers[2].spend().spent_usd == pytest.approx(0.3)
+    # A circuit opened in one process is skipped by the others after their next sync.
+    for _ in range(2):
+        routers[0].record(routers[0].route("q", pin="a"), Feedback(error="Boom"))
+    routers[0].sync()
+    routers[1].sync()
+    assert routers[1].stats()["a"].circuit == "open"
+    for store in stores:
+        store.close()

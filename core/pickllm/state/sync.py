@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import uuid
 import warnings
@@ -126,6 +127,7 @@ class Syncer:
         self._merge = merge_for(router.policy)
         self._writer = uuid.uuid4().hex
         self._seq = 0
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._inflight: Batch | None = None
         self._inflight_updates: list[tuple[int, Decision, float]] = []
@@ -224,6 +226,8 @@ class Syncer:
             return self.status()
         try:
             self._last_try = self._router.clock()
+            if os.getpid() != self._pid:
+                self._forked()
             try:
                 resent = self._inflight is not None
                 self._sync()
@@ -242,6 +246,17 @@ class Syncer:
         finally:
             self._lock.release()
         return self.status()
+
+    def _forked(self) -> None:
+        """Take a writer id of its own in a child process.
+
+        A router built before a pre-forking server (gunicorn ``--preload``) forked has
+        its parent's id: the store would take its batches for its siblings' resent ones.
+        """
+        self._pid = os.getpid()
+        self._writer = uuid.uuid4().hex
+        self._seq = 0
+        self._inflight = None  # the parent's to resend, not ours
 
     def _fail(self, exc: Exception) -> None:
         self._failures += 1

@@ -391,3 +391,28 @@ def test_forked_siblings_write_as_themselves(monkeypatch: pytest.MonkeyPatch) ->
     _flush([first, second])
     assert first._sync._writer != second._sync._writer
     assert sum(s.calls for s in Router(POOL, store=store).stats().values()) == 10
+
+
+def test_sample_mean_q_learning_merges_exactly() -> None:
+    from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
+
+    store = MemoryStore(name="t", sync_every=3)
+    routers = [
+        Router(POOL, EpsilonGreedyQ(alpha=None, epsilon_decay=0.99, seed=i), store=store)
+        for i in range(3)
+    ]
+    rewards: dict[str, list[float]] = {n: [] for n in RATES}
+    rng = np.random.default_rng(5)
+    for t in range(200):
+        router = routers[t % 3]
+        decision = router.route("q")
+        reward = router.record(decision, Feedback(quality=float(rng.random() < 0.5)))
+        assert reward is not None
+        rewards[decision.candidate.name].append(reward)
+    _flush(routers)
+    policy = routers[1].policy
+    assert isinstance(policy, EpsilonGreedyQ)
+    assert policy.counts == {n: len(r) for n, r in rewards.items() if r}
+    for name, q in policy.q_values.items():
+        assert q == pytest.approx(sum(rewards[name]) / len(rewards[name]))
+    assert policy.current_epsilon == pytest.approx(0.99**200)

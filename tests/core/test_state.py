@@ -416,3 +416,16 @@ def test_sample_mean_q_learning_merges_exactly() -> None:
     for name, q in policy.q_values.items():
         assert q == pytest.approx(sum(rewards[name]) / len(rewards[name]))
     assert policy.current_epsilon == pytest.approx(0.99**200)
+
+
+def test_background_syncs_leave_the_record_to_a_worker_thread() -> None:
+    clock = Clock()
+    store = MemoryStore(name="t", sync_interval_s=1.0, background=True)
+    router = Router(POOL, "thompson", seed=0, store=store, clock=clock)
+    _run([router], 5)
+    clock.now = 2.0
+    _run([router], 1)
+    assert router._sync is not None
+    router._sync.wait()
+    assert router._sync.status().syncs == 2  # the first at construction, then this one
+    assert sum(s.calls for s in Router(POOL, store=store).stats().values()) == 6

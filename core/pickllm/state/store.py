@@ -128,6 +128,9 @@ class StateStore(ABC):
             this often (seconds of the router's clock).
         wall_clock: seconds since the epoch, shared by every process (circuit events,
             budget periods).
+        background: run the syncs in a worker thread, so the ``record`` that makes one
+            due does not wait for the store at all (for async apps: no blocking call in
+            the event loop); False runs them in that ``record``, after the router's lock.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class StateStore(ABC):
         max_queue: int = 10_000,
         warn_interval_s: float = 60.0,
         wall_clock: Callable[[], float] = time.time,
+        background: bool = False,
     ) -> None:
         owner = type(self).__name__
         if not isinstance(name, str) or not name or any(c in name for c in "{}: \n"):
@@ -161,6 +165,10 @@ class StateStore(ABC):
             msg = f"{owner} wall_clock must be a callable returning seconds, got {wall_clock!r}"
             raise ConfigTypeError(msg)
         self.wall_clock = wall_clock
+        if not isinstance(background, bool):
+            msg = f"{owner} background must be a bool, got {background!r}"
+            raise ConfigTypeError(msg)
+        self.background = background
 
     @abstractmethod
     def open(self, schema: Mapping[str, Any]) -> str:

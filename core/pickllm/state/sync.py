@@ -38,6 +38,7 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -128,6 +129,8 @@ class Syncer:
         self._writer = uuid.uuid4().hex
         self._seq = 0
         self._pid = os.getpid()
+        self._worker: ThreadPoolExecutor | None = None
+        self._running: Future[SyncStatus] | None = None
         self._lock = threading.Lock()
         self._inflight: Batch | None = None
         self._inflight_updates: list[tuple[int, Decision, float]] = []
@@ -202,7 +205,23 @@ class Syncer:
         if elapsed >= store.sync_interval_s or (
             every is not None and self._records >= every and self._connected
         ):
-            self.sync()
+            if store.background:
+                self._sync_in_background()
+            else:
+                self.sync()
+
+    def _sync_in_background(self) -> None:
+        if os.getpid() != self._pid:
+            self._worker = None  # a forked child has no worker thread
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pickllm-sync")
+        if self._running is None or self._running.done():
+            self._running = self._worker.submit(self.sync)
+
+    def wait(self) -> None:
+        """Wait for a background sync that is running (tests, shutdown)."""
+        if self._running is not None:
+            self._running.result()
 
     # ------------------------------------------------------------------ sync
     def status(self) -> SyncStatus:

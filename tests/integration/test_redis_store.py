@@ -175,7 +175,7 @@ def test_a_hung_redis_costs_a_sync_at_most_its_timeout(redis_server: RedisServer
             slowest = _slowest_call(router, 50)
     finally:
         os.kill(process.pid, signal.SIGCONT)
-    assert slowest < 0.5
+    assert slowest < 1.0  # bounded by the 0.05 s timeout (a busy machine adds its share)
     status = router.sync()
     store.close()
     assert status is not None

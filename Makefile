@@ -1,6 +1,7 @@
 # Two entry points, each doing its own set-up in .venv (only Python >= 3.11 is needed):
 #   make demo   the main job: `pickllm bench` on the bundled RouterBench data
 #   make test   the whole suite: ruff check, ruff format --check, mypy --strict, pytest
+#               (installs redis-server first if missing: the Redis integration tests need it)
 #   make mutation  mutation testing of the engine, router, objective and policies (mutmut; not in CI)
 PYTHON ?= python3
 VENV := .venv
@@ -27,6 +28,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	scripts/ensure-redis-server.sh
 	$(BIN)/python -m pytest -q
 
 bench-overhead: $(VENV)/.installed-dev

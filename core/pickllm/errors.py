@@ -12,8 +12,14 @@ callers can catch either::
     ├── UnknownDecisionError(KeyError)   a decision this router cannot take feedback for
     ├── AttemptTimeoutError(TimeoutError)     one attempt ran past its ``timeout`` (then retried)
     ├── BudgetExceededError(RuntimeError) a spend limit is reached (``on_budget="raise"``)
+    ├── StoreUnavailableError(ConnectionError)  a shared state store did not answer in time
     └── ExecutionError(RuntimeError)     every candidate of a decision failed
         └── DeadlineExceededError(TimeoutError)  the call's ``deadline`` passed before an answer
+
+Warnings derive from :class:`PickLLMWarning` (a ``UserWarning``)::
+
+    PickLLMWarning(UserWarning)
+    └── StoreWarning                     the shared store is unreachable: routing goes on locally
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ __all__ = [
     "ExecutionError",
     "NoCandidateError",
     "PickLLMError",
+    "PickLLMWarning",
     "StateError",
+    "StoreUnavailableError",
+    "StoreWarning",
     "UnknownDecisionError",
 ]
 
@@ -106,3 +115,23 @@ class AttemptTimeoutError(PickLLMError, TimeoutError):
 
 class BudgetExceededError(PickLLMError, RuntimeError):
     """A spend limit is reached and the router is set to refuse calls (``on_budget="raise"``)."""
+
+
+class StoreUnavailableError(PickLLMError, ConnectionError):
+    """A shared state store (Redis) failed or did not answer within its timeout.
+
+    The router never lets it reach the application: it keeps routing from its local copy
+    and issues a :class:`StoreWarning`. Store methods called directly raise it.
+    """
+
+
+class PickLLMWarning(UserWarning):
+    """Root of every warning PickLLM issues."""
+
+
+class StoreWarning(PickLLMWarning):
+    """The shared state store is unreachable: routing goes on from the local copy.
+
+    Updates are kept locally and sent when the store answers again. Issued at most once per
+    ``warn_interval_s`` of the store while it stays unreachable.
+    """

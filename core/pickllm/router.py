@@ -50,6 +50,13 @@ Calls already running may overshoot the limit by their own cost. ``spend()`` sho
 ``save`` keeps the breaker and budget *settings*; the breakers' states and the spend are
 not saved (a loaded router starts with closed breakers and a fresh period).
 
+Several processes: with ``store=`` (a :class:`pickllm.state.RedisStore`, or a
+:class:`pickllm.state.MemoryStore` shared by routers of one process) the learned policy
+state, the statistics, the circuit breakers and the spend are shared by every router of the
+store's namespace. Each router routes from its local copy (``route`` never waits for the
+store) and syncs after a ``record`` every ``sync_interval_s`` or ``sync_every`` records
+(see :mod:`pickllm.state`); ``sync()`` syncs now.
+
 Thread safety: every mutation of the policy, the pending table, the statistics, the
 breakers and the spend happens under one lock, so concurrent ``route``/``record`` from
 many threads lose no update.
@@ -69,6 +76,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -89,6 +97,8 @@ from pickllm.policies.base import Policy, new_decision_id
 from pickllm.policies.cheapest import Cheapest
 from pickllm.pricing import estimate_tokens
 from pickllm.registry import make_policy
+from pickllm.state.store import StateStore
+from pickllm.state.sync import Syncer, SyncStatus
 from pickllm.types import Candidate, Context, Decision, Feedback, SeedLike
 
 if TYPE_CHECKING:
@@ -327,6 +337,9 @@ class Router:
             router's lifetime.
         on_budget: at the limit, ``"raise"`` ``BudgetExceededError`` from ``route``, or
             route to the ``"cheapest"`` candidate that can serve the call.
+        store: a shared state store (``pickllm.state.RedisStore``, or a ``MemoryStore``
+            shared in this process): the routers of its namespace learn as one. None (the
+            default): this router's state is its own.
 
     Raises:
         ConfigError: an argument is not allowed (an empty pool, duplicate names, a
@@ -348,7 +361,7 @@ class Router:
         1
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one check per argument
         self,
         candidates: Iterable[Candidate],
         policy: Policy | str | QueryScorer = "thompson",
@@ -365,6 +378,7 @@ class Router:
         budget_per_key_usd: float | None = None,
         budget_period_s: float | None = 86_400.0,
         on_budget: Literal["raise", "cheapest"] = "raise",
+        store: StateStore | None = None,
     ) -> None:
         if isinstance(candidates, str | bytes | Candidate) or not isinstance(candidates, Iterable):
             msg = f"candidates must be an iterable of Candidate, got {candidates!r}"
@@ -426,6 +440,10 @@ class Router:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._expired = 0
         self._set_pool(pool)
+        self.store = store
+        self._sync = _syncer(self, store)
+        # Entered around record/feedback, exited after the lock: syncs when one is due.
+        self._sync_after: AbstractContextManager[None] = self._sync or nullcontext()
 
     # ------------------------------------------------------------------ pool
     @property
@@ -661,7 +679,7 @@ class Router:
         decision = self._served(decision, feedback, await_score)
         served = decision.candidate.name
         did = decision.decision_id
-        with self._lock:
+        with self._sync_after, self._lock:
             now = self.clock()
             tally = self._count(served, feedback)
             self._trip(served, feedback, now)
@@ -715,7 +733,7 @@ class Router:
             msg = f"decision_id must be a string, got {decision_id!r}"
             raise ConfigTypeError(msg)
         logger.debug("score %s: quality %.3g", decision_id, score)
-        with self._lock:
+        with self._sync_after, self._lock:
             entry = self._pending.get(decision_id)
             if entry is None:
                 raise self._not_pending(decision_id)
@@ -984,7 +1002,17 @@ class Router:
                 feedback.latency_s,
                 "" if feedback.error is None else f", failed: {feedback.error}",
             )
+        if self._sync is not None:
+            self._sync.learned(decision, reward)
         return reward
+
+    def sync(self) -> SyncStatus | None:
+        """Sync with the store now (send what was learned, adopt the shared totals).
+
+        Never raises for an unreachable store (a ``StoreWarning`` says it). Returns how
+        sharing is going, or None for a router without a store.
+        """
+        return None if self._sync is None else self._sync.sync()
 
     def _member(self, decision: Decision, name: str) -> Candidate:
         for c in (*decision.ranking, *decision.members):
@@ -1322,6 +1350,18 @@ class Router:
 
 
 # ---------------------------------------------------------------------- helpers
+def _syncer(router: Router, store: object) -> Syncer | None:
+    """The router's link to its shared store (None: no store), synced once already."""
+    if store is None:
+        return None
+    if not isinstance(store, StateStore):
+        msg = f"store must be a pickllm.state StateStore or None, got {store!r}"
+        raise ConfigTypeError(msg)
+    syncer = Syncer(router, store, new_breaker=_Breaker, max_spend_keys=_MAX_SPEND_KEYS)
+    syncer.start()
+    return syncer
+
+
 def _learned_policy(scorer: object, seed: SeedLike) -> Policy:
     """Wrap a trained SelectLLM/Zooter query scorer in its policy."""
     from pickllm.learn.base import QueryScorer

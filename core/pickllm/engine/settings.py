@@ -26,6 +26,7 @@ from pickllm.objective import Objective
 from pickllm.price_db import database_version, lookup_price
 from pickllm.pricing import PriceTable
 from pickllm.router import Router
+from pickllm.state.store import StateStore
 from pickllm.types import Candidate
 
 __all__ = ["CAPABILITY_KEYS", "IDENTITY_KEYS", "RoutingSettings", "split_seed"]
@@ -38,9 +39,10 @@ _GUARDS = frozenset(
         "budget_per_key_usd",
         "budget_period_s",
         "on_budget",
+        "store",
     }
 )
-"""The Router's circuit-breaker and budget arguments, passed on under the same names."""
+"""The Router's circuit-breaker, budget and store arguments, passed on under the same names."""
 
 _PENDING = frozenset({"max_pending", "pending_ttl_s"})
 """The Router's bounds on calls waiting for a delayed score, passed on under the same names."""
@@ -127,6 +129,9 @@ class RoutingSettings(BaseModel):
             aims at; None: no target (quality first). Not the spend cap ``budget_usd``.
         cascade_estimator: a trained quality estimator (``pickllm train``) for a strategy
             given by name; None: the strategy's priors, learned online.
+        store: a shared state store (``pickllm.state.RedisStore``): every process whose
+            model is given a store of the same name learns as one; None: this process
+            learns alone.
 
     The breaker and budget settings are the ``Router``'s (see there); with a ``router``
     given they must be left out, like ``policy`` and the weights. ``budget_per_call_usd``
@@ -167,6 +172,7 @@ class RoutingSettings(BaseModel):
     strategy: Any = None
     budget_per_call_usd: float | None = None
     cascade_estimator: Any = Field(default=None, exclude=True)
+    store: StateStore | None = Field(default=None, exclude=True)
 
     def build_engine(
         self,

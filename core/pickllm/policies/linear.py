@@ -449,7 +449,11 @@ class LinearPolicy(Policy):
         if (n < 0).any() or (ph < 0).any() or scalars["reward_n"] < 0 or scalars["x_n"] < 0:
             msg = f"state of policy {pol!r}: counts must be >= 0"
             raise StateError(msg)
+        # Decisions routed before the load keep their features (a shared store's sync
+        # loads the merged state between a decision and its reward).
+        pending = self._pending if dim == self._dim else {}
         self._reset()
+        self._pending = pending
         self._dim = dim
         self._names = list(names)
         self._index = {name: i for i, name in enumerate(names)}

@@ -13,6 +13,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -124,7 +125,8 @@ def _check_output(option: str, path: Path | None, *, figure: bool = False) -> No
     if figure:
         try:
             from matplotlib.backend_bases import FigureCanvasBase
-            from matplotlib.backends import backend_agg  # noqa: F401 - what plots need
+
+            importlib.import_module("matplotlib.backends.backend_agg")  # what plots draw on
         except ImportError as exc:
             msg = f"argument {option}: plotting needs matplotlib: pip install 'pickllm[plot]'"
             raise ConfigError(msg) from exc

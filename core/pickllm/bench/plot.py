@@ -25,9 +25,10 @@ def method_colours(report: BenchReport) -> dict[str, str]:
         'gold'
     """
     fixed = {"oracle": "gold", "convex_hull": "black"}
-    names = [r.name for r in report.results.values() if r.kind != "model" and r.name not in fixed]
-    colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
-    return {**colours, **fixed}
+    names = [r.name for r in report.results.values() if r.kind != "model"]
+    learned = [name for name in names if name not in fixed]
+    colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(learned)}
+    return {**colours, **{name: fixed[name] for name in names if name in fixed}}
 
 
 # matplotlib's "tab20" colours, its dark shades first, then its light ones.
@@ -139,4 +140,5 @@ def _plot_curves(ax: Any, report: BenchReport, colours: Mapping[str, str]) -> No
     ax.set_xlabel(f"mean cost per query (USD{COST_TAGS[report.cost_label]})")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{report.data}: quality vs cost, test on {report.split}", fontsize=9)
-    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)
+    if ax.get_legend_handles_labels()[0]:  # without costs there are no points to label
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)

@@ -100,6 +100,22 @@ def _progress(command: str, quiet: bool) -> _Progress:
     return _Progress(console if console is not None and console.is_terminal else None, command)
 
 
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            msg = f"must be an int >= {low}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
 def _check_output(option: str, path: Path | None, *, figure: bool = False) -> None:
     """Refuse an output path that cannot be written, before any work is done.
 
@@ -190,9 +206,15 @@ def _add_bench(subparsers: Any) -> None:
         "data set, or the train rows (for tuning) (default: %(default)s)",
     )
     parser.add_argument(
-        "--seeds", type=int, default=5, metavar="N", help="streams per online policy (default: 5)"
+        "--seeds",
+        type=_int_at_least(1),
+        default=5,
+        metavar="N",
+        help="streams per online policy (default: 5)",
     )
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default: 0)")
+    parser.add_argument(
+        "--seed", type=_int_at_least(0), default=0, metavar="S", help="base seed (default: 0)"
+    )
     parser.add_argument(
         "--json",
         type=Path,

@@ -251,7 +251,9 @@ def test_an_interrupt_is_one_line_and_status_130(
         (["--test-split", "dev"], "no rows with split 'dev'; available: test, train"),
         (["--split-column", "fold", "--test-split", "9"], "available: 0, 1, 2, 3, 4"),
         (["--objective", "speed=1"], "objective term 'speed=1'"),
-        (["--seeds", "0"], "seeds must be an int >= 1"),
+        (["--seeds", "0"], "argument --seeds: must be an int >= 1, got '0'"),
+        (["--seed", "-2"], "argument --seed: must be an int >= 0, got '-2'"),
+        (["--seeds", "x"], "argument --seeds: must be an int >= 1, got 'x'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(
@@ -259,8 +261,9 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(
 ) -> None:
     assert main(["bench", *args, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pickllm bench: error: ")
-    assert message in err
+    # One error line, last (argparse's own errors print the usage above it).
+    assert err.splitlines()[-1].startswith("pickllm bench: error: ")
+    assert message in err.splitlines()[-1]
     assert "Traceback" not in err
 
 

@@ -1,7 +1,9 @@
 # Two entry points, each doing its own set-up in .venv (only Python >= 3.11 is needed):
 #   make demo   the main job: `pickllm bench` on the bundled RouterBench data
-#   make test   the whole suite: ruff check, ruff format --check, mypy --strict, pytest
-#               (installs redis-server first if missing: the Redis integration tests need it)
+#   make test   the whole suite: ruff check, ruff format --check, mypy --strict, then pytest in
+#               two steps: the default run (`-m "not slow"`, from pyproject's addopts) and the
+#               long convergence runs (`-m slow`); CI runs both. It installs redis-server first
+#               if missing: the Redis integration tests start their own server.
 #   make mutation  mutation testing of the engine, router, objective and policies (mutmut; not in CI)
 PYTHON ?= python3
 VENV := .venv
@@ -10,18 +12,22 @@ BIN := $(VENV)/bin
 .PHONY: demo test mutation lock bench-overhead clean
 
 $(BIN)/python:
+	@echo "Creating $(VENV) with $(PYTHON)..."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
 
 # The dev tools and frameworks come pinned, with hashes, from requirements/dev.lock (made by
 # `make lock`); the package itself declares loose ranges for its users.
 $(VENV)/.installed-dev: requirements/dev.lock pyproject.toml | $(BIN)/python
-	@echo "Installing the pinned dependencies into $(VENV) (a minute or two on a fresh machine)..."
+	@echo "Installing the pinned dependencies into $(VENV) (a few minutes on a fresh machine)..."
 	$(BIN)/python -m pip install --progress-bar on --require-hashes -r requirements/dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@echo "Installing pickllm itself (editable)..."
+	$(BIN)/python -m pip install --progress-bar on --no-deps -e .
 	touch $@
 
+# The bench draws a progress bar on stderr when it is a terminal.
 demo: $(VENV)/.installed-dev
+	mkdir -p bench-out
 	$(BIN)/pickllm bench --plot bench-out/routerbench.png --json bench-out/routerbench.json
 
 test: $(VENV)/.installed-dev
@@ -30,6 +36,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	scripts/ensure-redis-server.sh
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m slow
 
 bench-overhead: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py

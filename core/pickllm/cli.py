@@ -13,41 +13,147 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from pickllm._version import __version__
 from pickllm.errors import PickLLMError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 __all__ = ["SUBCOMMANDS", "main"]
 
 _USAGE_ERROR = 2
+_INTERRUPTED = 130
 
 
 class _Progress:
-    """A counter on stderr: a bar redrawn in place on a terminal, one line per unit otherwise."""
+    """A progress bar (rich) for the long steps of a command, or nothing.
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
+    Used as a context manager; called as ``progress(label, done, total)`` after each unit
+    of work (the bench's :data:`~pickllm.bench.ProgressCallback`), and ``phase(text)``
+    names a step whose length is unknown (loading the data). Without a console (``--quiet``,
+    or stderr is not a terminal) every method does nothing.
+    """
+
+    def __init__(self, console: Console | None, command: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._command = command
+        self._bar = (
+            None
+            if console is None
+            else Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            )
+        )
+        self._task = None if self._bar is None else self._bar.add_task(command, total=None)
+
+    def __enter__(self) -> Self:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def phase(self, text: str) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, description=f"{self._command}: {text}")
 
     def __call__(self, label: str, done: int, total: int) -> None:
-        if self._tty:
-            width = 30
-            filled = width * done // max(total, 1)
-            text = f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label}"
-            self._stream.write(text.ljust(80))
-            if done >= total:
-                self._stream.write("\n")
-        else:
-            self._stream.write(f"[{done}/{total}] {label}\n")
-        self._stream.flush()
+        if self._bar is not None and self._task is not None:
+            description = f"{self._command}: {label} done"
+            self._bar.update(self._task, completed=done, total=total, description=description)
+
+
+def _console() -> Console:
+    """The console progress is drawn on: stderr (a function, so tests can replace it)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _progress(command: str, quiet: bool) -> _Progress:
+    """A progress bar on stderr; silent with ``--quiet`` or when stderr is not a terminal."""
+    console = None if quiet else _console()
+    return _Progress(console if console is not None and console.is_terminal else None, command)
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            msg = f"must be an int >= {low}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
+def _check_output(option: str, path: Path | None, *, figure: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    Raises:
+        ConfigError: the folder is missing or not writable, the path is a folder, or (for
+            a figure) the extension is not a format matplotlib writes or matplotlib is
+            missing; the message names the option.
+    """
+    from pickllm.errors import ConfigError
+
+    if path is None:
+        return
+    folder = path.parent
+    if path.is_dir():
+        msg = f"argument {option}: {str(path)!r} is a folder; give a file name"
+        raise ConfigError(msg)
+    if not folder.is_dir():
+        msg = f"argument {option}: folder {str(folder)!r} of {str(path)!r} does not exist"
+        raise ConfigError(msg)
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        msg = f"argument {option}: {str(path)!r} is not writable"
+        raise ConfigError(msg)
+    if figure:
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+
+            importlib.import_module("matplotlib.backends.backend_agg")  # what plots draw on
+        except ImportError as exc:
+            msg = f"argument {option}: plotting needs matplotlib: pip install 'pickllm[plot]'"
+            raise ConfigError(msg) from exc
+        formats = sorted(FigureCanvasBase.get_supported_filetypes())
+        suffix = path.suffix.lower().lstrip(".")
+        if suffix not in formats:
+            msg = (
+                f"argument {option}: cannot write a figure as {str(path)!r}; end the name with "
+                f"one of {', '.join('.' + f for f in formats)}"
+            )
+            raise ConfigError(msg)
 
 
 def _add_bench(subparsers: Any) -> None:
@@ -100,18 +206,29 @@ def _add_bench(subparsers: Any) -> None:
         "data set, or the train rows (for tuning) (default: %(default)s)",
     )
     parser.add_argument(
-        "--seeds", type=int, default=5, metavar="N", help="streams per online policy (default: 5)"
+        "--seeds",
+        type=_int_at_least(1),
+        default=5,
+        metavar="N",
+        help="streams per online policy (default: 5)",
     )
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="base seed (default: 0)")
     parser.add_argument(
-        "--json", type=Path, default=None, metavar="PATH", help="write every figure as JSON"
+        "--seed", type=_int_at_least(0), default=0, metavar="S", help="base seed (default: 0)"
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write every figure as JSON (its folder must exist)",
     )
     parser.add_argument(
         "--plot",
         type=Path,
         default=None,
         metavar="PATH",
-        help="write a PNG of the quality-cost and regret curves (needs pickllm[plot])",
+        help="draw the quality-cost and regret curves; the extension picks the format "
+        "(.png, .svg, .pdf, ...; needs pickllm[plot]; its folder must exist)",
     )
     parser.add_argument(
         "--price-file",
@@ -120,7 +237,11 @@ def _add_bench(subparsers: Any) -> None:
         metavar="PATH",
         help="prices (CSV or JSON, USD per 1M tokens) to estimate missing costs",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (it is drawn on stderr only when stderr is a terminal)",
+    )
     parser.set_defaults(handler=_bench)
 
 
@@ -135,6 +256,8 @@ def _bench(args: argparse.Namespace) -> int:
     from pickllm.data import load_outcomes
     from pickllm.objective import Objective
 
+    _check_output("--json", args.json)
+    _check_output("--plot", args.plot, figure=True)
     objective = Objective.parse(args.objective) if args.objective is not None else None
     policies: list[str] | None = None
     if args.policies is not None:
@@ -144,30 +267,70 @@ def _bench(args: argparse.Namespace) -> int:
             names = [*known["offline"], *known["online"]]
         policies = names
         resolve_methods(policies)  # fail on a typo before loading the data
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = load_outcomes(args.data, price_table=args.price_file)
-    for warning in caught:
-        print(f"pickllm bench: warning: {warning.message}", file=sys.stderr)
-    report = run_bench(
-        table,
-        policies=policies,
-        objective=objective,
-        split_column=args.split_column,
-        test_split=args.test_split,
-        seeds=args.seeds,
-        seed=args.seed,
-        stream=args.stream,
-        progress=None if args.quiet else _Progress(sys.stderr),
-    )
+    with _progress("pickllm bench", args.quiet) as progress:
+        progress.phase(f"loading {args.data}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = load_outcomes(args.data, price_table=args.price_file)
+        for warning in caught:
+            print(f"pickllm bench: warning: {warning.message}", file=sys.stderr)
+        progress.phase("running the methods")
+        report = run_bench(
+            table,
+            policies=policies,
+            objective=objective,
+            split_column=args.split_column,
+            test_split=args.test_split,
+            seeds=args.seeds,
+            seed=args.seed,
+            stream=args.stream,
+            progress=progress,
+        )
+        if args.plot is not None:
+            progress.phase(f"drawing {args.plot}")
+            plot_report(report, args.plot)
     sys.stdout.write(render_report(report))
     if args.json is not None:
         text = json.dumps(report.to_dict(), indent=2, allow_nan=False)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n", encoding="utf-8")
+    for written in (args.json, args.plot):
+        if written is not None and not args.quiet:
+            print(f"pickllm bench: wrote {written}", file=sys.stderr)
+    return 0
+
+
+def _add_stats(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "stats",
+        help="show what a saved router has seen, per model",
+        description=(
+            "Read a router state file written by Router.save (or a wrapper's router) and "
+            "print per model: calls, share of the calls, failed calls, mean reward, spend, "
+            "cost per call and p50/p95 latency. With --plot, also draw the router's recent "
+            "choices and rewards over time."
+        ),
+    )
+    parser.add_argument("state", type=Path, metavar="STATE.json", help="the saved state")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="draw choices and reward over time; the extension picks the format "
+        "(.png, .svg, .pdf, ...; needs pickllm[plot]; its folder must exist)",
+    )
+    parser.set_defaults(handler=_stats)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pickllm.stats import plot_stats, read_stats, render_stats
+
+    _check_output("--plot", args.plot, figure=True)
+    stats = read_stats(args.state)
+    sys.stdout.write(render_stats(stats))
     if args.plot is not None:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_report(report, args.plot)
+        what = plot_stats(stats, args.plot)
+        print(f"plot: {what}; wrote {args.plot}")
     return 0
 
 
@@ -254,7 +417,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_train]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_stats, _add_train]
 """Functions adding one subcommand each to the ``pickllm`` parser."""
 
 
@@ -290,6 +453,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PickLLMError, ImportError, OSError) as exc:
         print(f"pickllm {args.command}: error: {exc}", file=sys.stderr)
         return _USAGE_ERROR
+    except KeyboardInterrupt:
+        print(f"pickllm {args.command}: interrupted", file=sys.stderr)
+        return _INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through the console script

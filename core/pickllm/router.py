@@ -57,6 +57,12 @@ store's namespace. Each router routes from its local copy (``route`` never waits
 store) and syncs after a ``record`` every ``sync_interval_s`` or ``sync_every`` records
 (see :mod:`pickllm.state`); ``sync()`` syncs now.
 
+What ``save`` keeps for ``pickllm stats`` (no prompt or answer): per model the counts,
+summed reward, cost and tokens and the last ``latency_window`` latencies (the p50/p95 of
+``stats()``), and the router's last :data:`HISTORY_LENGTH` learned calls in order (which
+model, what reward), from which ``pickllm stats --plot`` draws choices and reward over
+time. Files saved before the history existed load with an empty one.
+
 Thread safety: every mutation of the policy, the pending table, the statistics, the
 breakers and the spend happens under one lock, so concurrent ``route``/``record`` from
 many threads lose no update.
@@ -105,19 +111,24 @@ if TYPE_CHECKING:
     from pickllm.learn.base import QueryScorer
 
 __all__ = [
+    "HISTORY_LENGTH",
     "CandidateStats",
     "Circuit",
     "Router",
     "Spend",
     "StatsTable",
+    "decode_history",
     "policy_config",
     "policy_from_config",
+    "read_state",
 ]
 
 logger = logging.getLogger(__name__)
 
 _FORMAT = "pickllm.router"
 _FORMAT_VERSION = 1
+HISTORY_LENGTH = 2048
+"""How many learned calls (model, reward), most recent last, a router keeps and saves."""
 
 Circuit = Literal["closed", "open", "half_open"]
 """A model's circuit-breaker state."""
@@ -439,6 +450,8 @@ class Router:
         self._tallies: dict[str, _Tally] = {}
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
         self._expired = 0
+        # The last learned calls, (model, reward) in order: what `pickllm stats` plots.
+        self._history: deque[tuple[str, float]] = deque(maxlen=HISTORY_LENGTH)
         self._set_pool(pool)
         self.store = store
         self._sync = _syncer(self, store)
@@ -1004,6 +1017,7 @@ class Router:
             )
         if self._sync is not None:
             self._sync.learned(decision, reward)
+        self._history.append((decision.candidate.name, reward))
         return reward
 
     def sync(self) -> SyncStatus | None:
@@ -1212,6 +1226,7 @@ class Router:
                     }
                     for name, t in self._tallies.items()
                 },
+                "history": _encode_history(self._history),
             }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -1266,31 +1281,11 @@ class Router:
         Raises:
             StateError: the file is missing, not JSON, corrupted, edited, or not a router.
         """
-        p = Path(path)
+        body = read_state(path, verify=verify)
         try:
-            document = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            msg = f"router state file {str(p)!r} does not exist"
-            raise StateError(msg) from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            msg = f"router state file {str(p)!r} is not valid JSON: {exc}"
-            raise StateError(msg) from exc
-        if not isinstance(document, dict) or "router" not in document:
-            msg = f"router state file {str(p)!r} has no 'router' object; is it a PickLLM state?"
-            raise StateError(msg)
-        body = document["router"]
-        if verify:
-            text = json.dumps(body, sort_keys=True, allow_nan=False)
-            if document.get("checksum") != _checksum(text):
-                msg = (
-                    f"router state file {str(p)!r} does not match its checksum: it was "
-                    "corrupted or edited (pass verify=False to load an edited file)"
-                )
-                raise StateError(msg)
-        try:
-            return cls._from_state(_decode_json(body), clock=clock)
+            return cls._from_state(body, clock=clock)
         except StateError as exc:
-            msg = f"router state file {str(p)!r}: {exc}"
+            msg = f"router state file {str(path)!r}: {exc}"
             raise StateError(msg) from exc
 
     @classmethod
@@ -1341,6 +1336,8 @@ class Router:
                     msg = f"statistics of {name!r} are inconsistent: {s!r}"
                     raise StateError(msg)
                 router._tallies[name] = tally
+            # Files saved before the history existed have none.
+            router._history.extend(decode_history(body.get("history")))
         except StateError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -1360,6 +1357,85 @@ def _syncer(router: Router, store: object) -> Syncer | None:
     syncer = Syncer(router, store, new_breaker=_Breaker, max_spend_keys=_MAX_SPEND_KEYS)
     syncer.start()
     return syncer
+
+
+def read_state(path: str | os.PathLike[str], *, verify: bool = True) -> dict[str, Any]:
+    """The router state that ``Router.save`` wrote to ``path``, as a plain dict.
+
+    ``Router.load`` rebuilds a router from it; ``pickllm stats`` only reads it.
+
+    Args:
+        path: the file ``save`` wrote.
+        verify: check the checksum.
+
+    Raises:
+        StateError: the file is missing, not JSON, corrupted, edited (with ``verify``) or
+            not a router state; the message names the file.
+    """
+    p = Path(path)
+    try:
+        document = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        msg = f"router state file {str(p)!r} does not exist"
+        raise StateError(msg) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"router state file {str(p)!r} is not valid JSON: {exc}"
+        raise StateError(msg) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("router"), dict):
+        msg = f"router state file {str(p)!r} has no 'router' object; is it a PickLLM state?"
+        raise StateError(msg)
+    body = document["router"]
+    if verify:
+        text = json.dumps(body, sort_keys=True, allow_nan=False)
+        if document.get("checksum") != _checksum(text):
+            msg = (
+                f"router state file {str(p)!r} does not match its checksum: it was "
+                "corrupted or edited (pass verify=False to load an edited file)"
+            )
+            raise StateError(msg)
+    decoded: dict[str, Any] = _decode_json(body)
+    return decoded
+
+
+def _encode_history(history: Iterable[tuple[str, float]]) -> dict[str, list[Any]]:
+    # Each model's name once, then an index per call: a few bytes per call in the file.
+    names: dict[str, int] = {}
+    choice = [names.setdefault(name, len(names)) for name, _ in history]
+    return {"models": list(names), "choice": choice, "reward": [r for _, r in history]}
+
+
+def decode_history(encoded: Any) -> list[tuple[str, float]]:
+    """The learned calls ``(model, reward)`` of a saved state's ``"history"``, oldest first.
+
+    Args:
+        encoded: the ``"history"`` object of a state file, or None for a file saved
+            before the history existed (an empty history).
+
+    Raises:
+        StateError: the object is malformed.
+
+    Examples:
+        >>> decode_history({"models": ["a", "b"], "choice": [0, 1, 0], "reward": [1, 0, 0.5]})
+        [('a', 1.0), ('b', 0.0), ('a', 0.5)]
+        >>> decode_history(None)
+        []
+    """
+    if encoded is None:
+        return []
+    try:
+        models = [str(m) for m in encoded["models"]]
+        choice, reward = encoded["choice"], encoded["reward"]
+        if len(choice) != len(reward):
+            msg = f"{len(choice)} choices for {len(reward)} rewards"
+            raise ValueError(msg)
+        history = [(models[int(i)], float(r)) for i, r in zip(choice, reward, strict=True)]
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        msg = f"malformed history ({type(exc).__name__}: {exc})"
+        raise StateError(msg) from exc
+    if any(not 0.0 <= r <= 1.0 for _, r in history):
+        msg = "malformed history: a reward outside [0, 1]"
+        raise StateError(msg)
+    return history
 
 
 def _learned_policy(scorer: object, seed: SeedLike) -> Policy:

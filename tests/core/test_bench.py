@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from pickllm.bench import (
     run_bench,
     split_rows,
 )
+from pickllm.bench.plot import method_colours
+from pickllm.bench.report import WIDTH
 from pickllm.data import OutcomeTable, load_outcomes
 from pickllm.metrics import apgr, cpt, quality_cost_auc
 from pickllm.policies import Choice, Policy
@@ -319,7 +322,7 @@ def test_without_cost_quality_metrics_remain_and_cost_metrics_are_unavailable() 
         assert res.cpt50 is None
         assert 0.0 <= res.accuracy <= 1.0
     assert any("cost unavailable" in note for note in report.notes)
-    assert "$/query (unavailable)" in render_report(report)
+    assert "$/query (unavailable): mean cost per query" in render_report(report)
 
 
 def test_an_objective_of_cost_alone_needs_cost() -> None:
@@ -349,8 +352,8 @@ def test_llmrouter_by_fold_labels_estimated_cost_and_simulated_latency() -> None
     assert report.split == "fold=0"
     assert report.cost_label == "estimated"
     text = render_report(report)
-    assert "$/query (estimated)" in text
-    assert "latency s (simulated)" in text
+    assert "$/query (estimated): mean cost per query" in text
+    assert "lat s (simulated): mean latency" in text
     assert "note: cost is estimated" in text
     assert report.results["per_task"].auc is not None
 
@@ -455,7 +458,36 @@ def test_render_report_is_an_aligned_table_of_every_method(tiny_policies: None) 
         # Every numeric column ends where its dashes end.
         assert len(row) == len(dashes)
     assert "online learning over 1 stream(s)" in text
-    assert "best fixed model in hindsight" in text
+    best = report.results["scripted_last"].online
+    assert best is not None
+    best_line = "best: the best single model in hindsight (by reward on these prompts), "
+    assert best_line + best.best_fixed_model in text
+    # Methods are grouped by kind under a title line, in report order.
+    titles = [line for line in lines[header:] if line.startswith("[")]
+    assert titles[:2] == ["[single models]", "[baselines]"]
+    assert max(len(line) for line in lines) <= WIDTH
+
+
+def test_long_method_names_are_shortened_in_the_middle_to_fit(tiny_policies: None) -> None:
+    report = run_bench(synthetic(), policies=["per_task", "scripted_last"], seeds=1)
+    long_name = "an-organisation/a-model-name-much-longer-than-any-column-should-be-v2"
+    renamed = {
+        name: replace(r, name=long_name) if name == "per_task" else r
+        for name, r in report.results.items()
+    }
+    text = render_report(replace(report, results=renamed))
+    shortened = next(line.split()[0] for line in text.splitlines() if "..." in line)
+    assert len(shortened) == 36
+    assert shortened == long_name[:17] + "..." + long_name[-16:]
+    assert max(len(line) for line in text.splitlines()) <= WIDTH
+
+
+def test_plot_colours_are_one_per_method(tiny_policies: None) -> None:
+    report = run_bench(synthetic(), policies=["per_task", "scripted_cycle", "scripted_last"])
+    colours = method_colours(report)
+    methods = [r.name for r in report.results.values() if r.kind != "model"]
+    assert set(colours) == set(methods)
+    assert len(set(colours.values())) == len(methods)
 
 
 def test_plot_report_writes_a_png(tmp_path: Path, tiny_policies: None) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from pickllm.bench.report import WIDTH
 from pickllm.cli import SUBCOMMANDS, main
 
 USER_CSV = "\n".join(
@@ -38,9 +41,10 @@ def test_bench_on_the_default_data_prints_the_report(capsys: pytest.CaptureFixtu
     gpt4 = next(line for line in out.splitlines() if line.startswith("gpt-4-1106-preview "))
     assert " 97.57 " in oracle
     assert " 87.94 " in gpt4
-    assert "latency s (simulated)" in out
+    assert "lat s (simulated): mean latency per query in seconds" in out
     assert "thompson" in out
     assert err == ""
+    assert max(len(line) for line in out.splitlines()) <= WIDTH
 
 
 def test_bench_can_stream_the_whole_data_set(capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,14 +56,48 @@ def test_bench_can_stream_the_whole_data_set(capsys: pytest.CaptureFixture[str])
     assert "online learning over 1 stream(s) of the 3150 test prompts" in out
 
 
-def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str], user_csv: Path) -> None:
+def test_no_progress_when_stderr_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str], user_csv: Path
+) -> None:
     prices = _prices(user_csv.parent)
     args = ["bench", "--data", str(user_csv), "--policies", "random", "--seeds", "2"]
-    code = main([*args, "--price-file", str(prices)])
-    assert code == 0
-    err = capsys.readouterr().err
-    assert "[1/2] random (stream 1/2)" in err
-    assert "[2/2] random (stream 2/2)" in err
+    assert main([*args, "--price-file", str(prices)]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "random" in out
+
+
+def test_progress_bar_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], user_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr("pickllm.cli._console", lambda: terminal)
+    prices = _prices(user_csv.parent)
+    args = ["bench", "--data", str(user_csv), "--policies", "random", "--seeds", "2"]
+    assert main([*args, "--price-file", str(prices)]) == 0
+    drawn = screen.getvalue()
+    assert "pickllm bench: random (stream 2/2) done" in drawn
+    assert "2/2" in drawn
+    assert "\x1b[" in drawn  # drawn in place with terminal controls
+    assert "pickllm bench" not in capsys.readouterr().out.splitlines()[-1]
+    quiet = io.StringIO()
+    terminal = Console(file=quiet, force_terminal=True, width=100)
+    assert main([*args, "--price-file", str(prices), "--quiet"]) == 0
+    assert quiet.getvalue() == ""
+
+
+def test_every_line_of_the_report_fits_120_columns(
+    capsys: pytest.CaptureFixture[str], user_csv: Path
+) -> None:
+    args = ["bench", "--data", str(user_csv), "--policies", "all", "--seeds", "1", "--quiet"]
+    assert main([*args, "--price-file", str(_prices(user_csv.parent))]) == 0
+    out = capsys.readouterr().out
+    assert "linear_thompson" in out  # every method ran, with the longest names
+    widths = {line: len(line) for line in out.splitlines()}
+    assert max(widths.values()) <= WIDTH, max(widths, key=widths.__getitem__)
 
 
 def _prices(folder: Path) -> Path:
@@ -72,7 +110,7 @@ def _prices(folder: Path) -> Path:
 
 
 def test_json_has_one_object_per_method_with_numbers(tmp_path: Path, user_csv: Path) -> None:
-    out = tmp_path / "new-folder" / "report.json"  # the folder is created
+    out = tmp_path / "report.json"
     code = main(
         [
             "bench",
@@ -128,13 +166,81 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_plot_without_matplotlib_is_a_clear_error(
+def test_plot_writes_the_format_its_extension_names(tmp_path: Path, user_csv: Path) -> None:
+    args = ["bench", "--data", str(user_csv), "--policies", "random", "--seeds", "1", "--quiet"]
+    svg = tmp_path / "bench.svg"
+    assert main([*args, "--plot", str(svg)]) == 0
+    assert "<svg" in svg.read_text(encoding="utf-8")[:1000]
+
+
+def test_plot_without_matplotlib_is_a_clear_error_before_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    monkeypatch.setattr("pickllm.data.load_outcomes", _must_not_run)
     args = ["bench", "--policies", "per_task", "--quiet", "--plot", str(tmp_path / "x.png")]
     assert main(args) == 2
-    assert "pickllm[plot]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "argument --plot: plotting needs matplotlib" in err
+    assert "pickllm[plot]" in err
+
+
+def _must_not_run(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the data was loaded before the options were checked")
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "message"),
+    [
+        ("--plot", "bench.txt", "argument --plot: cannot write a figure as"),
+        ("--plot", "bench", "end the name with one of"),
+        ("--plot", "missing/bench.png", "argument --plot: folder"),
+        ("--json", "missing/report.json", "argument --json: folder"),
+        ("--json", ".", "argument --json:"),
+    ],
+)
+def test_bad_output_paths_are_refused_before_the_run(  # noqa: PLR0917 - pytest fixtures
+    option: str,
+    name: str,
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("pickllm.data.load_outcomes", _must_not_run)
+    assert main(["bench", option, str(tmp_path / name)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("pickllm bench: error: ")
+    assert message in err
+    assert str(tmp_path) in err  # the path is named
+    assert "Traceback" not in err
+    assert not (tmp_path / "missing").exists()  # no folder is created
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The suite may run as root, for whom every folder is writable: deny it the access.
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode)
+    )
+    monkeypatch.setattr("pickllm.data.load_outcomes", _must_not_run)
+    assert main(["bench", "--json", str(tmp_path / "report.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"argument --json: '{tmp_path / 'report.json'}' is not writable" in err
+
+
+def test_an_interrupt_is_one_line_and_status_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pickllm.data.load_outcomes", interrupted)
+    assert main(["bench", "--quiet"]) == 130
+    assert capsys.readouterr().err == "pickllm bench: interrupted\n"
 
 
 @pytest.mark.parametrize(
@@ -145,7 +251,9 @@ def test_plot_without_matplotlib_is_a_clear_error(
         (["--test-split", "dev"], "no rows with split 'dev'; available: test, train"),
         (["--split-column", "fold", "--test-split", "9"], "available: 0, 1, 2, 3, 4"),
         (["--objective", "speed=1"], "objective term 'speed=1'"),
-        (["--seeds", "0"], "seeds must be an int >= 1"),
+        (["--seeds", "0"], "argument --seeds: must be an int >= 1, got '0'"),
+        (["--seed", "-2"], "argument --seed: must be an int >= 0, got '-2'"),
+        (["--seeds", "x"], "argument --seeds: must be an int >= 1, got 'x'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line_and_no_traceback(
@@ -153,8 +261,9 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(
 ) -> None:
     assert main(["bench", *args, "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("pickllm bench: error: ")
-    assert message in err
+    # One error line, last (argparse's own errors print the usage above it).
+    assert err.splitlines()[-1].startswith("pickllm bench: error: ")
+    assert message in err.splitlines()[-1]
     assert "Traceback" not in err
 
 
@@ -181,4 +290,4 @@ def test_argparse_errors_and_help_return_codes(capsys: pytest.CaptureFixture[str
 
 
 def test_subcommands_are_one_function_each() -> None:
-    assert [f.__name__ for f in SUBCOMMANDS] == ["_add_bench", "_add_train"]
+    assert [f.__name__ for f in SUBCOMMANDS] == ["_add_bench", "_add_stats", "_add_train"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +11,58 @@ import numpy as np
 
 from pickllm.bench.report import COST_TAGS, BenchReport
 
-__all__ = ["plot_report"]
+__all__ = ["method_colours", "plot_report"]
 
 
-def plot_report(report: BenchReport, path: str | Path) -> None:
-    """Save a PNG of the quality-cost curves and the online regret curves.
+def method_colours(report: BenchReport) -> dict[str, str]:
+    """One colour per method (single models excluded), the same in every panel.
 
-    Needs matplotlib (the ``plot`` extra); draws on the Agg backend without touching
-    pyplot's global state.
+    Examples:
+        >>> from pickllm.bench import run_bench
+        >>> from pickllm.data import load_outcomes
+        >>> report = run_bench(load_outcomes("routerbench_subset"), policies=[])
+        >>> method_colours(report)["oracle"]
+        'gold'
+    """
+    fixed = {"oracle": "gold", "convex_hull": "black"}
+    names = [r.name for r in report.results.values() if r.kind != "model"]
+    learned = [name for name in names if name not in fixed]
+    colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(learned)}
+    return {**colours, **{name: fixed[name] for name in names if name in fixed}}
+
+
+# matplotlib's "tab20" colours, its dark shades first, then its light ones.
+_PALETTE = (
+    *("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"),
+    *("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"),
+    *("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5"),
+    *("#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"),
+)
+
+
+def _label(report: BenchReport, name: str) -> str:
+    """A legend label that says what a reference line is."""
+    best_train = report.results.get("best_single")
+    best_model = best_train.detail if best_train is not None else "?"
+    labels = {
+        "fixed": f"fixed: always {best_model} (best on train)",
+        "best_single": f"best single model on train ({best_model})",
+        "best_per_task": "best model per task on train",
+        "random_model": "a random model per query",
+        "convex_hull": "convex hull of single models",
+        "oracle": "oracle (best model per query)",
+    }
+    return labels.get(name, name)
+
+
+def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> None:
+    """Save a figure of the quality-cost curves and the online regret curves.
+
+    Each method keeps one colour in every panel; reference lines say what they are
+    ("fixed: always <model>" against "best single model in hindsight (<model>)"); model
+    labels are never clipped. The format follows the extension (png, svg, pdf, ...: any
+    format matplotlib writes). Needs matplotlib (the ``plot`` extra); draws on the Agg
+    backend without touching pyplot's global state.
 
     Raises:
         ImportError: matplotlib is not installed (the message names ``pickllm[plot]``).
@@ -28,30 +74,42 @@ def plot_report(report: BenchReport, path: str | Path) -> None:
         msg = "plotting needs matplotlib: pip install 'pickllm[plot]'"
         raise ImportError(msg) from exc
     online = [r for r in report.results.values() if r.online is not None]
-    fig = Figure(figsize=(18, 5) if online else (9, 5), layout="constrained")
+    colours = method_colours(report)
+    fig = Figure(figsize=(19, 5.5) if online else (10, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3 if online else 1, squeeze=False)[0]
-    _plot_curves(axes[0], report)
+    _plot_curves(axes[0], report, colours)
     if online:
+        hindsight = online[0].online.best_fixed_model if online[0].online else "?"
         for ax, attr, title in (
-            (axes[1], "regret_curve_best_fixed", "regret vs the best fixed model"),
-            (axes[2], "regret_curve_oracle", "regret vs the per-query oracle"),
+            (
+                axes[1],
+                "regret_curve_best_fixed",
+                f"regret vs the best single model in hindsight\n({hindsight}, by reward)",
+            ),
+            (axes[2], "regret_curve_oracle", "regret vs the oracle\n(the best model per query)"),
         ):
             for r in online:
                 curve = getattr(r.online, attr)
-                ax.plot(np.arange(1, len(curve) + 1), curve, lw=1.2, label=r.name)
+                ax.plot(
+                    np.arange(1, len(curve) + 1),
+                    curve,
+                    lw=1.4,
+                    color=colours[r.name],
+                    label=_label(report, r.name),
+                )
             ax.set_xlabel("query")
             ax.set_ylabel("cumulative regret (reward)")
-            ax.set_title(f"{title} (mean of {report.seeds} stream(s))", fontsize=9)
-            ax.legend(fontsize=6)
-    fig.savefig(str(path), dpi=120)
+            ax.set_title(f"{title}, mean of {report.seeds} stream(s)", fontsize=9)
+        axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(os.fspath(Path(path)), dpi=120, bbox_inches="tight")
 
 
-def _plot_curves(ax: Any, report: BenchReport) -> None:
+def _plot_curves(ax: Any, report: BenchReport, colours: Mapping[str, str]) -> None:
     styles: dict[str, dict[str, Any]] = {
         "offline": {"marker": ".", "lw": 1.5},
-        "online": {"marker": "o", "ls": "none", "ms": 5},
-        "baseline": {"marker": "x", "ls": "none", "ms": 6},
+        "online": {"marker": "o", "ls": "none", "ms": 6},
+        "baseline": {"marker": "x", "ls": "none", "ms": 7, "mew": 1.8},
     }
     for r in report.results.values():
         if not r.points:
@@ -60,15 +118,27 @@ def _plot_curves(ax: Any, report: BenchReport) -> None:
         ys = [100 * p[1] for p in r.points]
         if r.kind == "model":
             ax.plot(xs, ys, "o", mfc="white", mec="grey", ms=4)
-            ax.annotate(r.name.rsplit("/", 1)[-1], (xs[0], ys[0]), fontsize=6, color="grey")
+            ax.annotate(
+                r.name.rsplit("/", 1)[-1],
+                (xs[0], ys[0]),
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=6,
+                color="dimgrey",
+                annotation_clip=False,
+            )
         elif r.name == "convex_hull":
-            ax.plot(xs, ys, "--", color="black", lw=1, label="convex hull")
+            ax.plot(xs, ys, "--", color=colours[r.name], lw=1, label=_label(report, r.name))
         elif r.name == "oracle":
-            ax.plot(xs, ys, "*", ms=12, color="gold", mec="black", label="oracle")
+            ax.plot(xs, ys, "*", ms=12, color="gold", mec="black", label=_label(report, r.name))
         else:
-            ax.plot(xs, ys, label=f"{r.name} ({r.kind})", **styles[r.kind])
+            style = styles.get(r.kind, styles["offline"])
+            label = f"{_label(report, r.name)} ({r.kind})"
+            ax.plot(xs, ys, color=colours[r.name], label=label, **style)
     ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.06)
     ax.set_xlabel(f"mean cost per query (USD{COST_TAGS[report.cost_label]})")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"{report.data}: quality vs cost, test on {report.split}", fontsize=9)
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if ax.get_legend_handles_labels()[0]:  # without costs there are no points to label
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2)

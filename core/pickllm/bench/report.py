@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +18,7 @@ import numpy as np
 from pickllm._version import __version__
 from pickllm.objective import Objective
 
-__all__ = ["BenchReport", "Kind", "MethodResult", "OnlineStats", "render_report"]
+__all__ = ["WIDTH", "BenchReport", "Kind", "MethodResult", "OnlineStats", "render_report"]
 
 Kind = Literal["model", "baseline", "offline", "online"]
 
@@ -190,10 +191,38 @@ COST_TAGS: dict[str, str] = {
 }
 
 
+WIDTH = 120
+"""The report's maximum line width: tables and notes fit a 120-column terminal."""
+
+_NAME_WIDTH = 36
+"""Longer method names are shortened in the middle (the JSON keeps them whole)."""
+
+_SECTIONS: dict[str, str] = {
+    "model": "single models",
+    "baseline": "baselines",
+    "offline": "offline routers (fitted on the train rows, swept over cost budgets)",
+    "online": "online policies (learning while the test prompts stream, mean over the orders)",
+}
+
+
 def _fmt(value: object, spec: str, scale: float = 1.0) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         return "-"
     return format(value * scale, spec)
+
+
+def _short(name: str, width: int = _NAME_WIDTH) -> str:
+    if len(name) <= width:
+        return name
+    keep = width - 3
+    return f"{name[: (keep + 1) // 2]}...{name[len(name) - keep // 2 :]}"
+
+
+def _wrap(text: str) -> list[str]:
+    """``text`` in lines of at most :data:`WIDTH` columns, continuations indented."""
+    return textwrap.wrap(
+        text, width=WIDTH, subsequent_indent="  ", break_long_words=True, break_on_hyphens=False
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
@@ -230,7 +259,7 @@ def _header_lines(report: BenchReport) -> list[str]:
             f"%), best {ref['best_model']} ({_fmt(ref['q_best'], '.2f', 100)}%); AUC over "
             f"${_fmt(ref['c_min'], '.6f')} .. ${_fmt(ref['c_max'], '.6f')} per query"
         )
-    return lines
+    return [wrapped for line in lines for wrapped in _wrap(line)]
 
 
 def _online_lines(report: BenchReport, cost_tag: str) -> list[str]:
@@ -242,19 +271,19 @@ def _online_lines(report: BenchReport, cost_tag: str) -> list[str]:
         "reward",
         "+-",
         "acc %",
-        f"total ${cost_tag}",
-        "regret vs best fixed",
+        "total $",
+        "regret vs best",
         "regret vs oracle",
         "settled",
         "median step",
-        "on best fixed",
+        "on best",
     ]
     rows = []
     for r, st in online:
         steps = [s for s in st.settle_steps if s is not None]
         rows.append(
             [
-                r.name,
+                _short(r.name),
                 _fmt(r.mean_reward, ".4f"),
                 _fmt(st.reward_std, ".4f"),
                 _fmt(r.accuracy, ".2f", 100),
@@ -266,59 +295,105 @@ def _online_lines(report: BenchReport, cost_tag: str) -> list[str]:
                 f"{st.settled_on_best}/{st.seeds}",
             ]
         )
+    legend = [
+        (
+            "best: the best single model in hindsight (by reward on these prompts), "
+            f"{online[0][1].best_fixed_model}; oracle: the best model of each query"
+        ),
+        (
+            f"total ${cost_tag}: cost of a whole stream; regret: cumulative reward lost "
+            "against them; settled: streams that settled on one model (median step: when); "
+            "on best: streams that settled on the best"
+        ),
+    ]
+    fixed = report.results.get("fixed")
+    if fixed is not None and fixed.online is not None:
+        legend.append(
+            f"fixed: always {_detail(report, 'best_single')} (the best single model on the "
+            "train rows), not the best in hindsight"
+        )
     return [
         "",
         f"online learning over {report.seeds} stream(s) of the {report.n_test} test prompts:",
         *_table(header, rows, "lrrrrrrrrr"),
-        f"best fixed model in hindsight (by reward): {online[0][1].best_fixed_model}",
+        *(wrapped for line in legend for wrapped in _wrap(line)),
     ]
 
 
+def _detail(report: BenchReport, name: str) -> str:
+    result = report.results.get(name)
+    return result.detail if result is not None and result.detail else "the best train model"
+
+
 def render_report(report: BenchReport) -> str:
-    """The report as aligned plain text: setup, a quality-cost table and an online table."""
+    """The report as aligned plain text of at most :data:`WIDTH` columns.
+
+    A setup summary, one table of every method grouped by kind (single models, baselines,
+    offline routers, online policies) with a legend of its columns, a table of the
+    online policies' learning figures, and notes.
+    """
     cost_tag = COST_TAGS[report.cost_label]
     lat_tag = " (simulated)" if report.latency_label == "simulated" else ""
     header = [
         "method",
-        "kind",
         "acc %",
-        f"$/query{cost_tag}",
-        f"latency s{lat_tag}",
+        "$/query",
+        "lat s",
         "reward",
         "AUC",
         "APGR",
-        "CPT50 %",
-        "CPT80 %",
+        "CPT50",
+        "CPT80",
         "$ to 95%",
         "$ to 100%",
     ]
-    rows = [
-        [
-            r.name,
-            r.kind,
-            _fmt(r.accuracy, ".2f", 100),
-            _fmt(r.mean_cost, ".6f"),
-            _fmt(r.mean_latency, ".3f"),
-            _fmt(r.mean_reward, ".4f"),
-            _fmt(r.auc, ".2f"),
-            _fmt(r.apgr, ".3f"),
-            _fmt(r.cpt50, ".1f"),
-            _fmt(r.cpt80, ".1f"),
-            _fmt(r.cost_to_95, ".6f"),
-            _fmt(r.cost_to_100, ".6f"),
-        ]
-        for r in report.results.values()
-    ]
+    by_kind: dict[str, list[MethodResult]] = {}
+    for r in report.results.values():
+        by_kind.setdefault(r.kind, []).append(r)
+    rows: list[list[str]] = []
+    titles: dict[int, str] = {}
+    for kind, results in by_kind.items():
+        titles[len(rows)] = _SECTIONS.get(kind, kind)
+        rows.extend(
+            [
+                _short(r.name),
+                _fmt(r.accuracy, ".2f", 100),
+                _fmt(r.mean_cost, ".6f"),
+                _fmt(r.mean_latency, ".3f"),
+                _fmt(r.mean_reward, ".4f"),
+                _fmt(r.auc, ".2f"),
+                _fmt(r.apgr, ".3f"),
+                _fmt(r.cpt50, ".1f"),
+                _fmt(r.cpt80, ".1f"),
+                _fmt(r.cost_to_95, ".6f"),
+                _fmt(r.cost_to_100, ".6f"),
+            ]
+            for r in results
+        )
+    table = _table(header, rows, "lrrrrrrrrrr")
+    body = table[:2]
+    for i, row in enumerate(table[2:]):
+        if i in titles:
+            body.append(f"[{titles[i]}]")
+        body.append(row)
+    legend = (
+        f"$/query{cost_tag}: mean cost per query in USD; lat s{lat_tag}: mean latency per "
+        "query in seconds; AUC: mean accuracy over the cost range x100; APGR: average "
+        "performance gap recovered; CPT50/CPT80: cost to recover 50/80% of the gap, in % "
+        "of the cost range; $ to 95%/100%: cost per query to reach 95/100% of the best "
+        "single model's accuracy"
+    )
     lines = [
         *_header_lines(report),
         "",
-        *_table(header, rows, "llrrrrrrrrrr"),
+        *body,
+        "",
+        *_wrap(legend),
         *_online_lines(report, cost_tag),
     ]
-    lines.extend(
-        f"{name}: {report.results[name].detail}"
-        for name in ("best_single", "best_per_task", "convex_hull")
-        if name in report.results and report.results[name].detail
-    )
-    lines += [f"note: {note}" for note in report.notes]
+    for name in ("best_single", "best_per_task", "convex_hull"):
+        if name in report.results and report.results[name].detail:
+            lines.extend(_wrap(f"{name}: {report.results[name].detail}"))
+    for note in report.notes:
+        lines.extend(_wrap(f"note: {note}"))
     return "\n".join(lines) + "\n"

@@ -26,8 +26,10 @@ def _simulate(name: str, budget: float, calls: int, seed: int) -> dict[str, floa
     and its evaluator score says so; mid is right 60% of the time, strong always."""
     rng = np.random.default_rng(seed)
     strategy = make_strategy(name, candidates=POOL, budget_usd=budget, seed=seed)
-    costs, escalated_on_wrong, stopped_on_right = [], [], []
-    final_right = []
+    costs: list[float] = []
+    escalated_on_wrong: list[bool] = []
+    stopped_on_right: list[bool] = []
+    final_right: list[bool] = []
     for t in range(calls):
         cheap_right = bool(rng.random() < 0.5)
         mid_right = bool(rng.random() < 0.6)
@@ -100,7 +102,8 @@ def test_sessions_follow_the_protocol() -> None:
     session.observe(second, "A", cost_usd=0.001, latency_s=0.2)
     assert session.final() == second
     assert [s.model for s in session.steps] == ["cheap", second]
-    assert session.steps[0].error == "TimeoutError" and session.steps[0].quality is None
+    assert session.steps[0].error == "TimeoutError"
+    assert session.steps[0].quality is None
 
 
 def test_without_an_evaluator_agreement_decides() -> None:

@@ -120,11 +120,14 @@ def test_next_model_is_the_cheapest_unrun_and_stop_when_nothing_pays() -> None:
     sigma = np.diag([1e-6, 0.04, 0.04])
     draws = joint_samples(q, sigma, normal_samples(100, 3, seed=0))
     everything = search_supermodel(q, c, (0,), 0.0, draws=draws)
-    assert everything.models == (0, 1, 2) and everything.next_model == 1
+    assert everything.models == (0, 1, 2)
+    assert everything.next_model == 1
     go = search_supermodel(q, c, (0,), 0.01, draws=draws)
-    assert go.models == (0, 2) and go.next_model == 2
+    assert go.models == (0, 2)
+    assert go.next_model == 2
     stop = search_supermodel(q, c, (0,), 10.0, draws=draws)
-    assert stop.models == (0,) and stop.next_model is None
+    assert stop.models == (0,)
+    assert stop.next_model is None
 
 
 def test_depth_cap_and_prefix_cascade() -> None:
@@ -143,7 +146,8 @@ def test_ties_go_to_the_dearer_with_probability_gamma() -> None:
     c = np.array([1.0, 3.0])  # lam 0.1: 0.5 - 0.1 = 0.7 - 0.3
     cheap = search_supermodel(q, c, (), 0.1, draws=None, gamma=0.3, u=0.5)
     dear = search_supermodel(q, c, (), 0.1, draws=None, gamma=0.3, u=0.2)
-    assert cheap.models == (0,) and dear.models == (1,)
+    assert cheap.models == (0,)
+    assert dear.models == (1,)
 
 
 def test_fitted_multipliers_meet_the_budget_on_training_data() -> None:

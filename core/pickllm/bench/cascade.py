@@ -44,23 +44,19 @@ import numpy as np
 
 from pickllm import metrics
 from pickllm.bench.report import MethodResult
-from pickllm.cascade.answers import Answer, read_answer
 from pickllm.cascade.estimators import (
     COST_NOISE_LEVELS,
     NOISE_LEVELS,
-    LearnedEstimator,
     NoisyOracle,
     OfflineEstimator,
-    PostHocModel,
-    TokenCostModel,
-    residual_covariance,
 )
 from pickllm.cascade.offline import STRATEGY_KINDS, Strategy, lambda_grid, mix_for_budget, sweep
+from pickllm.cascade.trained import fit_learned_estimator
 from pickllm.costaware import evaluate_fit, lambda_sweep
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError
 
-__all__ = ["CascadeBench", "cascade_bench", "fit_learned_estimator", "split_halves"]
+__all__ = ["CascadeBench", "cascade_bench", "split_halves"]
 
 ResultFn = Callable[..., MethodResult]
 Progress = Callable[[str], None]
@@ -125,16 +121,7 @@ class _Ref:
         )
 
 
-def _answers(table: OutcomeTable) -> list[list[Answer]]:
-    if table.responses is None:
-        msg = f"{table.name}: the learned cascade estimators need recorded responses"
-        raise ConfigError(msg)
-    return [[read_answer(text) for text in row] for row in table.responses]
-
-
-def _zooter_ante(
-    table: OutcomeTable, a: np.ndarray, b: np.ndarray, test: np.ndarray
-) -> np.ndarray:
+def _zooter_ante(table: OutcomeTable, a: np.ndarray, b: np.ndarray, test: np.ndarray) -> np.ndarray:
     """Zooter's quality predictions, out of fold on the train halves."""
     from pickllm.learn.offline import table_fit_args
     from pickllm.learn.zooter import Zooter
@@ -155,58 +142,6 @@ def _zooter_ante(
     fit_predict(b, a)
     fit_predict(np.sort(np.concatenate([a, b])), test)
     return np.clip(ante, 0.0, 1.0)
-
-
-def fit_learned_estimator(
-    table: OutcomeTable,
-    ante: np.ndarray,
-    fit_rows: np.ndarray,
-    *,
-    answers: Sequence[Sequence[Answer]] | None = None,
-    seed: int = 0,
-) -> LearnedEstimator:
-    """The learned estimators of every row, fitted on ``fit_rows``.
-
-    Args:
-        table: the outcomes (with costs and responses).
-        ante: ``(n, k)`` ex-ante quality predictions for every row (out of fold on
-            ``fit_rows``).
-        fit_rows: the rows the post-hoc model, the covariance and the cost model learn from.
-        answers: pre-read answers (default: read from the table's responses).
-        seed: the post-hoc model's draws of run sets.
-    """
-    if table.cost is None:
-        msg = f"{table.name}: the cascade bench needs costs"
-        raise ConfigError(msg)
-    answers = _answers(table) if answers is None else answers
-    rows = np.asarray(fit_rows, dtype=np.intp)
-    tasks = list(table.tasks)
-    fit_tasks = [tasks[i] for i in rows.tolist()]
-    posthoc = PostHocModel(seed=seed).fit(
-        [answers[i] for i in rows.tolist()], ante[rows], table.quality[rows], fit_tasks
-    )
-    # The paper's Sigma: the covariance of (estimate now - estimate with every model run),
-    # here of the ex-ante estimates against the post-hoc ones with all answers seen; the
-    # measurement noise of a post-hoc estimate seen early is its spread around the latter.
-    k = table.n_models
-    every = tuple(range(k))
-    full = np.empty((rows.size, k))
-    early = []
-    for r, i in enumerate(rows.tolist()):
-        row: list[Answer | None] = list(answers[i])
-        full[r] = [posthoc.predict(j, row, every, ante[i], tasks[i]) for j in every]
-        early.extend(posthoc.predict(j, row, (j,), ante[i], tasks[i]) - full[r, j] for j in every)
-    cost_model = TokenCostModel().fit(table.cost[rows], table.input_tokens[rows], fit_tasks)
-    return LearnedEstimator(
-        ante=ante,
-        cost_ante=cost_model.predict(table.input_tokens, tasks),
-        cost=np.asarray(table.cost),
-        answers=answers,
-        tasks=tasks,
-        posthoc=posthoc,
-        covariance=residual_covariance(full, ante[rows], fit_tasks),
-        post_variance=float(np.mean(np.square(early))),
-    )
 
 
 def _curve(
@@ -359,12 +294,14 @@ def cascade_bench(
                 post=s_post,
                 fit_rows=a,
                 cost_noise=COST_NOISE_LEVELS[level],
-                seed=[seed, 5, int(10 * s_ante)],
+                seed=np.random.default_rng([seed, 5, int(10 * s_ante)]),
             )
             aucs = {"linear": linear_auc}
             fits = lambda_sweep(oracle.ante[b], oracle.cost_ante[b], budgets)
             routed = [
-                evaluate_fit(f, oracle.ante[test], oracle.cost_ante[test], quality[test], cost[test])
+                evaluate_fit(
+                    f, oracle.ante[test], oracle.cost_ante[test], quality[test], cost[test]
+                )
                 for f in fits
             ]
             aucs["routing"] = ref.auc([(c, q) for q, c in routed])
@@ -383,4 +320,3 @@ def cascade_bench(
             "on half B; AUC on the test rows"
         )
     return CascadeBench(rows=rows, noise=noise_table, decision_ms=decision, notes=tuple(notes))
-

@@ -52,6 +52,7 @@ from typing import Literal
 import numpy as np
 
 from pickllm import metrics, registry
+from pickllm.bench.cascade import cascade_bench
 from pickllm.bench.report import BenchReport, Kind, MethodResult, OnlineStats
 from pickllm.costaware import evaluate_fit, lambda_sweep, pareto_budgets, route_by_lambda
 from pickllm.data.table import OutcomeTable
@@ -417,6 +418,8 @@ def run_bench(
     latency_model: LatencyModel | None = None,
     budgets_per_segment: int = 10,
     progress: ProgressCallback | None = None,
+    cascade: bool = False,
+    noise: bool = False,
     stream: StreamRows = "test",
 ) -> BenchReport:
     """Evaluate baselines, offline routers and online policies on ``table``'s test rows.
@@ -439,6 +442,9 @@ def run_bench(
             fitted on the train rows, are then scored partly on their training rows) or
             ``"train"`` (the train rows, to choose hyperparameters without looking at
             the test rows). The report's ``split`` says which.
+        cascade: add the cascade strategies' rows with learned estimators
+            (:mod:`pickllm.bench.cascade`).
+        noise: add the cascade-routing paper's noisy-oracle table (as notes).
 
     Raises:
         ConfigError: unknown policy, split, fold or column, or bad arguments.
@@ -487,6 +493,25 @@ def run_bench(
             results[_unique(name, results)] = _online_result(name, setup, streams, tick)
     ts = setup.ts
     cost_ok = ts.cost_available
+    notes = setup.notes
+    if (cascade or noise) and cost_ok:
+        budgets = pareto_budgets(
+            ts.cost.mean(axis=0), ts.quality.mean(axis=0), per_segment=budgets_per_segment
+        )
+        extra = cascade_bench(
+            table,
+            setup.train,
+            setup.test,
+            budgets=budgets,
+            result=ts.result,
+            learned=cascade,
+            noise=noise,
+            seed=seed,
+            progress=None if progress is None else (lambda label: progress(label, done, total)),
+        )
+        for name, row in extra.rows.items():
+            results[_unique(name, results)] = row
+        notes = (*notes, *extra.notes, *extra.lines())
     reference: dict[str, float | str | None] = {
         "c_min": ts.c_min if cost_ok else None,
         "c_max": ts.c_max if cost_ok else None,
@@ -512,7 +537,7 @@ def run_bench(
         seeds=seeds,
         reference=reference,
         results=results,
-        notes=setup.notes,
+        notes=notes,
     )
 
 

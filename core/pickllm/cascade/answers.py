@@ -1,4 +1,4 @@
-"""What can be read off an answer without a judge: its extracted answer and code checks.
+r"""What can be read off an answer without a judge: its extracted answer and code checks.
 
 The post-hoc estimators compare the answers already seen. For multiple-choice answers
 (ARC, Winogrande, MMLU-like prompts) the option letter is extracted

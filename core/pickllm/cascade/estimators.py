@@ -158,7 +158,7 @@ class NoisyOracle:
         Raises:
             ConfigError: a negative sigma.
         """
-        for label, value in (("ante", ante), ("post", post), *zip(("cost_noise",) * 2, cost_noise)):
+        for label, value in (("ante", ante), ("post", post), *zip(("cost_noise",) * 2, cost_noise, strict=False)):
             if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
                 msg = f"{label} must be a finite number >= 0, got {value!r}"
                 raise ConfigError(msg)
@@ -475,6 +475,7 @@ class LearnedEstimator:
         covariance: residual covariance of the ex-ante estimates per task.
         post_variance: variance of the post-hoc estimates' error (the Gaussian update's
             measurement noise).
+        cost_model: the model that gave ``cost_ante``, if any (saved with the rest).
     """
 
     ante: np.ndarray
@@ -485,6 +486,7 @@ class LearnedEstimator:
     posthoc: PostHocModel
     covariance: dict[str, np.ndarray]
     post_variance: float
+    cost_model: TokenCostModel | None = None
 
     def estimate(self, row: int, run: tuple[int, ...]) -> Estimates:
         """Post-hoc for ``run``, ex-ante conditioned on them for the others."""

@@ -49,7 +49,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from pickllm.cascade.answers import Answer, agree, read_answer
-from pickllm.cascade.protocol import CascadeStep
+from pickllm.cascade.protocol import CascadeSession, CascadeStep
 from pickllm.cascade.rules import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_SAMPLES,
@@ -144,6 +144,7 @@ class LiveSession:
         u: float,
     ) -> None:
         self._strategy = strategy
+        self.strategy = strategy
         self.names = tuple(c.name for c in candidates)
         self._index = {name: j for j, name in enumerate(self.names)}
         self.prompt_tokens = prompt_tokens
@@ -155,12 +156,12 @@ class LiveSession:
         self._run: list[int] = []
         self._failed: set[int] = set()
         self._scored: set[int] = set()
-        self._answers: list[Answer | None] = [None] * len(self.names)
+        self.answers: list[Answer | None] = [None] * len(self.names)
         self._post = np.full(len(self.names), np.nan)
         self._cost = np.zeros(len(self.names))
         self._steps: list[CascadeStep] = []
         self._stopped = False
-        self.lam = strategy.lam
+        self.lam = strategy.current_lam
 
     # -- protocol ------------------------------------------------------------
     @property
@@ -196,7 +197,7 @@ class LiveSession:
         j = self._lookup(model)
         answered = [m for m in self._run if m not in self._failed]
         self._run.append(j)
-        self._answers[j] = read_answer(text)
+        self.answers[j] = read_answer(text)
         self._cost[j] = float(cost_usd)
         post = self._strategy._post_hoc(self, j, answered, score)
         self._post[j] = post
@@ -327,13 +328,14 @@ class LiveCascade:
     n_samples: int = DEFAULT_SAMPLES
     gamma: float = 0.0
     rate: float = 0.2
-    lam: float | None = None  # type: ignore[assignment]
+    lam: float | None = None
     seed: SeedLike = None
     _stats: dict[str, _ModelStats] = field(default_factory=dict)
     _rng: np.random.Generator = field(init=False)
     _samples: dict[int, np.ndarray] = field(default_factory=dict)
     _calls: int = 0
     _spent: float = 0.0
+    _lam: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in _KINDS:
@@ -369,13 +371,20 @@ class LiveCascade:
             )
             raise ConfigError(msg)
         self._rng = np.random.default_rng(self.seed)
-        if self.budget_usd is None:
-            self.lam = 0.0
-        elif self.lam is None:
-            self.lam = 0.5 if self.name == "threshold_cascade" else 0.1 / self.budget_usd
-        elif not (isinstance(self.lam, int | float) and self.lam >= 0):
+        if self.lam is not None and not (isinstance(self.lam, int | float) and self.lam >= 0):
             msg = f"lam must be a number >= 0 or None, got {self.lam!r}"
             raise ConfigError(msg)
+        if self.budget_usd is None:
+            self._lam = 0.0
+        elif self.lam is None:
+            self._lam = 0.5 if self.name == "threshold_cascade" else 0.1 / self.budget_usd
+        else:
+            self._lam = float(self.lam)
+
+    @property
+    def current_lam(self) -> float:
+        """The multiplier now (moved by the budget control after every call)."""
+        return self._lam
 
     # -- protocol ------------------------------------------------------------
     def start(
@@ -387,16 +396,25 @@ class LiveCascade:
             raise ConfigError(msg)
         return LiveSession(self, query, candidates, int(prompt_tokens), float(self._rng.random()))
 
-    def settle(self, session: LiveSession) -> None:  # type: ignore[override]
-        """Learn from a finished call and move ``lam`` towards the budget."""
+    def settle(self, session: CascadeSession) -> None:
+        """Learn from a finished call and move ``lam`` towards the budget.
+
+        Raises:
+            ConfigError: ``session`` was not started by this strategy.
+        """
+        if not isinstance(session, LiveSession) or session.strategy is not self:
+            msg = f"session must be one this strategy started, got {type(session).__name__}"
+            raise ConfigError(msg)
         for step in session.steps:
             stats = self._stat(step.model)
             if step.quality is not None:
                 stats.learn_quality(min(max(step.quality, 0.0), 1.0))
             if step.error is None:
-                cand = next(c for c in self.candidates if c.name == step.model) if any(
-                    c.name == step.model for c in self.candidates
-                ) else None
+                cand = (
+                    next(c for c in self.candidates if c.name == step.model)
+                    if any(c.name == step.model for c in self.candidates)
+                    else None
+                )
                 if cand is not None and cand.output_price > 0:
                     used = step.cost_usd - session.prompt_tokens * cand.input_price / 1e6
                     stats.learn_tokens(max(used, 0.0) * 1e6 / cand.output_price)
@@ -406,12 +424,12 @@ class LiveCascade:
         if self.budget_usd is None:
             return
         gap = cost / self.budget_usd - 1.0
-        lam = float(self.lam)  # type: ignore[arg-type]
+        lam = self._lam
         if self.name == "threshold_cascade":
-            self.lam = min(max(lam + self.rate * gap, 0.0), 1.0)
+            self._lam = min(max(lam + self.rate * gap, 0.0), 1.0)
         else:
-            step = min(max(self.rate * gap, -1.0), 1.0)
-            self.lam = min(max(lam * math.exp(step), _LAM_BOUNDS[0]), _LAM_BOUNDS[1])
+            move = min(max(self.rate * gap, -1.0), 1.0)
+            self._lam = min(max(lam * math.exp(move), _LAM_BOUNDS[0]), _LAM_BOUNDS[1])
 
     @property
     def mean_cost(self) -> float:
@@ -452,8 +470,13 @@ class LiveCascade:
         prior = float(session.ante[j])
         if not others:
             return prior
-        mine = session._answers[j]
-        agreeing = sum(1 for m in others if agree(mine, session._answers[m]))  # type: ignore[arg-type]
+        mine = session.answers[j]
+        if mine is None:
+            return prior
+        agreeing = 0
+        for m in others:
+            theirs = session.answers[m]
+            agreeing += int(theirs is not None and agree(mine, theirs))
         return (prior + agreeing) / (1.0 + len(others))
 
     def _post_hoc(
@@ -466,5 +489,5 @@ class LiveCascade:
             return min(max(float(score), 0.0), 1.0)
         if self.estimator is not None:
             run = [*others, j]
-            return float(self.estimator.post_hoc(j, session._answers, run, session.ante))
+            return float(self.estimator.post_hoc(j, session.answers, run, session.ante))
         return self._agreement(session, j, others)

@@ -38,6 +38,7 @@ Examples:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -91,6 +92,8 @@ class Strategy:
         use_sigma: use the estimators' covariance (False: ``E[max] = max q_hat``).
         prune: the pruning lemma (cascade routing).
         seed: seeds the quasi-Monte-Carlo shift.
+        clip: clip the quality draws to [0, 1] (a quality cannot exceed 1; the paper's
+            code does not clip).
         clock: timer of the per-step decision times (``time.perf_counter``).
     """
 
@@ -101,6 +104,7 @@ class Strategy:
     use_sigma: bool = True
     prune: bool = True
     seed: int = 0
+    clip: bool = True
     clock: Callable[[], float] = time.perf_counter
     decision_times: list[float] = field(default_factory=list)
     _samples: np.ndarray | None = None
@@ -145,6 +149,8 @@ class Strategy:
                 if self.use_sigma and est.sigma is not None
                 else None
             )
+            if draws is not None and self.clip:
+                draws = np.clip(draws, 0.0, 1.0)
             choice = search_supermodel(
                 est.q_hat,
                 est.c_hat,
@@ -209,7 +215,10 @@ def lambda_grid(
     out: list[tuple[float, ...]] = []
     for ratio in ratios:
         for lam in base.tolist():
-            vec = tuple(min(lam * ratio**s, 1.0) if kind == "threshold_cascade" else lam * ratio**s for s in range(depth))
+            vec = tuple(
+                min(lam * ratio**s, 1.0) if kind == "threshold_cascade" else lam * ratio**s
+                for s in range(depth)
+            )
             if vec not in out:
                 out.append(vec)
     return out
@@ -288,7 +297,7 @@ def mix_for_budget(costs: np.ndarray, qualities: np.ndarray, budget: float) -> M
     first = hull[0]
     if budget <= x[first]:
         return Mix(first, first, 0.0, float(x[first]), float(y[first]), budget >= x[first])
-    for a, b in zip(hull, hull[1:], strict=False):
+    for a, b in itertools.pairwise(hull):
         if x[a] <= budget <= x[b]:
             gamma = (budget - x[a]) / (x[b] - x[a]) if x[b] > x[a] else 0.0
             q = (1 - gamma) * y[a] + gamma * y[b]

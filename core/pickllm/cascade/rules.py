@@ -123,15 +123,20 @@ def joint_samples(q_hat: np.ndarray, sigma: np.ndarray | None, samples: np.ndarr
     variances, a quirk not copied); None gives ``q_hat`` in every row.
     """
     q = np.asarray(q_hat, dtype=float)
+    z = np.asarray(samples, dtype=float)[:, : q.shape[0]]
+    out: np.ndarray
     if sigma is None:
-        return np.broadcast_to(q, (samples.shape[0], q.shape[0]))
+        out = np.broadcast_to(q, (z.shape[0], q.shape[0]))
+        return out
     s = np.asarray(sigma, dtype=float)
     if s.ndim == 1:
-        return q + samples[:, : q.shape[0]] * np.sqrt(np.maximum(s, 0.0))
-    if np.count_nonzero(s - np.diag(np.diagonal(s))) == 0:
-        return q + samples[:, : q.shape[0]] * np.sqrt(np.maximum(np.diagonal(s), 0.0))
-    chol = np.linalg.cholesky(s + _JITTER * np.eye(s.shape[0]))
-    return q + samples[:, : q.shape[0]] @ chol.T
+        out = q + z * np.sqrt(np.maximum(s, 0.0))
+    elif np.count_nonzero(s - np.diag(np.diagonal(s))) == 0:
+        out = q + z * np.sqrt(np.maximum(np.diagonal(s), 0.0))
+    else:
+        chol = np.linalg.cholesky(s + _JITTER * np.eye(s.shape[0]))
+        out = q + z @ chol.T
+    return out
 
 
 def expected_max(

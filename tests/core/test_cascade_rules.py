@@ -160,7 +160,7 @@ def test_fitted_multipliers_meet_the_budget_on_training_data() -> None:
     for kind in ("threshold_cascade", "optimal_cascade", "cascade_routing"):
         strategy = Strategy(kind, order=np.arange(k), max_depth=3)
         grid = lambda_grid(kind, 1.0 / cost.mean(), points=10, depth=3)
-        sw = sweep(strategy, est, rows, grid, truth, cost)
+        sw = sweep(strategy, est, rows, grid, quality=truth, cost=cost)
         lo, hi = float(np.nanmin(sw.cost)), float(np.nanmax(sw.cost))
         for budget in np.linspace(lo, hi, 5)[1:-1]:
             mix = mix_for_budget(sw.cost, sw.quality, float(budget))

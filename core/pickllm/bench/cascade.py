@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,10 +47,18 @@ from pickllm.bench.report import MethodResult
 from pickllm.cascade.estimators import (
     COST_NOISE_LEVELS,
     NOISE_LEVELS,
+    LearnedEstimator,
     NoisyOracle,
     OfflineEstimator,
 )
-from pickllm.cascade.offline import STRATEGY_KINDS, Strategy, lambda_grid, mix_for_budget, sweep
+from pickllm.cascade.offline import (
+    STRATEGY_KINDS,
+    Mix,
+    Strategy,
+    lambda_grid,
+    mix_for_budget,
+    sweep,
+)
 from pickllm.cascade.trained import fit_learned_estimator
 from pickllm.costaware import evaluate_fit, lambda_sweep
 from pickllm.data.table import OutcomeTable
@@ -157,13 +165,13 @@ def _curve(
     points: int,
     unit: float,
     seed: int,
-) -> tuple[list[tuple[float, float]], list[tuple[float, ...]], list[Any]]:
+) -> tuple[list[tuple[float, float]], list[tuple[float, ...]], list[Mix]]:
     strategy = Strategy(kind, order=order, seed=seed)
     grid = lambda_grid(kind, unit, points=points)
-    fitted = sweep(strategy, estimator, fit_rows, grid, quality, cost)
+    fitted = sweep(strategy, estimator, fit_rows, grid, quality=quality, cost=cost)
     mixes = [mix_for_budget(fitted.cost, fitted.quality, float(b)) for b in budgets]
     need = sorted({m.cheap for m in mixes} | {m.dear for m in mixes})
-    tested = sweep(strategy, estimator, test, grid, quality, cost, only=need)
+    tested = sweep(strategy, estimator, test, grid, quality=quality, cost=cost, only=need)
     out = []
     for m in mixes:
         g = m.gamma
@@ -234,89 +242,168 @@ def cascade_bench(
     tell = progress or (lambda _label: None)
     quality, cost = np.asarray(table.quality), np.asarray(table.cost)
     a, b = split_halves(train, seed)
-    order = np.argsort(cost[train].mean(axis=0), kind="stable")
-    unit = 1.0 / float(cost[train].mean())
     c_k, q_k = cost[test].mean(axis=0), quality[test].mean(axis=0)
-    ref = _Ref(c_min=float(c_k.min()), c_max=float(c_k.max()), q_floor=float(q_k.min()))
-    common = {
-        "order": order,
-        "fit_rows": b,
-        "test": test,
-        "quality": quality,
-        "cost": cost,
-        "budgets": budgets,
-        "points": points,
-        "unit": unit,
-        "seed": seed,
-    }
-    rows: dict[str, MethodResult] = {}
-    decision: dict[str, tuple[float, float, int]] = {}
-    notes: list[str] = []
+    ctx = _Context(
+        order=np.argsort(cost[train].mean(axis=0), kind="stable"),
+        fit_rows=b,
+        test=np.asarray(test, dtype=np.intp),
+        quality=quality,
+        cost=cost,
+        budgets=np.asarray(budgets, dtype=float),
+        points=points,
+        unit=1.0 / float(cost[train].mean()),
+        seed=seed,
+        ref=_Ref(c_min=float(c_k.min()), c_max=float(c_k.max()), q_floor=float(q_k.min())),
+        clock=clock,
+    )
+    out = CascadeBench()
     if learned:
         if ante is None:
             ante = _zooter_ante(table, a, b, test)
             tell("cascade: ex-ante (zooter, cross-fitted)")
-        estimator = fit_learned_estimator(table, ante, a, seed=seed)
-        tell("cascade: post-hoc estimator")
-        for kind in STRATEGY_KINDS:
-            curve, grid, mixes = _curve(kind, estimator, **common)  # type: ignore[arg-type]
-            top = max(curve, key=lambda p: (p[1], -p[0]))
-            rows[kind] = result(
-                kind,
-                "offline",
-                accuracy=top[1],
-                mean_cost=top[0],
-                mean_latency=None,
-                mean_reward=None,
-                points=curve,
-                detail=f"{len(curve)} budgets; estimators fit on half of train, lam on the other",
-            )
-            if kind == "cascade_routing":
-                mid = mixes[len(mixes) // 2]
-                decision["cascade_routing, learned estimators, 11 models"] = _decision_times(
-                    estimator, order, test, grid[mid.cheap], clock
-                )
-            tell(f"cascade: {kind}")
-        notes.append(
-            "cascade rows: ex-ante = zooter cross-fitted over two train halves; post-hoc = "
-            "logistic regression on answer agreement/features fitted on half A; lam per "
-            "budget fitted on half B; max depth 5, 100 QMC samples"
-        )
-    noise_table: dict[str, dict[str, float]] = {}
+        out = _learned_rows(ctx, fit_learned_estimator(table, ante, a, seed=seed), result, tell)
     if noise:
-        linear = metrics.convex_hull(c_k, q_k).tolist()
-        linear_auc = ref.auc([(float(c_k[j]), float(q_k[j])) for j in linear])
-        for level, (s_ante, s_post) in NOISE_LEVELS.items():
-            oracle = NoisyOracle.fit(
-                quality,
-                cost,
-                ante=s_ante,
-                post=s_post,
-                fit_rows=a,
-                cost_noise=COST_NOISE_LEVELS[level],
-                seed=np.random.default_rng([seed, 5, int(10 * s_ante)]),
-            )
-            aucs = {"linear": linear_auc}
-            fits = lambda_sweep(oracle.ante[b], oracle.cost_ante[b], budgets)
-            routed = [
-                evaluate_fit(
-                    f, oracle.ante[test], oracle.cost_ante[test], quality[test], cost[test]
-                )
-                for f in fits
-            ]
-            aucs["routing"] = ref.auc([(c, q) for q, c in routed])
-            for kind in STRATEGY_KINDS:
-                curve, grid, mixes = _curve(kind, oracle, **common)  # type: ignore[arg-type]
-                aucs[kind] = ref.auc(curve)
-                if kind == "cascade_routing" and level == "low":
-                    mid = mixes[len(mixes) // 2]
-                    decision["cascade_routing, noisy oracle (low), 11 models"] = _decision_times(
-                        oracle, order, test, grid[mid.cheap], clock
-                    )
-                tell(f"cascade noise {level}: {kind}")
-            noise_table[level] = aucs
-        notes.append(
-            "noisy-oracle protocol: calibration and uncertainty fitted on train half A, lam "
-            "on half B; AUC on the test rows"
+        noisy = _noise_table(ctx, a, tell)
+        out = CascadeBench(
+            rows=out.rows,
+            noise=noisy.noise,
+            decision_ms={**out.decision_ms, **noisy.decision_ms},
+            notes=(*out.notes, *noisy.notes),
         )
-    return CascadeBench(rows=rows, noise=noise_table, decision_ms=decision, notes=tuple(notes))
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Context:
+    order: np.ndarray
+    fit_rows: np.ndarray
+    test: np.ndarray
+    quality: np.ndarray
+    cost: np.ndarray
+    budgets: np.ndarray
+    points: int
+    unit: float
+    seed: int
+    ref: _Ref
+    clock: Callable[[], float]
+
+    def curve(
+        self, kind: str, estimator: OfflineEstimator
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, ...]], list[Mix]]:
+        return _curve(
+            kind,
+            estimator,
+            order=self.order,
+            fit_rows=self.fit_rows,
+            test=self.test,
+            quality=self.quality,
+            cost=self.cost,
+            budgets=self.budgets,
+            points=self.points,
+            unit=self.unit,
+            seed=self.seed,
+        )
+
+    def train_auc(self, kind: str, estimator: OfflineEstimator, rows: np.ndarray) -> float:
+        """AUC of the fitted (training) curve on ``rows``: for choices made on train."""
+        strategy = Strategy(kind, order=self.order, seed=self.seed)
+        grid = lambda_grid(kind, self.unit, points=self.points)
+        fitted = sweep(strategy, estimator, rows, grid, quality=self.quality, cost=self.cost)
+        c_k, q_k = self.cost[rows].mean(axis=0), self.quality[rows].mean(axis=0)
+        ref = _Ref(c_min=float(c_k.min()), c_max=float(c_k.max()), q_floor=float(q_k.min()))
+        mixes = [mix_for_budget(fitted.cost, fitted.quality, float(x)) for x in self.budgets]
+        return ref.auc([(m.cost, m.quality) for m in mixes])
+
+
+SIGMA_SCALES = (0.3, 0.1, 0.03)
+"""Shrink factors of the learned covariance tried on the training half B (see notes)."""
+
+
+def _learned_rows(
+    ctx: _Context, estimator: LearnedEstimator, result: ResultFn, tell: Progress
+) -> CascadeBench:
+    # The covariance is of (ex-ante - post-hoc with all 11 answers seen), more spread than
+    # what a cascade of a few models ever learns; its scale is chosen on training rows.
+    pick = np.random.default_rng([ctx.seed, 13]).permutation(ctx.fit_rows)[:400]
+    scores = {}
+    for scale in SIGMA_SCALES:
+        scaled = replace(
+            estimator, covariance={t: scale * c for t, c in estimator.covariance.items()}
+        )
+        scores[scale] = ctx.train_auc("cascade_routing", scaled, np.sort(pick))
+        tell(f"cascade: sigma scale {scale:g} on train: AUC {scores[scale]:.2f}")
+    best = max(SIGMA_SCALES, key=lambda x: scores[x])
+    estimator = replace(
+        estimator, covariance={t: best * c for t, c in estimator.covariance.items()}
+    )
+    rows: dict[str, MethodResult] = {}
+    decision: dict[str, tuple[float, float, int]] = {}
+    for kind in STRATEGY_KINDS:
+        curve, grid, mixes = ctx.curve(kind, estimator)
+        top = max(curve, key=lambda p: (p[1], -p[0]))
+        rows[kind] = result(
+            kind,
+            "offline",
+            accuracy=top[1],
+            mean_cost=top[0],
+            mean_latency=None,
+            mean_reward=None,
+            points=curve,
+            detail=f"{len(curve)} budgets; estimators fit on half of train, lam on the other",
+        )
+        if kind == "cascade_routing":
+            mid = mixes[len(mixes) // 2]
+            decision["cascade_routing, learned estimators, 11 models"] = _decision_times(
+                estimator, ctx.order, ctx.test, grid[mid.cheap], ctx.clock
+            )
+        tell(f"cascade: {kind}")
+    picked = ", ".join(f"{x:g}: {scores[x]:.2f}" for x in SIGMA_SCALES)
+    notes = (
+        "cascade rows: ex-ante = zooter cross-fitted over two train halves; post-hoc = "
+        "logistic regression on answer agreement/features fitted on half A; lam per "
+        "budget fitted on half B; max depth 5, 100 QMC samples",
+        f"cascade rows: sigma scale {best:g} chosen on 400 rows of train half B "
+        f"(train AUC by scale: {picked})",
+    )
+    return CascadeBench(rows=rows, decision_ms=decision, notes=notes)
+
+
+def _noise_table(ctx: _Context, a: np.ndarray, tell: Progress) -> CascadeBench:
+    quality, cost, test, b = ctx.quality, ctx.cost, ctx.test, ctx.fit_rows
+    c_k, q_k = cost[test].mean(axis=0), quality[test].mean(axis=0)
+    linear = metrics.convex_hull(c_k, q_k).tolist()
+    linear_auc = ctx.ref.auc([(float(c_k[j]), float(q_k[j])) for j in linear])
+    table: dict[str, dict[str, float]] = {}
+    decision: dict[str, tuple[float, float, int]] = {}
+    for level, (s_ante, s_post) in NOISE_LEVELS.items():
+        oracle = NoisyOracle.fit(
+            quality,
+            cost,
+            ante=s_ante,
+            post=s_post,
+            fit_rows=a,
+            cost_noise=COST_NOISE_LEVELS[level],
+            seed=np.random.default_rng([ctx.seed, 5, int(10 * s_ante)]),
+        )
+        aucs = {"linear": linear_auc}
+        fits = lambda_sweep(oracle.ante[b], oracle.cost_ante[b], ctx.budgets)
+        routed = [
+            evaluate_fit(f, oracle.ante[test], oracle.cost_ante[test], quality[test], cost[test])
+            for f in fits
+        ]
+        aucs["routing"] = ctx.ref.auc([(c, q) for q, c in routed])
+        for kind in STRATEGY_KINDS:
+            curve, grid, mixes = ctx.curve(kind, oracle)
+            aucs[kind] = ctx.ref.auc(curve)
+            if kind == "cascade_routing" and level == "low":
+                mid = mixes[len(mixes) // 2]
+                decision["cascade_routing, noisy oracle (low), 11 models"] = _decision_times(
+                    oracle, ctx.order, test, grid[mid.cheap], ctx.clock
+                )
+            tell(f"cascade noise {level}: {kind}")
+        table[level] = aucs
+    notes = (
+        "noisy-oracle protocol: calibration and uncertainty fitted on train half A, lam "
+        "on half B; AUC on the test rows",
+    )
+    return CascadeBench(noise=table, decision_ms=decision, notes=notes)

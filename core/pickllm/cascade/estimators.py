@@ -158,7 +158,11 @@ class NoisyOracle:
         Raises:
             ConfigError: a negative sigma.
         """
-        for label, value in (("ante", ante), ("post", post), *zip(("cost_noise",) * 2, cost_noise, strict=False)):
+        for label, value in (
+            ("ante", ante),
+            ("post", post),
+            *zip(("cost_noise",) * 2, cost_noise, strict=False),
+        ):
             if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
                 msg = f"{label} must be a finite number >= 0, got {value!r}"
                 raise ConfigError(msg)
@@ -500,7 +504,15 @@ class LearnedEstimator:
         for j in run:
             answers[j] = self.answers[row][j]
         post = np.array([self.posthoc.predict(j, answers, run, ante, task) for j in run])
-        return _condition(ante, sigma, run, post, self.post_variance, c, self.cost[row])
+        return _condition(
+            ante,
+            sigma,
+            run,
+            post,
+            post_variance=self.post_variance,
+            c_ante=c,
+            c_actual=self.cost[row],
+        )
 
 
 def _condition(
@@ -508,6 +520,7 @@ def _condition(
     sigma: np.ndarray,
     run: tuple[int, ...],
     post: np.ndarray,
+    *,
     post_variance: float,
     c_ante: np.ndarray,
     c_actual: np.ndarray,

@@ -44,10 +44,10 @@ def make_strategy(
         >>> pool = [Candidate(name="a", input_price=1.0, output_price=1.0)]
         >>> make_strategy("cascade_routing", candidates=pool, budget_usd=0.01).name
         'cascade_routing'
-        >>> make_strategy("cascade", candidates=pool, budget_usd=0.01)
+        >>> make_strategy("cascade", candidates=pool, budget_usd=0.01)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        pickllm.errors.ConfigError: strategy must be one of threshold_cascade, optimal_cascade, cascade_routing, got 'cascade'
+        pickllm.errors.ConfigError: strategy must be one of ..., got 'cascade'
     """
     if name not in STRATEGIES:
         msg = f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}"

@@ -148,7 +148,7 @@ class LiveSession:
         self.names = tuple(c.name for c in candidates)
         self._index = {name: j for j, name in enumerate(self.names)}
         self.prompt_tokens = prompt_tokens
-        q, sigma, c = strategy._ex_ante(query, candidates, prompt_tokens)
+        q, sigma, c = strategy.ex_ante(query, candidates, prompt_tokens)
         self.ante = q
         self._sigma = sigma
         self._c_ante = c
@@ -199,7 +199,7 @@ class LiveSession:
         self._run.append(j)
         self.answers[j] = read_answer(text)
         self._cost[j] = float(cost_usd)
-        post = self._strategy._post_hoc(self, j, answered, score)
+        post = self._strategy.post_hoc(self, j, answered, score)
         self._post[j] = post
         if score is not None:
             self._scored.add(j)
@@ -209,7 +209,7 @@ class LiveSession:
             for m in answered:
                 if m not in self._scored:
                     others = [x for x in self._run if x != m and x not in self._failed]
-                    self._post[m] = self._strategy._agreement(self, m, others)
+                    self._post[m] = self._strategy.agreement(self, m, others)
         self._steps.append(
             CascadeStep(
                 model=model,
@@ -338,6 +338,17 @@ class LiveCascade:
     _lam: float = 0.0
 
     def __post_init__(self) -> None:
+        self._check_names()
+        self._check_numbers()
+        self._rng = np.random.default_rng(self.seed)
+        if self.budget_usd is None:
+            self._lam = 0.0
+        elif self.lam is None:
+            self._lam = 0.5 if self.name == "threshold_cascade" else 0.1 / self.budget_usd
+        else:
+            self._lam = float(self.lam)
+
+    def _check_names(self) -> None:
         if self.name not in _KINDS:
             msg = f"strategy must be one of {', '.join(_KINDS)}, got {self.name!r}"
             raise ConfigError(msg)
@@ -352,6 +363,14 @@ class LiveCascade:
         if not self.candidates:
             msg = "candidates must name at least one model, got none"
             raise ConfigError(msg)
+        if self.estimator is not None and not isinstance(self.estimator, LiveEstimator):
+            msg = (
+                "estimator must be a trained cascade estimator (pickllm train --cascade) or "
+                f"None, got {type(self.estimator).__name__}"
+            )
+            raise ConfigError(msg)
+
+    def _check_numbers(self) -> None:
         if not (isinstance(self.max_depth, int) and self.max_depth >= 1):
             msg = f"max_depth must be an int >= 1, got {self.max_depth!r}"
             raise ConfigError(msg)
@@ -364,22 +383,9 @@ class LiveCascade:
         if not (isinstance(self.rate, int | float) and self.rate > 0 and math.isfinite(self.rate)):
             msg = f"rate must be a finite number > 0, got {self.rate!r}"
             raise ConfigError(msg)
-        if self.estimator is not None and not isinstance(self.estimator, LiveEstimator):
-            msg = (
-                "estimator must be a trained cascade estimator (pickllm train --cascade) or "
-                f"None, got {type(self.estimator).__name__}"
-            )
-            raise ConfigError(msg)
-        self._rng = np.random.default_rng(self.seed)
         if self.lam is not None and not (isinstance(self.lam, int | float) and self.lam >= 0):
             msg = f"lam must be a number >= 0 or None, got {self.lam!r}"
             raise ConfigError(msg)
-        if self.budget_usd is None:
-            self._lam = 0.0
-        elif self.lam is None:
-            self._lam = 0.5 if self.name == "threshold_cascade" else 0.1 / self.budget_usd
-        else:
-            self._lam = float(self.lam)
 
     @property
     def current_lam(self) -> float:
@@ -448,9 +454,10 @@ class LiveCascade:
             self._stats[name] = _ModelStats()
         return self._stats[name]
 
-    def _ex_ante(
+    def ex_ante(
         self, query: str, candidates: Sequence[Candidate], prompt_tokens: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ex-ante quality, its covariance and cost of ``candidates`` for a query."""
         names = [c.name for c in candidates]
         stats = [self._stat(n) for n in names]
         cost = np.array(
@@ -466,7 +473,8 @@ class LiveCascade:
         sigma = np.diag([s.spread for s in stats])
         return q, sigma, cost
 
-    def _agreement(self, session: LiveSession, j: int, others: Sequence[int]) -> float:
+    def agreement(self, session: LiveSession, j: int, others: Sequence[int]) -> float:
+        """``(q_hat + agreeing) / (1 + others)``: model ``j``'s answer against ``others``."""
         prior = float(session.ante[j])
         if not others:
             return prior
@@ -479,9 +487,10 @@ class LiveCascade:
             agreeing += int(theirs is not None and agree(mine, theirs))
         return (prior + agreeing) / (1.0 + len(others))
 
-    def _post_hoc(
+    def post_hoc(
         self, session: LiveSession, j: int, others: Sequence[int], score: float | None
     ) -> float:
+        """The post-hoc estimate of model ``j``'s answer: score, trained model or agreement."""
         if score is not None:
             if not (isinstance(score, int | float) and math.isfinite(score)):
                 msg = f"score must be a finite number or None, got {score!r}"
@@ -490,4 +499,4 @@ class LiveCascade:
         if self.estimator is not None:
             run = [*others, j]
             return float(self.estimator.post_hoc(j, session.answers, run, session.ante))
-        return self._agreement(session, j, others)
+        return self.agreement(session, j, others)

@@ -238,9 +238,9 @@ def sweep(
     estimator: OfflineEstimator,
     rows: np.ndarray,
     lams: Sequence[tuple[float, ...]],
+    *,
     quality: np.ndarray,
     cost: np.ndarray,
-    *,
     only: Sequence[int] | None = None,
 ) -> Sweep:
     """Replay ``strategy`` on ``rows`` for each vector of ``lams`` (or those in ``only``).
@@ -296,11 +296,11 @@ def mix_for_budget(costs: np.ndarray, qualities: np.ndarray, budget: float) -> M
     hull = convex_hull(x, y).tolist()
     first = hull[0]
     if budget <= x[first]:
-        return Mix(first, first, 0.0, float(x[first]), float(y[first]), budget >= x[first])
+        return Mix(first, first, 0.0, float(x[first]), float(y[first]), feasible=budget >= x[first])
     for a, b in itertools.pairwise(hull):
         if x[a] <= budget <= x[b]:
             gamma = (budget - x[a]) / (x[b] - x[a]) if x[b] > x[a] else 0.0
             q = (1 - gamma) * y[a] + gamma * y[b]
-            return Mix(a, b, float(gamma), float(budget), float(q), True)
+            return Mix(a, b, float(gamma), float(budget), float(q), feasible=True)
     last = hull[-1]
-    return Mix(last, last, 0.0, float(x[last]), float(y[last]), True)
+    return Mix(last, last, 0.0, float(x[last]), float(y[last]), feasible=True)

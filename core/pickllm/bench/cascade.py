@@ -38,7 +38,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
@@ -359,11 +358,15 @@ def _learned_rows(
         tell(f"cascade: {kind}")
     picked = ", ".join(f"{x:g}: {scores[x]:.2f}" for x in SIGMA_SCALES)
     notes = (
-        "cascade rows: ex-ante = zooter cross-fitted over two train halves; post-hoc = "
-        "logistic regression on answer agreement/features fitted on half A; lam per "
-        "budget fitted on half B; max depth 5, 100 QMC samples",
-        f"cascade rows: sigma scale {best:g} chosen on 400 rows of train half B "
-        f"(train AUC by scale: {picked})",
+        (
+            "cascade rows: ex-ante = zooter cross-fitted over two train halves; post-hoc = "
+            "logistic regression on answer agreement/features fitted on half A; lam per "
+            "budget fitted on half B; max depth 5, 100 QMC samples"
+        ),
+        (
+            f"cascade rows: sigma scale {best:g} chosen on 400 rows of train half B "
+            f"(train AUC by scale: {picked})"
+        ),
     )
     return CascadeBench(rows=rows, decision_ms=decision, notes=notes)
 
@@ -403,7 +406,9 @@ def _noise_table(ctx: _Context, a: np.ndarray, tell: Progress) -> CascadeBench:
             tell(f"cascade noise {level}: {kind}")
         table[level] = aucs
     notes = (
-        "noisy-oracle protocol: calibration and uncertainty fitted on train half A, lam "
-        "on half B; AUC on the test rows",
+        (
+            "noisy-oracle protocol: calibration and uncertainty fitted on train half A, lam "
+            "on half B; AUC on the test rows"
+        ),
     )
     return CascadeBench(noise=table, decision_ms=decision, notes=notes)

@@ -495,23 +495,15 @@ def run_bench(
     cost_ok = ts.cost_available
     notes = setup.notes
     if (cascade or noise) and cost_ok:
-        budgets = pareto_budgets(
-            ts.cost.mean(axis=0), ts.quality.mean(axis=0), per_segment=budgets_per_segment
-        )
-        extra = cascade_bench(
-            table,
-            setup.train,
-            setup.test,
-            budgets=budgets,
-            result=ts.result,
-            learned=cascade,
+        notes = _add_cascades(
+            setup,
+            results,
+            budgets_per_segment,
+            cascade=cascade,
             noise=noise,
             seed=seed,
-            progress=None if progress is None else (lambda label: progress(label, done, total)),
+            progress=progress,
         )
-        for name, row in extra.rows.items():
-            results[_unique(name, results)] = row
-        notes = (*notes, *extra.notes, *extra.lines())
     reference: dict[str, float | str | None] = {
         "c_min": ts.c_min if cost_ok else None,
         "c_max": ts.c_max if cost_ok else None,
@@ -539,6 +531,35 @@ def run_bench(
         results=results,
         notes=notes,
     )
+
+
+def _add_cascades(
+    setup: _Setup,
+    results: dict[str, MethodResult],
+    per_segment: int,
+    *,
+    cascade: bool,
+    noise: bool,
+    seed: int,
+    progress: ProgressCallback | None,
+) -> tuple[str, ...]:
+    """Add the cascade rows to ``results``; the notes with the noise table and timings."""
+    ts = setup.ts
+    budgets = pareto_budgets(ts.cost.mean(axis=0), ts.quality.mean(axis=0), per_segment=per_segment)
+    extra = cascade_bench(
+        setup.table,
+        setup.train,
+        setup.test,
+        budgets=budgets,
+        result=ts.result,
+        learned=cascade,
+        noise=noise,
+        seed=seed,
+        progress=None if progress is None else (lambda label: progress(label, 0, 0)),
+    )
+    for name, row in extra.rows.items():
+        results[_unique(name, results)] = row
+    return (*setup.notes, *extra.notes, *extra.lines())
 
 
 def _unique(name: str, results: Mapping[str, MethodResult]) -> str:

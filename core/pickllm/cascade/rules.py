@@ -254,82 +254,27 @@ def search_supermodel(
     ok = np.ones(k, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool).copy()
     run_idx = np.asarray(list(run), dtype=np.intp)
     ok[run_idx] = False
-    cap = k if max_depth is None else max_depth
-    values = (
-        np.broadcast_to(q, (1, k)) if draws is None else np.asarray(draws, dtype=float)
-    )  # (n, k): the max over a set is taken per row, then averaged
-    n_rows = values.shape[0]
-
-    base_mask = np.zeros(k, dtype=bool)
-    base_mask[run_idx] = True
-    base_size = int(run_idx.size)
-    if base_size:
-        base_max = values[:, run_idx].max(axis=1)
-        base_q = float(base_max.mean()) if draws is not None else float(q[run_idx].max())
-    else:
-        base_max = np.full(n_rows, -np.inf)
-        base_q = -math.inf
-    base_c = float(c[run_idx].sum()) if base_size else 0.0
-
-    # Frontier: one row per supermodel.
-    masks = base_mask[None, :]
-    last = np.array([-1 if not cascade else (int(rank[run_idx].max()) if base_size else -1)])
-    maxes = base_max[None, :]
-    quals = np.array([base_q])
-    costs = np.array([base_c])
-    size = base_size
-
-    best_t = round(base_q - lam * base_c, _DIGITS) if base_size else -math.inf
-    tied: list[tuple[float, tuple[int, ...], float]] = (
-        [(base_c, tuple(sorted(run_idx.tolist(), key=lambda j: rank[j])), base_q)]
-        if base_size
-        else []
-    )
+    # (n, k): the max over a set is taken per row, then averaged
+    values = np.broadcast_to(q, (1, k)) if draws is None else np.asarray(draws, dtype=float)
+    level = _Level.base(values, c, run_idx, rank, cascade=cascade)
+    ranked = _Ranked(rank, tuple(sorted(run_idx.tolist(), key=lambda j: rank[j])))
+    tied = ranked.ties(level, lam, [])
     explored = 1
-    cand_by_rank = order[ok[order]]  # allowed models in cost order
-    while masks.shape[0] and size < cap and cand_by_rank.size:
-        cand_rank = rank[cand_by_rank]
-        if cascade:
-            # Prefix sets: the only child adds the next allowed model in cost order.
-            valid = cand_rank[None, :] > last[:, None]
-            first = valid.argmax(axis=1)
-            has = valid.any(axis=1)
-            valid = np.zeros_like(valid)
-            valid[np.flatnonzero(has), first[has]] = True
-        else:
-            valid = (cand_rank[None, :] > last[:, None]) & ~masks[:, cand_by_rank]
-        parent, col = np.nonzero(valid)
-        if parent.size == 0:
+    cand = order[ok[order]]  # the models that may be added, in cost order
+    cap = k if max_depth is None else max_depth
+    while level.masks.shape[0] and level.size < cap and cand.size:
+        step = level.expand(values, c, rank, cand, lam, cascade=cascade, prune=prune)
+        explored += step[1]
+        if step[0] is None:
             break
-        added = cand_by_rank[col]
-        new_max = np.maximum(maxes[parent], values[:, added].T)
-        new_q = new_max.mean(axis=1)
-        new_c = costs[parent] + c[added]
-        keep = np.ones(parent.size, dtype=bool)
-        if prune and not cascade and size + 1 > 1:
-            keep = new_q - quals[parent] - lam * c[added] >= 0.0
-        explored += int(parent.size)
-        size += 1
-        if not keep.any():
-            break
-        parent, added = parent[keep], added[keep]
-        new_mask = masks[parent].copy()
-        new_mask[np.arange(parent.size), added] = True
-        masks, maxes, quals, costs = new_mask, new_max[keep], new_q[keep], new_c[keep]
-        last = rank[added]
-        t = np.round(quals - lam * costs, _DIGITS)
-        top = float(t.max())
-        if top > best_t:
-            best_t, tied = top, []
-        if top >= best_t:
-            for r in np.flatnonzero(t == best_t).tolist():
-                members = tuple(sorted(np.flatnonzero(masks[r]).tolist(), key=lambda j: rank[j]))
-                tied.append((float(costs[r]), members, float(quals[r])))
+        level = step[0]
+        tied = ranked.ties(level, lam, tied)
     if not tied:
         return Choice(models=(), next_model=None, quality=-math.inf, cost=0.0, explored=explored)
-    tied.sort(key=lambda item: (item[0], item[1]))
-    cost, members, quality = tied[-1] if (gamma > 0.0 and u < gamma) else tied[0]
-    unrun = [j for j in members if not base_mask[j]]
+    best = max(t[0] for t in tied)
+    tied = sorted((t for t in tied if t[0] == best), key=lambda item: (item[1], item[2]))
+    _, cost, members, quality = tied[-1] if (gamma > 0.0 and u < gamma) else tied[0]
+    unrun = [j for j in members if j not in set(run_idx.tolist())]
     return Choice(
         models=members,
         next_model=unrun[0] if unrun else None,
@@ -337,3 +282,110 @@ def search_supermodel(
         cost=cost,
         explored=explored,
     )
+
+
+_Tie = tuple[float, float, tuple[int, ...], float]  # (tradeoff, cost, members, quality)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranked:
+    rank: np.ndarray
+    run: tuple[int, ...]
+
+    def ties(self, level: _Level, lam: float, tied: list[_Tie]) -> list[_Tie]:
+        """``tied`` plus the sets of ``level`` whose tradeoff is at least the best so far."""
+        if level.size == 0:
+            return tied
+        t = np.round(level.quals - lam * level.costs, _DIGITS)
+        best = max([float(t.max()), *(x[0] for x in tied)])
+        keep = [x for x in tied if x[0] == best]
+        for r in np.flatnonzero(t == best).tolist():
+            members = tuple(
+                sorted(np.flatnonzero(level.masks[r]).tolist(), key=lambda j: self.rank[j])
+            )
+            keep.append((best, float(level.costs[r]), members, float(level.quals[r])))
+        return keep
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """The supermodels of one size reached so far: one row each."""
+
+    masks: np.ndarray  # (m, k) bool
+    last: np.ndarray  # (m,) cost rank of the last model added
+    maxes: np.ndarray  # (m, n) per-draw max over the set
+    quals: np.ndarray  # (m,) E[max]
+    costs: np.ndarray  # (m,)
+    size: int
+
+    @classmethod
+    def base(
+        cls, values: np.ndarray, c: np.ndarray, run: np.ndarray, rank: np.ndarray, *, cascade: bool
+    ) -> _Level:
+        k = c.shape[0]
+        mask = np.zeros(k, dtype=bool)
+        mask[run] = True
+        if run.size:
+            top = values[:, run].max(axis=1)
+            quality = float(top.mean())
+        else:
+            top = np.full(values.shape[0], -np.inf)
+            quality = -math.inf
+        last = int(rank[run].max()) if (cascade and run.size) else -1
+        return cls(
+            masks=mask[None, :],
+            last=np.array([last]),
+            maxes=top[None, :],
+            quals=np.array([quality]),
+            costs=np.array([float(c[run].sum())]),
+            size=int(run.size),
+        )
+
+    def expand(
+        self,
+        values: np.ndarray,
+        c: np.ndarray,
+        rank: np.ndarray,
+        cand: np.ndarray,
+        lam: float,
+        *,
+        cascade: bool,
+        prune: bool,
+    ) -> tuple[_Level | None, int]:
+        """The next level (None if empty) and the number of sets evaluated."""
+        cand_rank = rank[cand]
+        valid = cand_rank[None, :] > self.last[:, None]
+        if cascade:
+            # Prefix sets: the only child adds the next allowed model in cost order.
+            first = valid.argmax(axis=1)
+            has = valid.any(axis=1)
+            valid = np.zeros_like(valid)
+            valid[np.flatnonzero(has), first[has]] = True
+        else:
+            valid &= ~self.masks[:, cand]
+        parent, col = np.nonzero(valid)
+        if parent.size == 0:
+            return None, 0
+        added = cand[col]
+        new_max = np.maximum(self.maxes[parent], values[:, added].T)
+        new_q = new_max.mean(axis=1)
+        new_c = self.costs[parent] + c[added]
+        if prune and not cascade and self.size >= 1:
+            # Lemma 1: a model that does not pay for itself here never will in a superset.
+            keep = new_q - self.quals[parent] - lam * c[added] >= 0.0
+        else:
+            keep = np.ones(parent.size, dtype=bool)
+        if not keep.any():
+            return None, int(parent.size)
+        parent, added = parent[keep], added[keep]
+        masks = self.masks[parent].copy()
+        masks[np.arange(parent.size), added] = True
+        level = _Level(
+            masks=masks,
+            last=rank[added],
+            maxes=new_max[keep],
+            quals=new_q[keep],
+            costs=new_c[keep],
+            size=self.size + 1,
+        )
+        return level, int(parent.size)

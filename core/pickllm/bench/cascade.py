@@ -314,7 +314,7 @@ class _Context:
         return ref.auc([(m.cost, m.quality) for m in mixes])
 
 
-SIGMA_SCALES = (0.3, 0.1, 0.03)
+SIGMA_SCALES = (0.3, 0.1, 0.03, 0.01, 0.0)
 """Shrink factors of the learned covariance tried on the training half B (see notes)."""
 
 

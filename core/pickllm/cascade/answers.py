@@ -8,7 +8,7 @@ answer holds a Python block that parses, whether it defines a function, and the 
 the first function defined (two answers defining the same name agree on the interface).
 
 Examples:
-    >>> read_answer("B\\n").letter, read_answer("def f(x):\\n    return x").parses
+    >>> read_answer("B\n").letter, read_answer("def f(x):\n    return x").parses
     ('B', True)
     >>> agree(read_answer("B"), read_answer("(B) dry palms"))
     True

@@ -170,6 +170,15 @@ class LiveSession:
         return tuple(self._steps)
 
     @property
+    def estimates(self) -> dict[str, float]:
+        """The latest post-hoc estimate of every model that answered (revised by agreement)."""
+        return {
+            self.names[j]: float(self._post[j])
+            for j in self._run
+            if j not in self._failed and not math.isnan(self._post[j])
+        }
+
+    @property
     def total_cost(self) -> float:
         """USD spent by the steps so far."""
         return float(sum(s.cost_usd for s in self._steps))
@@ -411,10 +420,12 @@ class LiveCascade:
         if not isinstance(session, LiveSession) or session.strategy is not self:
             msg = f"session must be one this strategy started, got {type(session).__name__}"
             raise ConfigError(msg)
+        latest = session.estimates
         for step in session.steps:
             stats = self._stat(step.model)
             if step.quality is not None:
-                stats.learn_quality(min(max(step.quality, 0.0), 1.0))
+                value = latest.get(step.model, step.quality)
+                stats.learn_quality(min(max(value, 0.0), 1.0))
             if step.error is None:
                 cand = (
                     next(c for c in self.candidates if c.name == step.model)

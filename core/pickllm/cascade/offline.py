@@ -25,6 +25,23 @@ spend exactly the budget"), keeps the paper's selection rule (the best training 
 whose training cost is within the budget), and needs each grid point replayed only once
 for every budget.
 
+The paper's defaults and ours (algorithm notes §3.5):
+
+======================  ===========================================  ==========================
+setting                 paper (RouterBench scripts)                  here
+======================  ===========================================  ==========================
+max depth               5                                            5
+E[max] samples          100 scrambled Sobol                          100 shifted Halton,
+                                                                     antithetic
+lam search              doubling from 10000, 30 bisections;          log grid of ``points``
+                        TPE over per-step lam (2 x 200 trials)       values (12 in the bench)
+                                                                     x per-step ``ratios``
+selection               best training quality within the budget      same (upper hull)
+gamma                   mixes the tie sides at the critical lam      mixes two grid points
+threshold lam range     [0, 1]                                       [0, 1]
+fitting rows            5% of RouterBench (half of train elsewhere)  half of train
+======================  ===========================================  ==========================
+
 Examples:
     >>> import numpy as np
     >>> from pickllm.cascade.estimators import NoisyOracle

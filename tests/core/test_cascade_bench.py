@@ -91,6 +91,7 @@ def test_cascade_rows_and_noise_table() -> None:
         assert min(costs) >= c_k.min() - 1e-12
         assert max(costs) <= c_k.sum() + 1e-12
     assert set(out.noise) == {"low", "medium", "high"}
+    assert set(out.noise_cost95) == set(out.noise)
     for aucs in out.noise.values():
         assert set(aucs) == {
             "linear",

@@ -83,12 +83,15 @@ class CascadeBench:
     Args:
         rows: one result per strategy (learned estimators), for the main table.
         noise: AUC x100 per noise level and method (routing and the three cascades).
+        noise_cost95: per noise level and method, the cost per query (USD) to reach 95% of
+            the best single model's test accuracy (None: never reached).
         decision_ms: per-step decision time (median, p99) in ms, per setting.
         notes: how the figures were obtained.
     """
 
     rows: dict[str, MethodResult] = field(default_factory=dict)
     noise: dict[str, dict[str, float]] = field(default_factory=dict)
+    noise_cost95: dict[str, dict[str, float | None]] = field(default_factory=dict)
     decision_ms: dict[str, tuple[float, float, int]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
 
@@ -103,6 +106,14 @@ class CascadeBench:
                 a, p = NOISE_LEVELS[level]
                 cells = [f"{level} ({a:g}/{p:g})"] + [f"{aucs[m]:.2f}" for m in methods]
                 out.append("  " + " | ".join(cells))
+            out.append("noisy-oracle protocol, $ per query to reach 95% of the best model:")
+            out.append("  " + " | ".join(["noise", *methods]))
+            for level, costs in self.noise_cost95.items():
+                a, p = NOISE_LEVELS[level]
+                cells = [f"{level} ({a:g}/{p:g})"] + [
+                    "-" if costs[m] is None else f"{costs[m]:.6f}" for m in methods
+                ]
+                out.append("  " + " | ".join(cells))
         for label, (median, p99, n) in self.decision_ms.items():
             out.append(
                 f"decision time per step, {label}: median {median:.3f} ms, p99 {p99:.3f} ms "
@@ -116,6 +127,16 @@ class _Ref:
     c_min: float
     c_max: float
     q_floor: float
+
+    def cost_to_95(self, points: Sequence[tuple[float, float]], q_best: float) -> float | None:
+        pts = sorted(points)
+        return metrics.cost_to_reach(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            0.95 * q_best,
+            c_min=self.c_min,
+            q_floor=self.q_floor,
+        )
 
     def auc(self, points: Sequence[tuple[float, float]]) -> float:
         pts = sorted(points)
@@ -266,6 +287,7 @@ def cascade_bench(
         out = CascadeBench(
             rows=out.rows,
             noise=noisy.noise,
+            noise_cost95=noisy.noise_cost95,
             decision_ms={**out.decision_ms, **noisy.decision_ms},
             notes=(*out.notes, *noisy.notes),
         )
@@ -375,8 +397,11 @@ def _noise_table(ctx: _Context, a: np.ndarray, tell: Progress) -> CascadeBench:
     quality, cost, test, b = ctx.quality, ctx.cost, ctx.test, ctx.fit_rows
     c_k, q_k = cost[test].mean(axis=0), quality[test].mean(axis=0)
     linear = metrics.convex_hull(c_k, q_k).tolist()
-    linear_auc = ctx.ref.auc([(float(c_k[j]), float(q_k[j])) for j in linear])
+    linear_points = [(float(c_k[j]), float(q_k[j])) for j in linear]
+    linear_auc = ctx.ref.auc(linear_points)
+    q_best = float(q_k.max())
     table: dict[str, dict[str, float]] = {}
+    to95: dict[str, dict[str, float | None]] = {}
     decision: dict[str, tuple[float, float, int]] = {}
     for level, (s_ante, s_post) in NOISE_LEVELS.items():
         oracle = NoisyOracle.fit(
@@ -389,15 +414,18 @@ def _noise_table(ctx: _Context, a: np.ndarray, tell: Progress) -> CascadeBench:
             seed=np.random.default_rng([ctx.seed, 5, int(10 * s_ante)]),
         )
         aucs = {"linear": linear_auc}
+        reach: dict[str, float | None] = {"linear": ctx.ref.cost_to_95(linear_points, q_best)}
         fits = lambda_sweep(oracle.ante[b], oracle.cost_ante[b], ctx.budgets)
         routed = [
             evaluate_fit(f, oracle.ante[test], oracle.cost_ante[test], quality[test], cost[test])
             for f in fits
         ]
         aucs["routing"] = ctx.ref.auc([(c, q) for q, c in routed])
+        reach["routing"] = ctx.ref.cost_to_95([(c, q) for q, c in routed], q_best)
         for kind in STRATEGY_KINDS:
             curve, grid, mixes = ctx.curve(kind, oracle)
             aucs[kind] = ctx.ref.auc(curve)
+            reach[kind] = ctx.ref.cost_to_95(curve, q_best)
             if kind == "cascade_routing" and level == "low":
                 mid = mixes[len(mixes) // 2]
                 decision["cascade_routing, noisy oracle (low), 11 models"] = _decision_times(
@@ -405,10 +433,11 @@ def _noise_table(ctx: _Context, a: np.ndarray, tell: Progress) -> CascadeBench:
                 )
             tell(f"cascade noise {level}: {kind}")
         table[level] = aucs
+        to95[level] = reach
     notes = (
         (
             "noisy-oracle protocol: calibration and uncertainty fitted on train half A, lam "
             "on half B; AUC on the test rows"
         ),
     )
-    return CascadeBench(noise=table, decision_ms=decision, notes=notes)
+    return CascadeBench(noise=table, noise_cost95=to95, decision_ms=decision, notes=notes)

@@ -212,13 +212,12 @@ class LiveSession:
         self._post[j] = post
         if score is not None:
             self._scored.add(j)
-        if self._strategy.estimator is None:
-            # without a trained estimator each new answer revises the agreement of the
-            # answers seen before it (evaluator scores stay as they are)
-            for m in answered:
-                if m not in self._scored:
-                    others = [x for x in self._run if x != m and x not in self._failed]
-                    self._post[m] = self._strategy.agreement(self, m, others)
+        # each new answer revises the estimates of the answers seen before it, which now
+        # have one more answer to agree with (evaluator scores stay as they are)
+        for m in answered:
+            if m not in self._scored:
+                others = [x for x in self._run if x != m and x not in self._failed]
+                self._post[m] = self._strategy.post_hoc(self, m, others, None)
         self._steps.append(
             CascadeStep(
                 model=model,

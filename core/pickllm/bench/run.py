@@ -502,7 +502,7 @@ def run_bench(
             cascade=cascade,
             noise=noise,
             seed=seed,
-            progress=progress,
+            progress=None if progress is None else (lambda label: progress(label, done, total)),
         )
     reference: dict[str, float | str | None] = {
         "c_min": ts.c_min if cost_ok else None,
@@ -541,7 +541,7 @@ def _add_cascades(
     cascade: bool,
     noise: bool,
     seed: int,
-    progress: ProgressCallback | None,
+    progress: Callable[[str], None] | None,
 ) -> tuple[str, ...]:
     """Add the cascade rows to ``results``; the notes with the noise table and timings."""
     ts = setup.ts
@@ -555,7 +555,7 @@ def _add_cascades(
         learned=cascade,
         noise=noise,
         seed=seed,
-        progress=None if progress is None else (lambda label: progress(label, 0, 0)),
+        progress=progress,
     )
     for name, row in extra.rows.items():
         results[_unique(name, results)] = row

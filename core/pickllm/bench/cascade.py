@@ -185,9 +185,10 @@ def _curve(
     points: int,
     unit: float,
     seed: int,
+    ratios: Sequence[float] = (1.0,),
 ) -> tuple[list[tuple[float, float]], list[tuple[float, ...]], list[Mix]]:
     strategy = Strategy(kind, order=order, seed=seed)
-    grid = lambda_grid(kind, unit, points=points)
+    grid = lambda_grid(kind, unit, points=points, ratios=ratios)
     fitted = sweep(strategy, estimator, fit_rows, grid, quality=quality, cost=cost)
     mixes = [mix_for_budget(fitted.cost, fitted.quality, float(b)) for b in budgets]
     need = sorted({m.cheap for m in mixes} | {m.dear for m in mixes})
@@ -309,7 +310,7 @@ class _Context:
     clock: Callable[[], float]
 
     def curve(
-        self, kind: str, estimator: OfflineEstimator
+        self, kind: str, estimator: OfflineEstimator, ratios: Sequence[float] = (1.0,)
     ) -> tuple[list[tuple[float, float]], list[tuple[float, ...]], list[Mix]]:
         return _curve(
             kind,
@@ -323,6 +324,7 @@ class _Context:
             points=self.points,
             unit=self.unit,
             seed=self.seed,
+            ratios=ratios,
         )
 
     def train_auc(self, kind: str, estimator: OfflineEstimator, rows: np.ndarray) -> float:
@@ -338,6 +340,9 @@ class _Context:
 
 SIGMA_SCALES = (0.3, 0.1, 0.03, 0.01, 0.0)
 """Shrink factors of the learned covariance tried on the training half B (see notes)."""
+
+STEP_RATIOS = (0.5, 1.0, 2.0)
+"""Per-step multiplier profiles ``lam_s = lam * ratio**s`` of the learned rows' fit."""
 
 
 def _learned_rows(
@@ -360,7 +365,7 @@ def _learned_rows(
     rows: dict[str, MethodResult] = {}
     decision: dict[str, tuple[float, float, int]] = {}
     for kind in STRATEGY_KINDS:
-        curve, grid, mixes = ctx.curve(kind, estimator)
+        curve, grid, mixes = ctx.curve(kind, estimator, STEP_RATIOS)
         top = max(curve, key=lambda p: (p[1], -p[0]))
         rows[kind] = result(
             kind,
@@ -383,7 +388,8 @@ def _learned_rows(
         (
             "cascade rows: ex-ante = zooter cross-fitted over two train halves; post-hoc = "
             "logistic regression on answer agreement/features fitted on half A; lam per "
-            "budget fitted on half B; max depth 5, 100 QMC samples"
+            "budget fitted on half B (log grid x per-step profiles lam*r^step, r in 0.5, 1, "
+            "2); max depth 5, 100 QMC samples"
         ),
         (
             f"cascade rows: sigma scale {best:g} chosen on 400 rows of train half B "

@@ -242,6 +242,17 @@ def _add_bench(subparsers: Any) -> None:
         action="store_true",
         help="no progress bar (it is drawn on stderr only when stderr is a terminal)",
     )
+    parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="add threshold_cascade, optimal_cascade and cascade_routing rows (learned "
+        "estimators; needs costs and responses)",
+    )
+    parser.add_argument(
+        "--noise",
+        action="store_true",
+        help="add the cascade-routing paper's noisy-oracle table (AUC per noise level)",
+    )
     parser.set_defaults(handler=_bench)
 
 
@@ -285,6 +296,8 @@ def _bench(args: argparse.Namespace) -> int:
             seed=args.seed,
             stream=args.stream,
             progress=progress,
+            cascade=args.cascade,
+            noise=args.noise,
         )
         if args.plot is not None:
             progress.phase(f"drawing {args.plot}")
@@ -375,6 +388,12 @@ def _add_train(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     parser.add_argument("--price-file", type=Path, default=None, metavar="PATH")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to save")
+    parser.add_argument(
+        "--cascade",
+        action="store_true",
+        help="also fit the cascade estimators (post-hoc model, covariance, cost model) on "
+        "the same rows and save them beside the router",
+    )
     parser.set_defaults(handler=_train)
 
 
@@ -410,6 +429,15 @@ def _train(args: argparse.Namespace) -> int:
         msg = f"bad --param for {args.policy}: {exc}"
         raise ConfigError(msg) from exc
     path = router.save(args.out)
+    if args.cascade:
+        from pickllm.cascade.trained import fit_learned_estimator, save_estimator
+
+        ante = np.zeros(table.quality.shape)
+        picks = np.asarray(rows, dtype=np.intp)
+        ante[picks] = np.clip(router.training_predictions()[0], 0.0, 1.0)
+        fitted = fit_learned_estimator(table, ante, picks, seed=args.seed)
+        save_estimator(fitted, table.models, args.out)
+        print(f"fitted the cascade estimators on the same rows; saved to {path}")
     print(
         f"trained {args.policy} on {len(rows)} prompts x {len(table.models)} models of "
         f"{table.name}; saved to {path}"

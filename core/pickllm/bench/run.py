@@ -52,6 +52,7 @@ from typing import Literal
 import numpy as np
 
 from pickllm import metrics, registry
+from pickllm.bench.cascade import cascade_bench
 from pickllm.bench.report import BenchReport, Kind, MethodResult, OnlineStats
 from pickllm.costaware import evaluate_fit, lambda_sweep, pareto_budgets, route_by_lambda
 from pickllm.data.table import OutcomeTable
@@ -417,6 +418,8 @@ def run_bench(
     latency_model: LatencyModel | None = None,
     budgets_per_segment: int = 10,
     progress: ProgressCallback | None = None,
+    cascade: bool = False,
+    noise: bool = False,
     stream: StreamRows = "test",
 ) -> BenchReport:
     """Evaluate baselines, offline routers and online policies on ``table``'s test rows.
@@ -439,6 +442,9 @@ def run_bench(
             fitted on the train rows, are then scored partly on their training rows) or
             ``"train"`` (the train rows, to choose hyperparameters without looking at
             the test rows). The report's ``split`` says which.
+        cascade: add the cascade strategies' rows with learned estimators
+            (:mod:`pickllm.bench.cascade`).
+        noise: add the cascade-routing paper's noisy-oracle table (as notes).
 
     Raises:
         ConfigError: unknown policy, split, fold or column, or bad arguments.
@@ -487,6 +493,17 @@ def run_bench(
             results[_unique(name, results)] = _online_result(name, setup, streams, tick)
     ts = setup.ts
     cost_ok = ts.cost_available
+    notes = setup.notes
+    if (cascade or noise) and cost_ok:
+        notes = _add_cascades(
+            setup,
+            results,
+            budgets_per_segment,
+            cascade=cascade,
+            noise=noise,
+            seed=seed,
+            progress=None if progress is None else (lambda label: progress(label, done, total)),
+        )
     reference: dict[str, float | str | None] = {
         "c_min": ts.c_min if cost_ok else None,
         "c_max": ts.c_max if cost_ok else None,
@@ -512,8 +529,37 @@ def run_bench(
         seeds=seeds,
         reference=reference,
         results=results,
-        notes=setup.notes,
+        notes=notes,
     )
+
+
+def _add_cascades(
+    setup: _Setup,
+    results: dict[str, MethodResult],
+    per_segment: int,
+    *,
+    cascade: bool,
+    noise: bool,
+    seed: int,
+    progress: Callable[[str], None] | None,
+) -> tuple[str, ...]:
+    """Add the cascade rows to ``results``; the notes with the noise table and timings."""
+    ts = setup.ts
+    budgets = pareto_budgets(ts.cost.mean(axis=0), ts.quality.mean(axis=0), per_segment=per_segment)
+    extra = cascade_bench(
+        setup.table,
+        setup.train,
+        setup.test,
+        budgets=budgets,
+        result=ts.result,
+        learned=cascade,
+        noise=noise,
+        seed=seed,
+        progress=progress,
+    )
+    for name, row in extra.rows.items():
+        results[_unique(name, results)] = row
+    return (*setup.notes, *extra.notes, *extra.lines())
 
 
 def _unique(name: str, results: Mapping[str, MethodResult]) -> str:

@@ -7,7 +7,9 @@ from typing import Literal
 
 import numpy as np
 
+from pickllm.cascade.live import LiveCascade, LiveEstimator
 from pickllm.cascade.protocol import CascadeStrategy
+from pickllm.errors import ConfigError
 from pickllm.types import Candidate
 
 __all__ = ["STRATEGIES", "make_strategy"]
@@ -36,5 +38,30 @@ def make_strategy(
 
     Raises:
         ConfigError: unknown name or bad budget, naming the value and what is allowed.
+
+    Examples:
+        >>> from pickllm.types import Candidate
+        >>> pool = [Candidate(name="a", input_price=1.0, output_price=1.0)]
+        >>> make_strategy("cascade_routing", candidates=pool, budget_usd=0.01).name
+        'cascade_routing'
+        >>> make_strategy("cascade", candidates=pool, budget_usd=0.01)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        pickllm.errors.ConfigError: strategy must be one of ..., got 'cascade'
     """
-    raise NotImplementedError("filled in by the cascade issue (#11)")
+    if name not in STRATEGIES:
+        msg = f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}"
+        raise ConfigError(msg)
+    if estimator is not None and not isinstance(estimator, LiveEstimator):
+        msg = (
+            "estimator must be a trained cascade estimator (pickllm.cascade.load_estimator) "
+            f"or None, got {type(estimator).__name__}"
+        )
+        raise ConfigError(msg)
+    return LiveCascade(
+        name,
+        candidates=tuple(candidates),
+        budget_usd=budget_usd,
+        estimator=estimator,
+        seed=seed,
+    )

@@ -277,13 +277,7 @@ class PickLLMMiddleware(AgentMiddleware):
         try:
             routing = RoutingSettings(**settings)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r} is not allowed: "
-                f"{err['msg']}"
-                for err in exc.errors()
-            )
-            msg = f"PickLLMMiddleware {problems}"
-            raise ConfigError(msg) from exc
+            raise ConfigError.from_validation("PickLLMMiddleware", exc) from exc
         self.settings = routing
         detected = {name: capabilities_of(model) for name, model in self.models.items()}
         self.engine: Engine = routing.build_engine(list(self.models), detected)

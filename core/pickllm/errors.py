@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from pickllm.types import Feedback
 
 __all__ = [
@@ -54,6 +56,27 @@ class PickLLMError(Exception):
 
 class ConfigError(PickLLMError, ValueError):
     """A parameter has a value that is not allowed."""
+
+    @classmethod
+    def from_validation(cls, owner: str, exc: ValidationError) -> ConfigError:
+        """One error naming, for each problem pydantic found, the field, value and rule.
+
+        Examples:
+            >>> from pydantic import BaseModel, ValidationError
+            >>> class Limits(BaseModel):
+            ...     retries: int
+            >>> try:
+            ...     Limits(retries="many")
+            ... except ValidationError as exc:
+            ...     print(ConfigError.from_validation("Limits", exc))  # doctest: +ELLIPSIS
+            Limits retries='many' is not allowed: Input should be a valid integer...
+        """
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r} is not allowed: "
+            f"{err['msg']}"
+            for err in exc.errors()
+        )
+        return cls(f"{owner} {problems}")
 
 
 class ConfigTypeError(ConfigError, TypeError):

@@ -175,13 +175,7 @@ class RetryConfig(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r} is not allowed: "
-                f"{err['msg']}"
-                for err in exc.errors()
-            )
-            msg = f"RetryConfig {problems}"
-            raise ConfigError(msg) from exc
+            raise ConfigError.from_validation("RetryConfig", exc) from exc
 
     def classify(self, exc: BaseException) -> ErrorKind:  # noqa: PLR0911 - one rule a line
         """The kind of a failed attempt's error (see the module docstring)."""

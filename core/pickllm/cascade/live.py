@@ -294,6 +294,10 @@ class LiveSession:
             sigma[:, j] = 0.0
             sigma[j, j] = _RUN_VARIANCE
         draws = np.clip(joint_samples(q, sigma, strategy.samples(k)), 0.0, 1.0)
+        # An answer already seen has its post-hoc estimate in every draw: the tiny run
+        # variance jittered around a score of 1.0 and clipped would average below 1.0 and
+        # make a dearer model look worth running after an answer known to be right.
+        draws[:, list(answered)] = q[list(answered)]
         choice = search_supermodel(
             q,
             c,

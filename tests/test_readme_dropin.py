@@ -1,4 +1,4 @@
-"""Every Python block of docs/readme-dropin.md runs, offline, on its own."""
+"""Every Python block of docs/prices-and-feedback.md runs, offline, on its own."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from llama_index.core import Settings
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "readme-dropin.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "prices-and-feedback.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
 
 

@@ -1,4 +1,4 @@
-"""The Python snippets of docs/readme-visible.md run offline and print what the text says."""
+"""The Python snippets of docs/agents-and-visibility.md run offline and print what the text says."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "readme-visible.md"
+DOC = ROOT / "docs" / "agents-and-visibility.md"
 
 
 def test_the_snippets_run_and_print_what_they_say() -> None:

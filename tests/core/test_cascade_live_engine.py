@@ -220,3 +220,15 @@ def test_without_an_evaluator_the_agreement_estimate_is_recorded() -> None:
     assert sum(stats[m].calls for m in ("cheap", "dear")) == len(session.steps)
     for step in answer.info()["steps"]:
         assert 0.0 <= step["estimate"] <= 1.0
+
+
+def test_a_tracked_block_collects_a_cascade_call_for_its_delayed_score() -> None:
+    # Regression: Engine.route returned a cascade decision before noting it for the open
+    # track() blocks, so their feedback found "no routed call" in the block.
+    engine, _, _ = make("cascade_routing", budget=None, evaluator=None, await_feedback=True)
+    query = "q number 2"
+    with engine.track() as tracked:
+        answer = engine.run(Request(query=query), EchoCalls(query=query))
+    assert engine.router.is_pending(answer.decision.decision_id)
+    assert tracked.feedback(0.9) is not None
+    assert not engine.router.is_pending(answer.decision.decision_id)

@@ -364,8 +364,8 @@ class Engine:
             offered = {c.name for c in decision.ranking}
             members = tuple(c for c in router.candidates if c.name in offered)
             plan = Plan(kind="cascade", members=members)
-            return replace(decision, plan=plan, probability=1.0)
-        if request.needs_tool_calling and len(decision.members) > 1:
+            decision = replace(decision, plan=plan, probability=1.0)
+        elif request.needs_tool_calling and len(decision.members) > 1:
             # Tool calls are not voted on or cascaded: the plan's first model makes them,
             # the others stay its fallbacks.
             decision = replace(decision, plan=None)

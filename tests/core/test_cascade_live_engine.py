@@ -22,6 +22,7 @@ from pickllm.engine import Engine, Executor, MemoryRecorder, Request, RetryConfi
 from pickllm.testing import EchoCalls
 
 CHEAP = Candidate(name="cheap", input_price=0.1, output_price=0.4)
+MID = Candidate(name="mid", input_price=1.0, output_price=4.0)
 DEAR = Candidate(name="dear", input_price=3.0, output_price=15.0)
 POOL = (CHEAP, DEAR)
 
@@ -232,3 +233,41 @@ def test_a_tracked_block_collects_a_cascade_call_for_its_delayed_score() -> None
     assert engine.router.is_pending(answer.decision.decision_id)
     assert tracked.feedback(0.9) is not None
     assert not engine.router.is_pending(answer.decision.decision_id)
+
+
+class Letters(EchoCalls):
+    """Each model answers a fixed option letter."""
+
+    def __init__(self, letters: dict[str, str]) -> None:
+        super().__init__(query="Which option?")
+        self.letters = letters
+
+    def _answer(self, candidate: Candidate) -> str:
+        self.calls.append(candidate.name)
+        return self.letters[candidate.name]
+
+
+def test_the_estimates_reported_are_the_revised_ones_final_compared() -> None:
+    # Regression: a later answer revises an earlier one's agreement estimate, but the
+    # metadata and the feedback kept the estimate observe() returned at the time, so the
+    # returned answer could carry the lowest estimate listed.
+    strategy = make_strategy("cascade_routing", candidates=(CHEAP, MID, DEAR), budget_usd=None)
+    assert isinstance(strategy, LiveCascade)
+    watched = Watched(strategy)
+    recorder = MemoryRecorder()
+    router = Router([CHEAP, MID, DEAR], policy="cheapest", clock=Ticker())
+    engine = Engine(router, clock=Ticker(), strategy=watched, await_feedback=False)
+    calls = Letters({"cheap": "B", "mid": "A", "dear": "A"})
+    decision = engine.route(Request(query="Which option?"))
+    executor = Executor(recorder, retry=RetryConfig(max_attempts=1), clock=Ticker())
+    result = executor.run(decision, calls.call, calls.usage, strategy=watched, query="q")
+    session = watched.sessions[-1]
+    assert calls.calls == ["cheap", "mid", "dear"]
+    latest = session.estimates
+    assert latest["cheap"] < latest["mid"] == latest["dear"]  # the two that agree
+    reported = {step.model: step.quality for step in result.steps}
+    recorded = {dec.candidate.name: fb.quality for dec, fb, _ in recorder.records}
+    assert reported == recorded == latest
+    served = result.decision.candidate.name
+    assert served == session.final()
+    assert reported[served] == max(latest.values())

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -166,8 +166,16 @@ class LiveSession:
     # -- protocol ------------------------------------------------------------
     @property
     def steps(self) -> tuple[CascadeStep, ...]:
-        """The steps run so far, in order."""
-        return tuple(self._steps)
+        """The steps run so far, in order, each answer with its latest post-hoc estimate.
+
+        A later answer revises the estimates of those seen before it (agreement), so a
+        step's ``quality`` is the estimate :meth:`final` compares, not the one
+        :meth:`observe` returned at the time.
+        """
+        return tuple(
+            s if s.quality is None else replace(s, quality=float(self._post[self._index[s.model]]))
+            for s in self._steps
+        )
 
     @property
     def estimates(self) -> dict[str, float]:

@@ -547,6 +547,7 @@ class Planner:
         reward: float | None = None
         try:
             stopped = yield from self._steps(job, strategy, session, offered, members, until)
+            _revise_estimates(strategy, session, members)
             served = self._returned(job, strategy, session, members, stopped)
         finally:
             # Also when the call fails or is cancelled: what was paid for is learned from.
@@ -826,6 +827,21 @@ class Planner:
         if on_finish is not None:
             on_finish(result)
         return result
+
+
+def _revise_estimates(
+    strategy: CascadeStrategy, session: CascadeSession, members: Sequence[_Member]
+) -> None:
+    """Each answering step's estimate as the session holds it once the steps are over.
+
+    A session may revise an earlier answer's estimate when a later one comes (agreement);
+    the feedback and the metadata then carry the estimate ``final()`` compared.
+    """
+    latest = {step.model: step.quality for step in session.steps if step.quality is not None}
+    for member in members:
+        name = member.candidate.name
+        if member.estimate is not None and name in latest:
+            member.estimate = _checked_estimate(strategy, name, latest[name])
 
 
 def _checked_estimate(strategy: CascadeStrategy, model: str, estimate: object) -> float:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 from pickllm.cascade import CascadeSession, CascadeStrategy
 from pickllm.cascade.factory import STRATEGIES, make_strategy
+from pickllm.cascade.live import LiveCascade
 from pickllm.errors import ConfigError
 from pickllm.types import Candidate
 
@@ -131,3 +134,25 @@ def test_bad_arguments_name_the_value(kwargs: dict[str, object], match: str) -> 
     with pytest.raises(ConfigError, match=match):
         make_strategy(name, candidates=POOL, **args)  # type: ignore[arg-type]
     assert set(STRATEGIES) == {"threshold_cascade", "optimal_cascade", "cascade_routing"}
+
+
+def test_sessions_from_many_threads_are_all_settled_and_counted() -> None:
+    """One strategy serves a wrapper's concurrent calls (batch): nothing is lost."""
+    strategy = make_strategy("cascade_routing", candidates=POOL, budget_usd=1e-3, seed=0)
+    assert isinstance(strategy, LiveCascade)
+    calls_per_thread, threads = 50, 8
+    paid: list[float] = []
+
+    def serve(worker: int) -> None:
+        for t in range(calls_per_thread):
+            session = strategy.start(f"q{worker}-{t}", POOL, prompt_tokens=TOKENS_IN)
+            while (model := session.next_model()) is not None:
+                cand = next(c for c in POOL if c.name == model)
+                session.observe(model, "A", cost_usd=_cost(cand), latency_s=0.1, score=1.0)
+            paid.append(sum(s.cost_usd for s in session.steps))
+            strategy.settle(session)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(serve, range(threads)))
+    assert len(paid) == calls_per_thread * threads
+    assert strategy.mean_cost == pytest.approx(sum(paid) / len(paid))

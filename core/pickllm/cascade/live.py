@@ -42,6 +42,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
@@ -356,6 +357,8 @@ class LiveCascade:
     _calls: int = 0
     _spent: float = 0.0
     _lam: float = 0.0
+    # One strategy serves every call of a wrapper, from several threads at once (batch).
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def __post_init__(self) -> None:
         self._check_names()
@@ -420,7 +423,9 @@ class LiveCascade:
         if not candidates:
             msg = "candidates must name at least one model, got none"
             raise ConfigError(msg)
-        return LiveSession(self, query, candidates, int(prompt_tokens), float(self._rng.random()))
+        with self._lock:
+            shift = float(self._rng.random())
+        return LiveSession(self, query, candidates, int(prompt_tokens), shift)
 
     def settle(self, session: CascadeSession) -> None:
         """Learn from a finished call and move ``lam`` towards the budget.
@@ -431,33 +436,30 @@ class LiveCascade:
         if not isinstance(session, LiveSession) or session.strategy is not self:
             msg = f"session must be one this strategy started, got {type(session).__name__}"
             raise ConfigError(msg)
-        latest = session.estimates
-        for step in session.steps:
-            stats = self._stat(step.model)
-            if step.quality is not None:
-                value = latest.get(step.model, step.quality)
-                stats.learn_quality(min(max(value, 0.0), 1.0))
-            if step.error is None:
-                cand = (
-                    next(c for c in self.candidates if c.name == step.model)
-                    if any(c.name == step.model for c in self.candidates)
-                    else None
-                )
-                if cand is not None and cand.output_price > 0:
-                    used = step.cost_usd - session.prompt_tokens * cand.input_price / 1e6
-                    stats.learn_tokens(max(used, 0.0) * 1e6 / cand.output_price)
-        self._calls += 1
-        cost = session.total_cost
-        self._spent += cost
-        if self.budget_usd is None:
-            return
-        gap = cost / self.budget_usd - 1.0
-        lam = self._lam
-        if self.name == "threshold_cascade":
-            self._lam = min(max(lam + self.rate * gap, 0.0), 1.0)
-        else:
-            move = min(max(self.rate * gap, -1.0), 1.0)
-            self._lam = min(max(lam * math.exp(move), _LAM_BOUNDS[0]), _LAM_BOUNDS[1])
+        with self._lock:
+            latest = session.estimates
+            for step in session.steps:
+                stats = self._stat(step.model)
+                if step.quality is not None:
+                    value = latest.get(step.model, step.quality)
+                    stats.learn_quality(min(max(value, 0.0), 1.0))
+                if step.error is None:
+                    cand = next((c for c in self.candidates if c.name == step.model), None)
+                    if cand is not None and cand.output_price > 0:
+                        used = step.cost_usd - session.prompt_tokens * cand.input_price / 1e6
+                        stats.learn_tokens(max(used, 0.0) * 1e6 / cand.output_price)
+            self._calls += 1
+            cost = session.total_cost
+            self._spent += cost
+            if self.budget_usd is None:
+                return
+            gap = cost / self.budget_usd - 1.0
+            lam = self._lam
+            if self.name == "threshold_cascade":
+                self._lam = min(max(lam + self.rate * gap, 0.0), 1.0)
+            else:
+                move = min(max(self.rate * gap, -1.0), 1.0)
+                self._lam = min(max(lam * math.exp(move), _LAM_BOUNDS[0]), _LAM_BOUNDS[1])
 
     @property
     def mean_cost(self) -> float:
@@ -467,14 +469,14 @@ class LiveCascade:
     # -- internals -------------------------------------------------------------
     def samples(self, k: int) -> np.ndarray:
         """The quasi-Monte-Carlo normal samples for ``k`` models (made once per ``k``)."""
-        if k not in self._samples:
-            self._samples[k] = normal_samples(self.n_samples, k, seed=self._rng)
-        return self._samples[k]
+        with self._lock:
+            if k not in self._samples:
+                self._samples[k] = normal_samples(self.n_samples, k, seed=self._rng)
+            return self._samples[k]
 
     def _stat(self, name: str) -> _ModelStats:
-        if name not in self._stats:
-            self._stats[name] = _ModelStats()
-        return self._stats[name]
+        with self._lock:
+            return self._stats.setdefault(name, _ModelStats())
 
     def ex_ante(
         self, query: str, candidates: Sequence[Candidate], prompt_tokens: int

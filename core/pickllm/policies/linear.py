@@ -329,7 +329,7 @@ class LinearPolicy(Policy):
     def _offer(self, context: Context) -> tuple[np.ndarray | None, np.ndarray]:
         """The offered candidates' head indices (None: all heads, in order), prior offsets."""
         cands = context.candidates
-        names = tuple(c.name for c in cands)
+        names = tuple([c.name for c in cands])
         cache = self._offer_cache
         found = cache.get(names)
         if found is not None:

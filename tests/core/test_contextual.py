@@ -163,6 +163,19 @@ def test_uncentred_lock_in_does_not_happen() -> None:
     assert chosen[-50:].count("coder") <= 2
 
 
+def test_lin_ucb_ties_go_to_the_cheaper_candidate() -> None:
+    # Untried heads have equal bounds: the cheapest wins, wherever it stands in the pool.
+    pool = tuple(
+        Candidate(name=name, input_price=price, output_price=price)
+        for name, price in (("dear", 3.0), ("cheap", 1.0), ("mid", 2.0))
+    )
+    decision = LinUCB(seed=0).select(Context(query="q", candidates=pool))
+    assert decision.candidate.name == "cheap"
+    assert decision.probability == 1.0
+    assert decision.scores is not None
+    assert len(set(decision.scores)) == 1  # the bounds tied
+
+
 def test_linear_thompson_reports_the_chance_of_its_choice() -> None:
     policy = LinearThompson(exploration=0.3, seed=0)
     ctx = Context(query="What is 2 + 2?", candidates=POOL)

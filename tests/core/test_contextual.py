@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from pickllm import ConfigError
 from pickllm.bench import run_bench
 from pickllm.policies import LinearThompson, LinUCB, ThompsonSampling
-from pickllm.policies.features import FEATURE_NAMES, MAX_CHARS, structural_features
+from pickllm.policies.features import (
+    FEATURE_NAMES,
+    MAX_CHARS,
+    structural_features,
+    structural_values,
+)
 from pickllm.policies.linear import LinearPolicy
 from pickllm.policies.linear_thompson import probability_highest
 from pickllm.types import Candidate, Context
@@ -47,6 +54,31 @@ def test_long_queries_are_scanned_only_up_to_the_cap_but_their_length_counts() -
     assert long[FEATURE_NAMES.index("digit_share")] == 1.0  # only the first MAX_CHARS
     assert long[FEATURE_NAMES.index("log_length")] > short[FEATURE_NAMES.index("log_length")]
     assert (long <= 1.5).all()
+
+
+@pytest.mark.parametrize(
+    ("query", "markers"),
+    [
+        ("A) yes B) no", 2),  # at the start of the text
+        ("Pick one:\n(A) red\n(B) blue\nc. green\nD: none", 4),
+        ("The answer is e. Then a.", 1),  # "e." before a blank; "a." ends the text
+        ("x(A) y", 0),  # glued to a word: not a marker
+        ("Plan A) and B)", 1),  # "B)" ends the text: no blank after it
+    ],
+)
+def test_option_markers_start_the_text_or_follow_a_blank(query: str, markers: int) -> None:
+    assert _feature(query, "options") == min(markers / 4, 1.0)
+
+
+def test_shares_count_ascii_characters_in_any_text() -> None:
+    # Non-ASCII letters, emoji and a lone surrogate count in the length, never as digits,
+    # capitals or math symbols.
+    query = "É9€A+😀\ud800x"
+    n = len(query)
+    assert _feature(query, "digit_share") == pytest.approx(1 / n)
+    assert _feature(query, "upper_share") == pytest.approx(1 / n)
+    assert _feature(query, "math_share") == pytest.approx(min(10 / n, 1.0))
+    assert structural_values(query) == tuple(structural_features(query).tolist())
 
 
 # ---------------------------------------------------------------- learning
@@ -131,6 +163,19 @@ def test_uncentred_lock_in_does_not_happen() -> None:
     assert chosen[-50:].count("coder") <= 2
 
 
+def test_lin_ucb_ties_go_to_the_cheaper_candidate() -> None:
+    # Untried heads have equal bounds: the cheapest wins, wherever it stands in the pool.
+    pool = tuple(
+        Candidate(name=name, input_price=price, output_price=price)
+        for name, price in (("dear", 3.0), ("cheap", 1.0), ("mid", 2.0))
+    )
+    decision = LinUCB(seed=0).select(Context(query="q", candidates=pool))
+    assert decision.candidate.name == "cheap"
+    assert decision.probability == 1.0
+    assert decision.scores is not None
+    assert len(set(decision.scores)) == 1  # the bounds tied
+
+
 def test_linear_thompson_reports_the_chance_of_its_choice() -> None:
     policy = LinearThompson(exploration=0.3, seed=0)
     ctx = Context(query="What is 2 + 2?", candidates=POOL)
@@ -159,6 +204,57 @@ def test_probability_highest_matches_monte_carlo() -> None:
     for i in range(6):
         assert probability_highest(mean, sd, i) == pytest.approx(wins[i], abs=0.005)
     assert probability_highest(mean[:1], sd[:1], 0) == 1.0
+
+
+def test_probability_highest_of_two_is_the_normal_cdf_of_their_gap() -> None:
+    # P(X_0 > X_1) = Phi((m_0 - m_1) / sqrt(s_0^2 + s_1^2)) for independent normals. With
+    # equal sds the 16-node quadrature is exact to 1e-7: what is left is the CDF's error.
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        mean, sd = rng.random(2), np.full(2, 0.01 + 0.3 * rng.random())
+        gap = (mean[0] - mean[1]) / math.hypot(sd[0], sd[1])
+        exact = 0.5 * math.erfc(-gap / math.sqrt(2.0))
+        assert probability_highest(mean, sd, 0) == pytest.approx(max(exact, 1e-9), abs=1e-6)
+
+
+def test_a_candidate_far_below_the_others_never_counts() -> None:
+    mean, sd = np.array([0.5, 0.5, -100.0]), np.array([0.1, 0.1, 0.1])
+    assert probability_highest(mean, sd, 0) == pytest.approx(0.5, abs=1e-6)
+    assert probability_highest(mean, sd, 2) == 1e-9  # the floor of a reported chance
+
+
+@pytest.mark.parametrize("discount", [1.0, 0.9])
+def test_every_head_keeps_its_inverse_and_sums_exact(discount: float) -> None:
+    # A (and its inverse, maintained by Sherman-Morrison or recomputed when discounting),
+    # b, s and n follow their definitions for every head after many updates.
+    policy = LinUCB(regularization=0.5, discount=discount, seed=0)
+    rng = np.random.default_rng(2)
+    d = len(FEATURE_NAMES) + policy.key_buckets
+    expect: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, float]] = {
+        c.name: (0.5 * np.eye(d), np.zeros(d), np.zeros(d), 0.0) for c in POOL
+    }
+    for t in range(300):
+        ctx = Context(query=f"q{t} " * int(rng.integers(1, 9)), key=f"k{t % 5}", candidates=POOL)
+        decision = policy.select(ctx)
+        reward = float(rng.random())
+        policy.update(decision, reward)
+        x = policy._features(ctx)
+        a, b, s, n = expect[decision.candidate.name]
+        prior = (1.0 - discount) * 0.5 * np.eye(d)
+        expect[decision.candidate.name] = (
+            discount * a + prior + np.outer(x, x),
+            discount * b + reward * x,
+            discount * s + x,
+            discount * n + 1.0,
+        )
+    state = policy.state_dict()["state"]
+    for i, name in enumerate(state["models"]):
+        a, b, s, n = expect[name]
+        np.testing.assert_allclose(state["A"][i], a, atol=1e-9)
+        np.testing.assert_allclose(state["A_inv"][i], np.linalg.inv(a), atol=1e-9)
+        np.testing.assert_allclose(state["b"][i], b, atol=1e-9)
+        np.testing.assert_allclose(state["s"][i], s, atol=1e-9)
+        assert state["n"][i] == pytest.approx(n)
 
 
 # ---------------------------------------------------------------- drift

@@ -88,16 +88,14 @@ class LinUCB(LinearPolicy):
 
     def _choose(self, mean: np.ndarray, width: np.ndarray, context: Context) -> Choice:
         bound = mean + width
-        top = float(bound.max())
-        tied = np.flatnonzero(bound >= top - 1e-12)
-        if tied.shape[0] == 1:
-            best = int(tied[0])
-        else:
+        scores = bound.tolist()
+        top = max(scores)
+        tied = [j for j, v in enumerate(scores) if v >= top - 1e-12]
+        best = tied[0]
+        if len(tied) > 1:
             cands = context.candidates
-            best = int(
-                min(tied.tolist(), key=lambda j: cands[j].input_price + cands[j].output_price)
-            )
-        return Choice(best, 1.0, bound.tolist())
+            best = min(tied, key=lambda j: cands[j].input_price + cands[j].output_price)
+        return Choice(best, 1.0, scores)
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:

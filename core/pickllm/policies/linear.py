@@ -47,7 +47,7 @@ from pickllm.policies.base import (
     state_count,
     state_field,
 )
-from pickllm.policies.features import structural_features
+from pickllm.policies.features import structural_values
 from pickllm.types import Context, Decision, SeedLike
 
 __all__ = ["LinearPolicy"]
@@ -281,15 +281,14 @@ class LinearPolicy(Policy):
 
     # ------------------------------------------------------------------ internals
     def _features(self, context: Context) -> np.ndarray:
+        key_part = [0.0] * self.key_buckets  # one-hot of the hashed key, if any
+        if key_part and context.key is not None:
+            key_part[zlib.crc32(context.key.encode()) % self.key_buckets] = 1.0
         if context.features is None:
-            x = structural_features(context.query)
+            x = np.array((*structural_values(context.query), *key_part))
         else:
-            x = np.concatenate(((1.0,), np.asarray(context.features, dtype=float)))
-        buckets = self.key_buckets
-        if buckets:
-            x = np.concatenate((x, np.zeros(buckets)))
-            if context.key is not None:
-                x[x.shape[0] - buckets + zlib.crc32(context.key.encode()) % buckets] = 1.0
+            given = np.asarray(context.features, dtype=float)
+            x = np.concatenate(((1.0,), given, key_part))
         self._ensure_dim(x.shape[0])
         return x
 
@@ -330,7 +329,7 @@ class LinearPolicy(Policy):
     def _offer(self, context: Context) -> tuple[np.ndarray | None, np.ndarray]:
         """The offered candidates' head indices (None: all heads, in order), prior offsets."""
         cands = context.candidates
-        names = tuple(c.name for c in cands)
+        names = tuple([c.name for c in cands])
         cache = self._offer_cache
         found = cache.get(names)
         if found is not None:
@@ -363,19 +362,21 @@ class LinearPolicy(Policy):
 
     def _learn(self, i: int, x: np.ndarray, reward: float) -> None:
         g = self._gamma
+        xx = x[:, None] * x  # the outer product x x^T
         if g < 1.0:
-            d = self._dim
-            a = g * self._a[i] + ((1.0 - g) * self._reg) * np.eye(d) + np.outer(x, x)
+            a = g * self._a[i] + xx
+            a.flat[:: self._dim + 1] += (1.0 - g) * self._reg  # the prior's share of the past
             self._a[i] = a
             self._a_inv[i] = np.linalg.inv(a)
             self._b[i] = g * self._b[i] + reward * x
             self._s[i] = g * self._s[i] + x
             self._n[i] = g * self._n[i] + 1.0
         else:
+            # Sherman-Morrison: (A + x x^T)^-1 = A^-1 - (A^-1 x)(A^-1 x)^T / (1 + x^T A^-1 x).
             a_inv = self._a_inv[i]
             u = a_inv @ x
-            a_inv -= np.outer(u, u) / (1.0 + float(u @ x))
-            self._a[i] += np.outer(x, x)
+            a_inv -= u[:, None] * (u / (1.0 + float(u @ x)))
+            self._a[i] += xx
             self._b[i] += reward * x
             self._s[i] += x
             self._n[i] += 1.0

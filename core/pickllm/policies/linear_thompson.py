@@ -17,6 +17,8 @@ __all__ = ["LinearThompson", "probability_highest"]
 # Reported probabilities stay in [_MIN_PROBABILITY, 1]: a chosen candidate had a chance.
 _MIN_PROBABILITY = 1e-9
 _NODES = 16
+_CDF_RANGE = 8.0
+_CDF_STEPS = 512  # grid points per unit of the standard normal CDF table
 
 
 class LinearThompson(LinearPolicy):
@@ -116,20 +118,26 @@ def _hermite() -> tuple[np.ndarray, np.ndarray]:
     return nodes * math.sqrt(2.0), weights / math.sqrt(math.pi)
 
 
-def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    """The standard normal CDF, vectorised (Abramowitz-Stegun 7.1.26, error < 1.5e-7)."""
-    x = np.abs(z) / math.sqrt(2.0)
-    t = 1.0 / (1.0 + 0.3275911 * x)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    erf = 1.0 - poly * np.exp(-x * x)
-    out: np.ndarray = 0.5 * (1.0 + np.sign(z) * erf)
-    return out
+@functools.cache
+def _cdf_table() -> tuple[np.ndarray, np.ndarray]:
+    """The standard normal CDF on a grid of step 1/512 over [-8, 8], for interpolation.
+
+    Linear interpolation between grid points errs by at most ``h^2 / 8`` times the
+    density's largest slope (0.242), 1.2e-7: as exact as the quadrature needs. One
+    ``np.interp`` call costs a fraction of a polynomial approximation's two dozen array
+    operations.
+    """
+    grid = np.linspace(-_CDF_RANGE, _CDF_RANGE, int(2 * _CDF_RANGE * _CDF_STEPS) + 1)
+    cdf = np.array([0.5 * math.erfc(-z / math.sqrt(2.0)) for z in grid.tolist()])
+    cdf[0], cdf[-1] = 0.0, 1.0  # off by 6e-16: a candidate 8 sd away is certain to lose
+    return grid, cdf
 
 
 def probability_highest(mean: np.ndarray, sd: np.ndarray, i: int) -> float:
     """The chance that a draw of ``N(mean[i], sd[i]^2)`` beats independent draws of the others.
+
+    ``P = E_z[prod_{j != i} Phi((mean[i] + sd[i] z - mean[j]) / sd[j])]`` over a standard
+    normal ``z``, by Gauss-Hermite quadrature (16 nodes).
 
     Examples:
         >>> round(probability_highest(np.zeros(4), np.ones(4), 0), 4)
@@ -137,20 +145,15 @@ def probability_highest(mean: np.ndarray, sd: np.ndarray, i: int) -> float:
         >>> round(probability_highest(np.array([0.0, 1.0]), np.array([1.0, 1.0]), 1), 4)
         0.7602
     """
-    k = mean.shape[0]
-    if k == 1:
+    if mean.shape[0] == 1:
         return 1.0
     nodes, weights = _hermite()
-    m_i, s_i = float(mean[i]), float(sd[i])
-    others = np.arange(k) != i
-    m, s = mean[others], np.maximum(sd[others], 1e-12)
-    # Candidates whose draw is below the chosen one's lowest node by 8 sd never win
-    # (their CDF is 1 to double precision there): leave them out.
-    live = (m_i + s_i * nodes[0] - m) / s < 8.0
-    if not live.any():
-        return 1.0
-    m, s = m[live], s[live]
-    z = m_i + s_i * nodes  # (n,)
-    cdf = _normal_cdf((z[None, :] - m[:, None]) / s[:, None])  # (live, n)
-    p = float(weights @ np.prod(cdf, axis=0))
+    grid, table = _cdf_table()
+    z = float(mean[i]) + float(sd[i]) * nodes  # the chosen candidate's draw per node, (n,)
+    # How far z is above each candidate's mean in its sd, (k, n); beyond the table's
+    # range the CDF is 0 or 1 to double precision.
+    gap = (z - mean[:, None]) / np.maximum(sd, 1e-12)[:, None]
+    cdf = np.interp(gap, grid, table)
+    cdf[i] = 1.0  # the chosen candidate does not compete with itself
+    p = float(weights @ cdf.prod(axis=0))
     return min(max(p, _MIN_PROBABILITY), 1.0)

@@ -4,7 +4,9 @@ A router that logs, per call, the context (features or query and key), the offer
 candidates, the chosen one, the probability it was chosen with (``Decision.probability``)
 and the reward can be used to compare policies without deploying them. :func:`log_record`
 builds one JSON-ready record and :func:`append_log` appends it to a JSONL file;
-:func:`read_log` reads such a file back.
+:func:`read_log` reads such a file back. A :class:`DecisionLog` given to a ``Router``
+(``decision_log=``) writes such a file from live traffic: one line per learned decision,
+with the context's features and key but not its query text (unless ``include_query``).
 
 :func:`evaluate` replays a log through a target policy, which picks a candidate for each
 logged context, and estimates the target's mean reward three ways:
@@ -45,6 +47,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +57,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pickllm.errors import ConfigError
+from pickllm.errors import ConfigError, ConfigTypeError, PickLLMWarning
 from pickllm.policies.base import Policy
 from pickllm.policies.features import structural_features
 from pickllm.types import Candidate, Context, Decision
 
 __all__ = [
+    "DecisionLog",
+    "DecisionLogWarning",
     "Estimate",
     "LoggedDecision",
     "append_log",
@@ -127,6 +133,140 @@ def append_log(
     """Append the record of one call to the JSONL file ``path``."""
     with Path(path).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(log_record(context, decision, reward), allow_nan=False) + "\n")
+
+
+class DecisionLogWarning(PickLLMWarning):
+    """A decision record could not be written (disk full, file removed): routing goes on."""
+
+
+class DecisionLog:
+    """An append-only JSONL file of a router's learned decisions, for :func:`evaluate`.
+
+    Give it (or just its path) to ``Router(decision_log=...)`` or to a wrapper's
+    ``decision_log`` setting. When the reward of a decision is known (recorded, scored,
+    released or expired), the router appends one line: the context's features (the
+    ``Context.features`` given to the router, else the structural features of the query
+    computed when it was routed, :func:`pickllm.policies.features.structural_features`
+    without its bias term), its key, the offered candidates, the chosen one, the
+    probability it was chosen with and the reward. The query text is left out unless
+    ``include_query=True``. Only the chosen candidate's outcome is logged: a fallback's or
+    a plan member's answer was not chosen with the decision's probability.
+
+    Lines are written whole under a lock (threads and routers may share one log), each with
+    one append; a line that cannot be written is undone and a
+    :class:`DecisionLogWarning` is issued: the app never sees the error.
+
+    Args:
+        path: the JSONL file (created if missing, appended to if present).
+        include_query: also log the query text (user text: off by default).
+
+    Raises:
+        ConfigError: the file cannot be opened for appending (the message names
+            ``decision_log``); ``ConfigTypeError`` for a path that is not a str or a path.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from pickllm import Candidate, Feedback, Router
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "decisions.jsonl"
+        >>> router = Router([Candidate(name="a"), Candidate(name="b")], seed=0,
+        ...                 decision_log=DecisionLog(path))
+        >>> d = router.route("What is 2+2?")
+        >>> router.record(d, Feedback(latency_s=0.1, quality=1.0)) is not None
+        True
+        >>> [r.chosen == d.candidate.name for r in read_log(path)]
+        [True]
+        >>> "2+2" in path.read_text()
+        False
+        >>> router.decision_log.close()
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, include_query: bool = False) -> None:
+        if isinstance(path, DecisionLog) or not isinstance(path, str | os.PathLike):
+            msg = f"decision_log must be a file path or a DecisionLog, got {path!r}"
+            raise ConfigTypeError(msg)
+        if not isinstance(include_query, bool):
+            msg = f"DecisionLog include_query must be a bool, got {include_query!r}"
+            raise ConfigTypeError(msg)
+        self.path = Path(path)
+        self.include_query = include_query
+        self._lock = threading.Lock()
+        try:
+            self._fd: int | None = os.open(
+                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
+        except OSError as exc:
+            msg = f"decision_log: cannot append to {str(self.path)!r}: {exc.strerror or exc}"
+            raise ConfigError(msg) from exc
+
+    def __repr__(self) -> str:
+        return f"DecisionLog({str(self.path)!r}, include_query={self.include_query})"
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file; later records are dropped with a warning."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def context(self, context: Context) -> Context:
+        """What is kept of ``context`` until its reward is known (features, not text)."""
+        features = context.features
+        if features is None:
+            features = tuple(structural_features(context.query)[1:].tolist())
+        return Context(
+            query=context.query if self.include_query else "",
+            key=context.key,
+            features=features,
+            candidates=context.candidates,
+        )
+
+    def write(self, context: Context, decision: Decision, reward: float) -> bool:
+        """Append the record of one decision; False (and a warning) if it failed.
+
+        Args:
+            context: the context :meth:`context` kept.
+            decision: the decision.
+            reward: the reward learned from it.
+        """
+        record = log_record(context, decision, reward)
+        if not self.include_query:
+            del record["query"]
+        try:
+            data = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
+        except ValueError as exc:
+            self._warn(f"a record is not JSON ({exc})")
+            return False
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                self._warn("the log is closed")
+                return False
+            start = None
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError as exc:
+                if start is not None:
+                    # Undo a partial line so the file stays one record per line.
+                    try:
+                        os.ftruncate(fd, start)
+                    except OSError:
+                        pass
+                self._warn(exc.strerror or str(exc))
+                return False
+        return True
+
+    def _warn(self, why: str) -> None:
+        msg = f"decision_log {str(self.path)!r}: a decision record was not written: {why}"
+        warnings.warn(msg, DecisionLogWarning, stacklevel=4)
 
 
 def read_log(path: str | os.PathLike[str]) -> list[LoggedDecision]:

@@ -44,6 +44,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -53,7 +54,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -191,9 +192,7 @@ class DecisionLog:
         self.include_query = include_query
         self._lock = threading.Lock()
         try:
-            self._fd: int | None = os.open(
-                self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-            )
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             msg = f"decision_log: cannot append to {str(self.path)!r}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
@@ -201,7 +200,7 @@ class DecisionLog:
     def __repr__(self) -> str:
         return f"DecisionLog({str(self.path)!r}, include_query={self.include_query})"
 
-    def __enter__(self) -> DecisionLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -256,10 +255,8 @@ class DecisionLog:
             except OSError as exc:
                 if start is not None:
                     # Undo a partial line so the file stays one record per line.
-                    try:
+                    with contextlib.suppress(OSError):
                         os.ftruncate(fd, start)
-                    except OSError:
-                        pass
                 self._warn(exc.strerror or str(exc))
                 return False
         return True

@@ -17,15 +17,15 @@ from pickllm.ope import DecisionLog, DecisionLogWarning, evaluate, read_log
 from pickllm.policies.features import structural_features
 
 POOL = (Candidate(name="a"), Candidate(name="b"), Candidate(name="c"))
-SECRET = "zebracorn"  # a word of every query: it must not reach the file
+WORD = "zebracorn"  # a word of every query: it must not reach the file
 
 
 def _query(rng: np.random.Generator) -> tuple[str, bool]:
     """A maths query (digits) or a prose one; which model is best depends on it."""
     if rng.random() < 0.5:
         a, b = rng.integers(100, 999, size=2)
-        return f"{SECRET}: what is {a} * {b} + {a}?", True
-    return f"{SECRET}, tell me a short story about a cat and a dog", False
+        return f"{WORD}: what is {a} * {b} + {a}?", True
+    return f"{WORD}, tell me a short story about a cat and a dog", False
 
 
 def _quality(name: str, maths: bool, rng: np.random.Generator) -> float:
@@ -46,7 +46,7 @@ def test_a_live_thompson_log_round_trips_into_evaluate(tmp_path: Path) -> None:
     router = Router(POOL, "thompson", seed=0, decision_log=path)
     _stream(router, 600, seed=1)
     text = path.read_text(encoding="utf-8")
-    assert SECRET not in text
+    assert WORD not in text
     assert "query" not in json.loads(text.splitlines()[0])
     log = read_log(path)
     assert len(log) == 600
@@ -68,8 +68,8 @@ def test_include_query_logs_the_text(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     router = Router(POOL, "random", seed=0, decision_log=DecisionLog(path, include_query=True))
     _stream(router, 5, seed=1)
-    assert SECRET in path.read_text(encoding="utf-8")
-    assert all(SECRET in r.context.query for r in read_log(path))
+    assert WORD in path.read_text(encoding="utf-8")
+    assert all(WORD in r.context.query for r in read_log(path))
 
 
 def test_given_features_are_logged_as_given(tmp_path: Path) -> None:
@@ -145,11 +145,12 @@ def test_a_failing_write_warns_and_leaves_whole_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "log.jsonl"
-    router = Router(POOL, "random", seed=0, decision_log=path)
+    log = DecisionLog(path)
+    router = Router(POOL, "random", seed=0, decision_log=log)
     _stream(router, 2, seed=0)
     before = path.read_bytes()
     real_write = os.write
-    log_fd = router.decision_log._fd  # noqa: SLF001 - the file under test
+    log_fd = log._fd
 
     def half_then_full(fd: int, data: bytes | memoryview) -> int:
         if fd != log_fd:
@@ -165,7 +166,7 @@ def test_a_failing_write_warns_and_leaves_whole_lines(
     assert path.read_bytes() == before
     _stream(router, 1, seed=6)
     assert len(read_log(path)) == 3
-    router.decision_log.close()
+    log.close()
     with pytest.warns(DecisionLogWarning, match="closed"):
         _stream(router, 1, seed=7)
 

@@ -50,6 +50,7 @@ import math
 import os
 import threading
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,6 +197,8 @@ class DecisionLog:
         except OSError as exc:
             msg = f"decision_log: cannot append to {str(self.path)!r}: {exc.strerror or exc}"
             raise ConfigError(msg) from exc
+        # The file is closed when the log is garbage-collected, if not by close().
+        self._closer = weakref.finalize(self, os.close, self._fd)
 
     def __repr__(self) -> str:
         return f"DecisionLog({str(self.path)!r}, include_query={self.include_query})"
@@ -210,7 +213,7 @@ class DecisionLog:
         """Close the file; later records are dropped with a warning."""
         with self._lock:
             if self._fd is not None:
-                os.close(self._fd)
+                self._closer()
                 self._fd = None
 
     def context(self, context: Context) -> Context:

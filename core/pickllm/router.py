@@ -1303,6 +1303,7 @@ class Router:
         *,
         clock: Callable[[], float] = time.monotonic,
         verify: bool = True,
+        decision_log: DecisionLog | str | os.PathLike[str] | None = None,
     ) -> Router:
         """Rebuild a router saved with ``save``.
 
@@ -1310,16 +1311,25 @@ class Router:
             path: the file ``save`` wrote.
             clock: the new router's clock.
             verify: check the checksum (turn off only to load a file you edited on purpose).
+            decision_log: the new router's decision log (see ``Router``; not saved).
 
         Raises:
             StateError: the file is missing, not JSON, corrupted, edited, or not a router.
+            ConfigError: ``decision_log`` cannot be appended to.
         """
+        log = (
+            decision_log
+            if decision_log is None or isinstance(decision_log, DecisionLog)
+            else DecisionLog(decision_log)
+        )
         body = read_state(path, verify=verify)
         try:
-            return cls._from_state(body, clock=clock)
+            router = cls._from_state(body, clock=clock)
         except StateError as exc:
             msg = f"router state file {str(path)!r}: {exc}"
             raise StateError(msg) from exc
+        router.decision_log = log
+        return router
 
     @classmethod
     def _from_state(cls, body: Any, *, clock: Callable[[], float]) -> Router:

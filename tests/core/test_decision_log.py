@@ -180,3 +180,25 @@ def test_routing_settings_pass_the_log_to_the_router(tmp_path: Path) -> None:
     assert log.path == path
     with pytest.raises(ConfigError, match="decision_log"):
         RoutingSettings(router=Router(POOL), decision_log=path).build_engine(["a", "b", "c"], {})
+
+
+def test_a_loaded_router_takes_a_decision_log(tmp_path: Path) -> None:
+    state = tmp_path / "router.json"
+    Router(POOL, "thompson", seed=0).save(state)
+    path = tmp_path / "log.jsonl"
+    router = Router.load(state, decision_log=path)
+    _stream(router, 3, seed=0)
+    assert len(read_log(path)) == 3
+    with pytest.raises(ConfigError, match="decision_log"):
+        Router.load(state, decision_log=tmp_path / "missing" / "log.jsonl")
+
+
+def test_the_file_is_closed_with_the_log(tmp_path: Path) -> None:
+    import gc
+
+    log = DecisionLog(tmp_path / "log.jsonl")
+    closer = log._closer
+    assert closer.alive
+    del log
+    gc.collect()
+    assert not closer.alive

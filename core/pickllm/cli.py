@@ -562,10 +562,13 @@ def _ope(args: argparse.Namespace) -> int:
         msg = f"argument --policy/--param: {exc}"
         raise ConfigError(msg) from exc
     log = read_log(args.log)
+    if not log:
+        msg = f"argument LOG: {str(args.log)!r} holds no decision record"
+        raise ConfigError(msg)
     methods: tuple[Literal["dr", "ips", "snips"], ...] = (
         ("dr", "ips", "snips") if args.method == "all" else (args.method,)
     )
-    logged = sum(r.reward for r in log) / len(log) if log else float("nan")
+    logged = sum(r.reward for r in log) / len(log)
     print(f"{args.log}: {len(log)} decisions, logged mean reward {logged:.4f}")
     for method in methods:
         est = evaluate(

@@ -85,6 +85,10 @@ def test_ope_refuses_a_missing_or_malformed_log(
 ) -> None:
     assert main(["ope", str(tmp_path / "none.jsonl"), "--policy", "ucb1"]) == 2
     assert "LOG" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    assert main(["ope", str(empty), "--policy", "ucb1"]) == 2
+    assert "no decision record" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"chosen": "a"}\n', encoding="utf-8")
     assert main(["ope", str(bad), "--policy", "ucb1"]) == 2

@@ -68,6 +68,7 @@ __all__ = [
     "DecisionLog",
     "DecisionLogWarning",
     "Estimate",
+    "KeptContext",
     "LoggedDecision",
     "append_log",
     "evaluate",
@@ -76,6 +77,9 @@ __all__ = [
 ]
 
 Method = Literal["ips", "snips", "dr"]
+
+_ENCODER = json.JSONEncoder(allow_nan=False)
+"""One encoder for every record (``json.dumps`` with options builds one per call)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +141,23 @@ def append_log(
         fh.write(json.dumps(log_record(context, decision, reward), allow_nan=False) + "\n")
 
 
+@dataclass(frozen=True, slots=True)
+class KeptContext:
+    """What a :class:`DecisionLog` keeps of a routed call's context until its reward.
+
+    Args:
+        query: the query text, or None (the default: text is not logged).
+        key: the context key.
+        features: the features the record will hold.
+        candidates: the offered candidates.
+    """
+
+    query: str | None
+    key: str | None
+    features: tuple[float, ...]
+    candidates: tuple[Candidate, ...]
+
+
 class DecisionLogWarning(PickLLMWarning):
     """A decision record could not be written (disk full, file removed): routing goes on."""
 
@@ -192,6 +213,7 @@ class DecisionLog:
         self.path = Path(path)
         self.include_query = include_query
         self._lock = threading.Lock()
+        self._candidates: tuple[tuple[Candidate, ...], str] | None = None
         try:
             self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -216,31 +238,42 @@ class DecisionLog:
                 self._closer()
                 self._fd = None
 
-    def context(self, context: Context) -> Context:
+    def keep(self, context: Context) -> KeptContext:
         """What is kept of ``context`` until its reward is known (features, not text)."""
         features = context.features
         if features is None:
             features = tuple(structural_features(context.query)[1:].tolist())
-        return Context(
-            query=context.query if self.include_query else "",
+        return KeptContext(
+            query=context.query if self.include_query else None,
             key=context.key,
             features=features,
             candidates=context.candidates,
         )
 
-    def write(self, context: Context, decision: Decision, reward: float) -> bool:
+    def write(self, kept: KeptContext, decision: Decision, reward: float) -> bool:
         """Append the record of one decision; False (and a warning) if it failed.
 
         Args:
-            context: the context :meth:`context` kept.
+            kept: what :meth:`keep` kept of the decision's context.
             decision: the decision.
             reward: the reward learned from it.
         """
-        record = log_record(context, decision, reward)
-        if not self.include_query:
-            del record["query"]
+        head: dict[str, Any] = {"key": kept.key, "features": list(kept.features)}
+        if kept.query is not None:
+            head["query"] = kept.query
+        tail = {
+            "chosen": decision.candidate.name,
+            "propensity": decision.probability,
+            "reward": reward,
+        }
         try:
-            data = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
+            # The offered candidates' JSON is cached: one record is the two dicts around it.
+            line = (
+                f"{_ENCODER.encode(head)[:-1]}, "
+                f'"candidates": {self._candidates_json(kept.candidates)}, '
+                f"{_ENCODER.encode(tail)[1:]}\n"
+            )
+            data = line.encode("utf-8")
         except ValueError as exc:
             self._warn(f"a record is not JSON ({exc})")
             return False
@@ -263,6 +296,20 @@ class DecisionLog:
                 self._warn(exc.strerror or str(exc))
                 return False
         return True
+
+    def _candidates_json(self, candidates: tuple[Candidate, ...]) -> str:
+        """The JSON of the offered candidates (the last one cached: usually the pool)."""
+        cached = self._candidates
+        if cached is not None and cached[0] is candidates:
+            return cached[1]
+        text = _ENCODER.encode(
+            [
+                {"name": c.name, "input_price": c.input_price, "output_price": c.output_price}
+                for c in candidates
+            ]
+        )
+        self._candidates = (candidates, text)
+        return text
 
     def _warn(self, why: str) -> None:
         msg = f"decision_log {str(self.path)!r}: a decision record was not written: {why}"

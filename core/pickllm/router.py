@@ -99,7 +99,7 @@ from pickllm.errors import (
     UnknownDecisionError,
 )
 from pickllm.objective import Objective, PriceRange
-from pickllm.ope import DecisionLog
+from pickllm.ope import DecisionLog, KeptContext
 from pickllm.policies.base import Policy, new_decision_id
 from pickllm.policies.cheapest import Cheapest
 from pickllm.pricing import estimate_tokens
@@ -440,7 +440,7 @@ class Router:
         self.objective = objective
         self.decision_log: DecisionLog | None = decision_log
         # Per routed decision (bounded, oldest dropped): the context to log and the pick.
-        self._logged: OrderedDict[str, tuple[Context, str]] = OrderedDict()
+        self._logged: OrderedDict[str, tuple[KeptContext, str]] = OrderedDict()
         self.max_pending = max_pending
         self.pending_ttl_s = pending_ttl_s
         self.clock = clock
@@ -631,7 +631,7 @@ class Router:
         """Keep what ``decision_log`` will log of ``ctx`` once the reward is known."""
         assert self.decision_log is not None  # noqa: S101 - the caller checked
         logged = self._logged
-        logged[decision.decision_id] = (self.decision_log.context(ctx), decision.candidate.name)
+        logged[decision.decision_id] = (self.decision_log.keep(ctx), decision.candidate.name)
         if len(logged) > max(self.max_pending, _MIN_LOGGED):
             logged.popitem(last=False)
 

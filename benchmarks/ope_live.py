@@ -79,6 +79,7 @@ def main() -> None:
         e = np.array(errors[method])
         print(
             f"{method:>5}: mean |error| {e.mean():.4f}, max {e.max():.4f}, "
+            f"within 0.02 in {int((e <= 0.02).sum())}/{args.seeds}, "
             f"95% interval covers the truth in {covered[method]}/{args.seeds}"
         )
 

@@ -20,7 +20,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 
@@ -116,6 +116,33 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _param_value(text: str) -> Any:
+    """A hyperparameter's value: JSON (``2``, ``0.5``, ``true``, ``[1, 2]``), else a string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _policy_param(text: str) -> tuple[str, str, Any]:
+    """An argparse type: ``NAME.KEY=VALUE`` as ``(name, key, value)``."""
+    target, sep, value = text.partition("=")
+    name, dot, key = target.strip().rpartition(".")
+    if not sep or not dot or not name or not key.strip():
+        msg = f"must look like NAME.KEY=VALUE (e.g. thompson.prior_alpha=2), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return name, key.strip(), _param_value(value.strip())
+
+
+def _param(text: str) -> tuple[str, Any]:
+    """An argparse type: ``KEY=VALUE`` as ``(key, value)``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        msg = f"must look like KEY=VALUE (e.g. exploration=0.5), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return key.strip(), _param_value(value.strip())
+
+
 def _check_output(option: str, path: Path | None, *, figure: bool = False) -> None:
     """Refuse an output path that cannot be written, before any work is done.
 
@@ -179,6 +206,16 @@ def _add_bench(subparsers: Any) -> None:
         metavar="A,B,...",
         help="comma-separated online policies and offline routers, or 'all' "
         "(default: the offline routers and the core online policies)",
+    )
+    parser.add_argument(
+        "--policy-param",
+        type=_policy_param,
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="a hyperparameter of an online policy run, e.g. thompson.prior_alpha=2 or "
+        "lin_ucb.exploration=0.5 (repeatable; the value is JSON, else a string; the "
+        "allowed keys are the policy's constructor arguments but seed)",
     )
     parser.add_argument(
         "--objective",
@@ -259,6 +296,7 @@ def _add_bench(subparsers: Any) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from pickllm.bench import (
         available_methods,
+        check_policy_params,
         plot_report,
         render_report,
         resolve_methods,
@@ -277,7 +315,12 @@ def _bench(args: argparse.Namespace) -> int:
             known = available_methods()
             names = [*known["offline"], *known["online"]]
         policies = names
-        resolve_methods(policies)  # fail on a typo before loading the data
+    # Fail on a typo before loading the data.
+    _, online = resolve_methods(policies)
+    policy_params: dict[str, dict[str, Any]] = {}
+    for name, key, value in args.policy_param:
+        policy_params.setdefault(name, {})[key] = value
+    check_policy_params(policy_params, online, option="--policy-param")
     with _progress("pickllm bench", args.quiet) as progress:
         progress.phase(f"loading {args.data}")
         with warnings.catch_warnings(record=True) as caught:
@@ -298,6 +341,7 @@ def _bench(args: argparse.Namespace) -> int:
             progress=progress,
             cascade=args.cascade,
             noise=args.noise,
+            policy_params=policy_params,
         )
         if args.plot is not None:
             progress.phase(f"drawing {args.plot}")
@@ -445,7 +489,104 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_stats, _add_train]
+def _add_ope(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "ope",
+        help="estimate from a decision log what another policy would have earned",
+        description=(
+            "Off-policy evaluation: replay a decision log (a JSONL file written by "
+            "Router(decision_log=...) or pickllm.ope.append_log) through a policy and "
+            "estimate its mean reward on the logged traffic, with a confidence interval."
+        ),
+    )
+    parser.add_argument("log", type=Path, metavar="LOG", help="the JSONL decision log")
+    parser.add_argument(
+        "--policy",
+        required=True,
+        metavar="NAME",
+        help="the policy to evaluate, by its make_policy name (e.g. linear_thompson, lin_ucb)",
+    )
+    parser.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a hyperparameter of the policy (repeatable; the value is JSON, else a string)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=("dr", "ips", "snips", "all"),
+        default="dr",
+        help="doubly robust, inverse propensity scoring, self-normalised IPS, or all three "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        metavar="P",
+        help="the interval's coverage, in (0, 1) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-learn",
+        action="store_true",
+        help="evaluate the policy as it stands (default: it learns from the records where it "
+        "picked the logged model, the replay method, as it would live)",
+    )
+    parser.add_argument(
+        "--seed", type=_int_at_least(0), default=0, metavar="S", help="policy seed (default: 0)"
+    )
+    parser.set_defaults(handler=_ope)
+
+
+def _ope(args: argparse.Namespace) -> int:
+    from pickllm.errors import ConfigError
+    from pickllm.ope import evaluate, read_log
+    from pickllm.registry import make_policy, policy_class
+
+    if not 0.0 < args.confidence < 1.0:
+        msg = f"argument --confidence: must be in (0, 1), got {args.confidence!r}"
+        raise ConfigError(msg)
+    if not args.log.is_file():
+        msg = f"argument LOG: {str(args.log)!r} is not a file"
+        raise ConfigError(msg)
+    params = dict(args.param)
+    name = policy_class(args.policy).name
+    try:
+        make_policy(name, seed=args.seed, **params)
+    except TypeError as exc:
+        msg = f"argument --param: policy {name!r} does not take {sorted(params)}: {exc}"
+        raise ConfigError(msg) from exc
+    except ConfigError as exc:
+        msg = f"argument --policy/--param: {exc}"
+        raise ConfigError(msg) from exc
+    log = read_log(args.log)
+    if not log:
+        msg = f"argument LOG: {str(args.log)!r} holds no decision record"
+        raise ConfigError(msg)
+    methods: tuple[Literal["dr", "ips", "snips"], ...] = (
+        ("dr", "ips", "snips") if args.method == "all" else (args.method,)
+    )
+    logged = sum(r.reward for r in log) / len(log)
+    print(f"{args.log}: {len(log)} decisions, logged mean reward {logged:.4f}")
+    for method in methods:
+        est = evaluate(
+            make_policy(name, seed=args.seed, **params),
+            log,
+            method=method,
+            confidence=args.confidence,
+            learn=not args.no_learn,
+        )
+        print(
+            f"{name} {method}: {est.value:.4f} [{est.low:.4f}, {est.high:.4f}] "
+            f"({100 * args.confidence:g}% interval; picked the logged model "
+            f"{est.matched}/{est.n})"
+        )
+    return 0
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_bench, _add_stats, _add_train, _add_ope]
 """Functions adding one subcommand each to the ``pickllm`` parser."""
 
 

@@ -4,7 +4,9 @@ A router that logs, per call, the context (features or query and key), the offer
 candidates, the chosen one, the probability it was chosen with (``Decision.probability``)
 and the reward can be used to compare policies without deploying them. :func:`log_record`
 builds one JSON-ready record and :func:`append_log` appends it to a JSONL file;
-:func:`read_log` reads such a file back.
+:func:`read_log` reads such a file back. A :class:`DecisionLog` given to a ``Router``
+(``decision_log=``) writes such a file from live traffic: one line per learned decision,
+with the context's features and key but not its query text (unless ``include_query``).
 
 :func:`evaluate` replays a log through a target policy, which picks a candidate for each
 logged context, and estimates the target's mean reward three ways:
@@ -42,24 +44,31 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import threading
+import warnings
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
-from pickllm.errors import ConfigError
+from pickllm.errors import ConfigError, ConfigTypeError, PickLLMWarning
 from pickllm.policies.base import Policy
 from pickllm.policies.features import structural_features
 from pickllm.types import Candidate, Context, Decision
 
 __all__ = [
+    "DecisionLog",
+    "DecisionLogWarning",
     "Estimate",
+    "KeptContext",
     "LoggedDecision",
     "append_log",
     "evaluate",
@@ -68,6 +77,9 @@ __all__ = [
 ]
 
 Method = Literal["ips", "snips", "dr"]
+
+_ENCODER = json.JSONEncoder(allow_nan=False)
+"""One encoder for every record (``json.dumps`` with options builds one per call)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +139,181 @@ def append_log(
     """Append the record of one call to the JSONL file ``path``."""
     with Path(path).open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(log_record(context, decision, reward), allow_nan=False) + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class KeptContext:
+    """What a :class:`DecisionLog` keeps of a routed call's context until its reward.
+
+    Args:
+        query: the query text, or None (the default: text is not logged).
+        key: the context key.
+        features: the features the record will hold.
+        candidates: the offered candidates.
+    """
+
+    query: str | None
+    key: str | None
+    features: tuple[float, ...]
+    candidates: tuple[Candidate, ...]
+
+
+class DecisionLogWarning(PickLLMWarning):
+    """A decision record could not be written (disk full, file removed): routing goes on."""
+
+
+class DecisionLog:
+    """An append-only JSONL file of a router's learned decisions, for :func:`evaluate`.
+
+    Give it (or just its path) to ``Router(decision_log=...)`` or to a wrapper's
+    ``decision_log`` setting. When the reward of a decision is known (recorded, scored,
+    released or expired), the router appends one line: the context's features (the
+    ``Context.features`` given to the router, else the structural features of the query
+    computed when it was routed, :func:`pickllm.policies.features.structural_features`
+    without its bias term), its key, the offered candidates, the chosen one, the
+    probability it was chosen with and the reward. The query text is left out unless
+    ``include_query=True``. Only the chosen candidate's outcome is logged: a fallback's or
+    a plan member's answer was not chosen with the decision's probability.
+
+    Lines are written whole under a lock (threads and routers may share one log), each with
+    one append; a line that cannot be written is undone and a
+    :class:`DecisionLogWarning` is issued: the app never sees the error.
+
+    Args:
+        path: the JSONL file (created if missing, appended to if present).
+        include_query: also log the query text (user text: off by default).
+
+    Raises:
+        ConfigError: the file cannot be opened for appending (the message names
+            ``decision_log``); ``ConfigTypeError`` for a path that is not a str or a path.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> from pickllm import Candidate, Feedback, Router
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "decisions.jsonl"
+        >>> router = Router([Candidate(name="a"), Candidate(name="b")], seed=0,
+        ...                 decision_log=DecisionLog(path))
+        >>> d = router.route("What is 2+2?")
+        >>> router.record(d, Feedback(latency_s=0.1, quality=1.0)) is not None
+        True
+        >>> [r.chosen == d.candidate.name for r in read_log(path)]
+        [True]
+        >>> "2+2" in path.read_text()
+        False
+        >>> router.decision_log.close()
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, include_query: bool = False) -> None:
+        if isinstance(path, DecisionLog) or not isinstance(path, str | os.PathLike):
+            msg = f"decision_log must be a file path or a DecisionLog, got {path!r}"
+            raise ConfigTypeError(msg)
+        if not isinstance(include_query, bool):
+            msg = f"DecisionLog include_query must be a bool, got {include_query!r}"
+            raise ConfigTypeError(msg)
+        self.path = Path(path)
+        self.include_query = include_query
+        self._lock = threading.Lock()
+        self._candidates: tuple[tuple[Candidate, ...], str] | None = None
+        try:
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            msg = f"decision_log: cannot append to {str(self.path)!r}: {exc.strerror or exc}"
+            raise ConfigError(msg) from exc
+        # The file is closed when the log is garbage-collected, if not by close().
+        self._closer = weakref.finalize(self, os.close, self._fd)
+
+    def __repr__(self) -> str:
+        return f"DecisionLog({str(self.path)!r}, include_query={self.include_query})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file; later records are dropped with a warning."""
+        with self._lock:
+            if self._fd is not None:
+                self._closer()
+                self._fd = None
+
+    def keep(self, context: Context) -> KeptContext:
+        """What is kept of ``context`` until its reward is known (features, not text)."""
+        features = context.features
+        if features is None:
+            features = tuple(structural_features(context.query)[1:].tolist())
+        return KeptContext(
+            query=context.query if self.include_query else None,
+            key=context.key,
+            features=features,
+            candidates=context.candidates,
+        )
+
+    def write(self, kept: KeptContext, decision: Decision, reward: float) -> bool:
+        """Append the record of one decision; False (and a warning) if it failed.
+
+        Args:
+            kept: what :meth:`keep` kept of the decision's context.
+            decision: the decision.
+            reward: the reward learned from it.
+        """
+        head: dict[str, Any] = {"key": kept.key, "features": list(kept.features)}
+        if kept.query is not None:
+            head["query"] = kept.query
+        tail = {
+            "chosen": decision.candidate.name,
+            "propensity": decision.probability,
+            "reward": reward,
+        }
+        try:
+            # The offered candidates' JSON is cached: one record is the two dicts around it.
+            line = (
+                f"{_ENCODER.encode(head)[:-1]}, "
+                f'"candidates": {self._candidates_json(kept.candidates)}, '
+                f"{_ENCODER.encode(tail)[1:]}\n"
+            )
+            data = line.encode("utf-8")
+        except ValueError as exc:
+            self._warn(f"a record is not JSON ({exc})")
+            return False
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                self._warn("the log is closed")
+                return False
+            start = None
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            except OSError as exc:
+                if start is not None:
+                    # Undo a partial line so the file stays one record per line.
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                self._warn(exc.strerror or str(exc))
+                return False
+        return True
+
+    def _candidates_json(self, candidates: tuple[Candidate, ...]) -> str:
+        """The JSON of the offered candidates (the last one cached: usually the pool)."""
+        cached = self._candidates
+        if cached is not None and cached[0] is candidates:
+            return cached[1]
+        text = _ENCODER.encode(
+            [
+                {"name": c.name, "input_price": c.input_price, "output_price": c.output_price}
+                for c in candidates
+            ]
+        )
+        self._candidates = (candidates, text)
+        return text
+
+    def _warn(self, why: str) -> None:
+        msg = f"decision_log {str(self.path)!r}: a decision record was not written: {why}"
+        warnings.warn(msg, DecisionLogWarning, stacklevel=4)
 
 
 def read_log(path: str | os.PathLike[str]) -> list[LoggedDecision]:

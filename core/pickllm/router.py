@@ -99,6 +99,7 @@ from pickllm.errors import (
     UnknownDecisionError,
 )
 from pickllm.objective import Objective, PriceRange
+from pickllm.ope import DecisionLog, KeptContext
 from pickllm.policies.base import Policy, new_decision_id
 from pickllm.policies.cheapest import Cheapest
 from pickllm.pricing import estimate_tokens
@@ -140,6 +141,8 @@ _MAX_SPEND_KEYS = 10_000
 _NOT_MODEL_FAULTS = frozenset({"fatal", "content_policy", "context_length"})
 """Error kinds a circuit breaker does not count: the request, not the model, was at fault."""
 _CHEAPEST = Cheapest()
+_MIN_LOGGED = 1024
+"""The fewest routed decisions whose logged context a ``decision_log`` router keeps."""
 
 # Temporary files of saves running in this process (cleaning must not delete them).
 _SAVING: set[str] = set()
@@ -351,6 +354,12 @@ class Router:
         store: a shared state store (``pickllm.state.RedisStore``, or a ``MemoryStore``
             shared in this process): the routers of its namespace learn as one. None (the
             default): this router's state is its own.
+        decision_log: a JSONL file path or a ``pickllm.ope.DecisionLog``: one line per
+            learned decision (features, key, offered and chosen candidates, propensity,
+            reward; no query text by default) for off-policy evaluation
+            (``pickllm.ope.evaluate``, ``pickllm ope``). The context of at most
+            ``max(max_pending, 1024)`` routed decisions is kept until their reward is
+            known (oldest forgotten first). Not saved by ``save``. None: no log.
 
     Raises:
         ConfigError: an argument is not allowed (an empty pool, duplicate names, a
@@ -390,6 +399,7 @@ class Router:
         budget_period_s: float | None = 86_400.0,
         on_budget: Literal["raise", "cheapest"] = "raise",
         store: StateStore | None = None,
+        decision_log: DecisionLog | str | os.PathLike[str] | None = None,
     ) -> None:
         if isinstance(candidates, str | bytes | Candidate) or not isinstance(candidates, Iterable):
             msg = f"candidates must be an iterable of Candidate, got {candidates!r}"
@@ -424,8 +434,13 @@ class Router:
             budget_period_s,
             on_budget,
         )
+        if decision_log is not None and not isinstance(decision_log, DecisionLog):
+            decision_log = DecisionLog(decision_log)
         self.policy = policy
         self.objective = objective
+        self.decision_log: DecisionLog | None = decision_log
+        # Per routed decision (bounded, oldest dropped): the context to log and the pick.
+        self._logged: OrderedDict[str, tuple[KeptContext, str]] = OrderedDict()
         self.max_pending = max_pending
         self.pending_ttl_s = pending_ttl_s
         self.clock = clock
@@ -602,10 +617,23 @@ class Router:
         if over is not None and self.on_budget == "raise":
             raise BudgetExceededError(over)
         if pin is not None:
-            return self._pinned(ctx, pin)
-        if over is not None:
-            return self._cheapest(ctx)
-        return self.policy.select(ctx, issuer=self._id)
+            decision = self._pinned(ctx, pin)
+        elif over is not None:
+            decision = self._cheapest(ctx)
+        else:
+            decision = self.policy.select(ctx, issuer=self._id)
+        if self.decision_log is not None:
+            # The offered candidates: a pinned or cheapest call was chosen with probability 1.
+            self._remember(ctx, decision)
+        return decision
+
+    def _remember(self, ctx: Context, decision: Decision) -> None:
+        """Keep what ``decision_log`` will log of ``ctx`` once the reward is known."""
+        assert self.decision_log is not None  # noqa: S101 - the caller checked
+        logged = self._logged
+        logged[decision.decision_id] = (self.decision_log.keep(ctx), decision.candidate.name)
+        if len(logged) > max(self.max_pending, _MIN_LOGGED):
+            logged.popitem(last=False)
 
     def _narrowed(self, ctx: Context) -> tuple[Candidate, ...]:
         """The pool, or the candidates of the pool a Context limits the call to."""
@@ -1018,6 +1046,11 @@ class Router:
         if self._sync is not None:
             self._sync.learned(decision, reward)
         self._history.append((decision.candidate.name, reward))
+        if self.decision_log is not None:
+            logged = self._logged.get(decision.decision_id)
+            if logged is not None and logged[1] == decision.candidate.name:
+                del self._logged[decision.decision_id]
+                self.decision_log.write(logged[0], decision, reward)
         return reward
 
     def sync(self) -> SyncStatus | None:
@@ -1270,6 +1303,7 @@ class Router:
         *,
         clock: Callable[[], float] = time.monotonic,
         verify: bool = True,
+        decision_log: DecisionLog | str | os.PathLike[str] | None = None,
     ) -> Router:
         """Rebuild a router saved with ``save``.
 
@@ -1277,16 +1311,25 @@ class Router:
             path: the file ``save`` wrote.
             clock: the new router's clock.
             verify: check the checksum (turn off only to load a file you edited on purpose).
+            decision_log: the new router's decision log (see ``Router``; not saved).
 
         Raises:
             StateError: the file is missing, not JSON, corrupted, edited, or not a router.
+            ConfigError: ``decision_log`` cannot be appended to.
         """
+        log = (
+            decision_log
+            if decision_log is None or isinstance(decision_log, DecisionLog)
+            else DecisionLog(decision_log)
+        )
         body = read_state(path, verify=verify)
         try:
-            return cls._from_state(body, clock=clock)
+            router = cls._from_state(body, clock=clock)
         except StateError as exc:
             msg = f"router state file {str(path)!r}: {exc}"
             raise StateError(msg) from exc
+        router.decision_log = log
+        return router
 
     @classmethod
     def _from_state(cls, body: Any, *, clock: Callable[[], float]) -> Router:

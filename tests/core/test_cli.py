@@ -290,4 +290,9 @@ def test_argparse_errors_and_help_return_codes(capsys: pytest.CaptureFixture[str
 
 
 def test_subcommands_are_one_function_each() -> None:
-    assert [f.__name__ for f in SUBCOMMANDS] == ["_add_bench", "_add_stats", "_add_train"]
+    assert [f.__name__ for f in SUBCOMMANDS] == [
+        "_add_bench",
+        "_add_stats",
+        "_add_train",
+        "_add_ope",
+    ]

@@ -45,9 +45,10 @@ The same ``seed`` gives the same numbers.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -70,6 +71,7 @@ __all__ = [
     "SETTLE_WINDOW",
     "ProgressCallback",
     "StreamRows",
+    "check_policy_params",
     "resolve_methods",
     "run_bench",
     "split_rows",
@@ -182,6 +184,57 @@ def resolve_methods(policies: Sequence[str] | None) -> tuple[list[str], list[str
             )
             raise ConfigError(msg)
     return list(dict.fromkeys(offline)), list(dict.fromkeys(online))
+
+
+def check_policy_params(
+    params: Mapping[str, Mapping[str, Any]], online: Sequence[str], *, option: str = "policy_params"
+) -> dict[str, dict[str, Any]]:
+    """``params`` (policy name -> hyperparameter -> value) checked against ``online``.
+
+    Names are matched like ``make_policy`` does (case and ``-``/``_`` insensitive); the
+    result is keyed by the online names as :func:`resolve_methods` gives them.
+
+    Raises:
+        ConfigError: a policy that is not among ``online``, a hyperparameter the policy
+            does not have (the message lists the allowed ones) or a value it refuses; the
+            message names ``option``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for raw, values in params.items():
+        name = raw.strip().lower().replace("-", "_")
+        if name not in online:
+            msg = (
+                f"{option}: {raw!r} is not among the online policies run "
+                f"({', '.join(online) or 'none'})"
+            )
+            raise ConfigError(msg)
+        allowed = _hyperparameters(name)
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            msg = (
+                f"{option}: policy {name!r} has no hyperparameter {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(allowed) or 'none'}"
+            )
+            raise ConfigError(msg)
+        out.setdefault(name, {}).update(values)
+    for name, values in out.items():
+        if name in registry.ONLINE_FACTORIES:
+            continue  # built from the data: its values are checked when it is built
+        try:
+            registry.make_policy(name, seed=0, **values)
+        except ConfigError as exc:
+            msg = f"{option}: policy {name!r}: {exc}"
+            raise ConfigError(msg) from exc
+    return out
+
+
+def _hyperparameters(name: str) -> list[str]:
+    """The keyword arguments of the policy class ``name`` but its seed (none if no class)."""
+    try:
+        cls = registry.policy_class(name)
+    except ConfigError:
+        return []  # a registered factory without a policy class of that name
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in {"self", "seed"}]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -421,6 +474,7 @@ def run_bench(
     cascade: bool = False,
     noise: bool = False,
     stream: StreamRows = "test",
+    policy_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> BenchReport:
     """Evaluate baselines, offline routers and online policies on ``table``'s test rows.
 
@@ -445,6 +499,9 @@ def run_bench(
         cascade: add the cascade strategies' rows with learned estimators
             (:mod:`pickllm.bench.cascade`).
         noise: add the cascade-routing paper's noisy-oracle table (as notes).
+        policy_params: hyperparameters of online policies, ``{name: {param: value}}``
+            (e.g. ``{"thompson": {"prior_alpha": 2.0}}``); the others keep their defaults.
+            Checked by :func:`check_policy_params`.
 
     Raises:
         ConfigError: unknown policy, split, fold or column, or bad arguments.
@@ -465,6 +522,7 @@ def run_bench(
         msg = f"budgets_per_segment must be an int >= 2, got {budgets_per_segment!r}"
         raise ConfigError(msg)
     offline_names, online_names = resolve_methods(policies)
+    params = check_policy_params(policy_params or {}, online_names)
     setup = _setup(
         table,
         objective=objective,
@@ -490,7 +548,9 @@ def run_bench(
     if online_names:
         streams = _Streams.build(setup, seeds=seeds, seed=seed)
         for name in online_names:
-            results[_unique(name, results)] = _online_result(name, setup, streams, tick)
+            results[_unique(name, results)] = _online_result(
+                name, setup, streams, tick, params.get(name, {})
+            )
     ts = setup.ts
     cost_ok = ts.cost_available
     notes = setup.notes
@@ -726,11 +786,12 @@ def _candidates(table: OutcomeTable, train: np.ndarray, cost: np.ndarray) -> tup
     )
 
 
-def _build_policy(name: str, setup: PolicySetup) -> Policy:
+def _build_policy(name: str, setup: PolicySetup, params: Mapping[str, Any]) -> Policy:
     factory = registry.ONLINE_FACTORIES.get(name)
     if factory is not None:
-        return factory(setup)
-    return registry.make_policy(name, seed=setup.seed)
+        policy = factory(setup)
+        return policy.clone(**params) if params else policy
+    return registry.make_policy(name, seed=setup.seed, **params)
 
 
 @dataclass(slots=True)
@@ -769,7 +830,11 @@ def _play(policy: Policy, setup: _Setup, streams: _Streams, order: np.ndarray) -
 
 
 def _online_result(
-    name: str, setup: _Setup, streams: _Streams, tick: Callable[[str], None]
+    name: str,
+    setup: _Setup,
+    streams: _Streams,
+    tick: Callable[[str], None],
+    params: Mapping[str, Any],
 ) -> MethodResult:
     table, ts = setup.table, setup.ts
     best_fixed = metrics.best_fixed_arm(ts.reward)
@@ -779,7 +844,7 @@ def _online_result(
     played: list[_Stream] = []
     n_streams = len(streams.orders)
     for s, order in enumerate(streams.orders):
-        policy = _build_policy(name, replace(base, seed=streams.policy_seeds[s]))
+        policy = _build_policy(name, replace(base, seed=streams.policy_seeds[s]), params)
         played.append(_play(policy, setup, streams, order))
         tick(f"{name} (stream {s + 1}/{n_streams})")
     curve_fixed = np.mean(

@@ -13,6 +13,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +24,7 @@ from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.engine import Engine
 from pickllm.errors import ConfigError
 from pickllm.objective import Objective
+from pickllm.ope import DecisionLog
 from pickllm.price_db import database_version, lookup_price
 from pickllm.pricing import PriceTable
 from pickllm.router import Router
@@ -40,9 +42,11 @@ _GUARDS = frozenset(
         "budget_period_s",
         "on_budget",
         "store",
+        "decision_log",
     }
 )
-"""The Router's circuit-breaker, budget and store arguments, passed on under the same names."""
+"""The Router's circuit-breaker, budget, store and decision-log arguments, passed on under the
+same names."""
 
 _PENDING = frozenset({"max_pending", "pending_ttl_s"})
 """The Router's bounds on calls waiting for a delayed score, passed on under the same names."""
@@ -132,6 +136,9 @@ class RoutingSettings(BaseModel):
         store: a shared state store (``pickllm.state.RedisStore``): every process whose
             model is given a store of the same name learns as one; None: this process
             learns alone.
+        decision_log: a JSONL file path or a ``pickllm.ope.DecisionLog``: the router logs
+            each learned decision (features, key, propensity, reward; no prompt text) for
+            off-policy evaluation (``pickllm ope``); None: no log.
 
     The breaker and budget settings are the ``Router``'s (see there); with a ``router``
     given they must be left out, like ``policy`` and the weights. ``budget_per_call_usd``
@@ -173,6 +180,7 @@ class RoutingSettings(BaseModel):
     budget_per_call_usd: float | None = None
     cascade_estimator: Any = Field(default=None, exclude=True)
     store: StateStore | None = Field(default=None, exclude=True)
+    decision_log: str | Path | DecisionLog | None = Field(default=None, exclude=True)
 
     def build_engine(
         self,
@@ -358,7 +366,8 @@ class RoutingSettings(BaseModel):
         if clash:
             msg = (
                 f"{clash} cannot be given together with router: the router already has its "
-                "prices, policy, objective, circuit breaker, budget and pending bounds"
+                "prices, policy, objective, circuit breaker, budget, pending bounds and "
+                "decision log"
             )
             raise ConfigError(msg)
 

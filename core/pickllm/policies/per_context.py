@@ -42,6 +42,13 @@ class PerContext(Policy):
     the global learner do not count towards ``max_keys`` and are never dropped. An
     ``update`` for a dropped key re-creates its learner from the prior.
 
+    Under key churn (more live keys than ``max_keys``) each new key reuses the learner it
+    evicts: the learner's state is reset to the prior and it keeps its own random
+    generator (which goes on with its stream), so a new key costs a state copy, not a
+    clone and a freshly seeded generator. Eviction and reuse are O(1) (an ordered dict
+    kept in least-recently-used order). A learner obtained from :meth:`learner` belongs to
+    its key only while that key is kept.
+
     Args:
         policy: the template learner, cloned for each key.
         shared_prior: keep a global learner and start new keys from its state.
@@ -94,6 +101,9 @@ class PerContext(Policy):
         self._learners: OrderedDict[str, Policy] = OrderedDict()
         self._default: Policy | None = None
         self._global: Policy | None = self._fresh() if shared_prior else None
+        # The prior of a new key without shared_prior: a clone that never learns (its
+        # seed is irrelevant and drawn from nothing, so it changes no learner's stream).
+        self._blank: Policy | None = None if shared_prior else policy.clone(seed=0)
 
     # ------------------------------------------------------------------ read-only views
     @property
@@ -145,10 +155,21 @@ class PerContext(Policy):
         if found is not None:
             learners.move_to_end(key)
             return found
-        found = learners[key] = self._new_learner()
-        if len(learners) > self.max_keys:
-            learners.popitem(last=False)
+        if len(learners) >= self.max_keys:
+            # Churn: the least recently used key's learner, reset to the prior, serves
+            # the new key (no clone, no new generator).
+            _, found = learners.popitem(last=False)
+            found._set_state(self._prior_state())  # noqa: SLF001
+        else:
+            found = self._new_learner()
+        learners[key] = found
         return found
+
+    def _prior_state(self) -> Mapping[str, Any]:
+        """The learned state a new key starts from (the global learner's, or a blank one)."""
+        prior = self._global if self._global is not None else self._blank
+        assert prior is not None  # noqa: S101 - one of them exists (see __init__)
+        return prior._get_state()  # noqa: SLF001
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, Any]:

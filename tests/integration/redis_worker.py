@@ -3,7 +3,7 @@
 Run as ``python -m tests.integration.redis_worker MODE URL NAME SEED CALLS``: it builds
 its router, prints ``ready``, waits for a line on stdin (so that the workers start
 together), routes, and prints one JSON line: what it knew at start, its choices
-(``[monotonic ns, model]``) and how many records it could not send.
+(``[monotonic ns, model]``), how many records it could not send and how many syncs failed.
 """
 
 from __future__ import annotations
@@ -40,7 +40,10 @@ def route_stream(router: Router, calls: int, seed: int) -> list[tuple[int, str]]
 
 
 def main(url: str, name: str, seed: int, calls: int) -> None:
-    store = RedisStore(url, name=name, sync_every=25, sync_interval_s=0.05)
+    # A generous timeout: on a loaded machine a sync can take over the default 0.1 s, and a
+    # timed-out sync leaves this process learning alone until the next one. That path has
+    # its own tests (Redis killed, Redis hung); here every sync must reach the store.
+    store = RedisStore(url, name=name, sync_every=25, sync_interval_s=0.05, socket_timeout_s=5.0)
     router = Router(pool(), "thompson", OBJECTIVE, seed=seed, store=store)
     known = sum(s.calls for s in router.stats().values())
     print("ready", flush=True)
@@ -49,7 +52,11 @@ def main(url: str, name: str, seed: int, calls: int) -> None:
     status = router.sync()
     store.close()
     unsent = -1 if status is None else status.unsent_records
-    print(json.dumps({"known": known, "choices": choices, "unsent": unsent}), flush=True)
+    failures = -1 if status is None else status.failures
+    print(
+        json.dumps({"known": known, "choices": choices, "unsent": unsent, "failures": failures}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

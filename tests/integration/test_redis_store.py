@@ -98,6 +98,7 @@ def test_four_processes_learn_as_one(redis_server: RedisServer) -> None:
     evidence = sum(v for k, v in sums.items() if k.startswith(("p|a|", "p|b|")))
     assert evidence == pytest.approx(PROCESSES * CALLS)
     assert all(o["unsent"] == 0 and o["known"] < CALLS for o in outcomes)
+    assert all(o["failures"] == 0 for o in outcomes)  # every sync shared what it had
 
     # Converges like one process given all the calls.
     shared = [c for _, c in sorted(tuple(x) for o in outcomes for x in o["choices"])]

@@ -22,11 +22,14 @@ import threading
 import uuid
 from collections import OrderedDict
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-__all__ = ["RunLineage", "install", "lineage"]
+if TYPE_CHECKING:
+    from pickllm.engine import Engine
+
+__all__ = ["RunLineage", "alias_runs", "install", "lineage"]
 
 _MAX_RUNS = 100_000
 """Runs in progress remembered at most (the oldest are forgotten first): a bound for runs
@@ -214,3 +217,10 @@ def lineage(run_id: uuid.UUID | str, parent_run_id: uuid.UUID | str | None = Non
     """The runs enclosing ``run_id`` (innermost first), or [] before :func:`install`."""
     handler = _installed
     return [] if handler is None else handler.ancestors(run_id, parent_run_id)
+
+
+def alias_runs(engine: Engine, run_id: Any, parent_run_id: Any, decision_id: str) -> None:
+    """Let feedback find ``decision_id`` by the call's run id and every enclosing run's."""
+    engine.alias(str(run_id), decision_id)
+    for ancestor in lineage(run_id, parent_run_id):
+        engine.alias(ancestor, decision_id)

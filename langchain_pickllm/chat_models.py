@@ -30,8 +30,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, InstanceOf, PrivateAttr, ValidationError, model_validator
 
+from langchain_pickllm._runs import alias_runs
 from langchain_pickllm._runs import install as install_run_lineage
-from langchain_pickllm._runs import lineage
 from langchain_pickllm._translate import (
     Child,
     LangChainCalls,
@@ -151,20 +151,10 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         True
 
     Cascades:
-        With ``strategy=`` (``"threshold_cascade"``, ``"optimal_cascade"``,
-        ``"cascade_routing"``, or an object implementing
-        :class:`pickllm.cascade.CascadeStrategy`) and optionally
-        ``budget_per_call_usd=`` (the average cost per call to aim at) and
-        ``cascade_estimator=``, a call that binds no tools may run several models in turn
-        (cheap first, escalating while the answers look poor); the evaluator, if any,
-        scores every step inline. The answer returned is the step with the best post-hoc
-        estimate; ``response_metadata["pickllm"]`` has ``model`` (that step's model) and
-        ``steps``, one dict per model run: ``model``, ``cost_usd``, ``latency_s``,
-        ``estimate`` (post-hoc, None if it failed), ``ex_ante``, ``error``. Usage and
-        ``cost_usd`` are every step's. A stream yields only the returned answer (as one
-        chunk, once the steps are done). Tool-binding turns, ``model=`` calls and
-        tool-loop turns are routed by ``policy`` as without a strategy. Every step is
-        recorded in ``stats()``.
+        With ``strategy=`` (and ``budget_per_call_usd=``) a call that binds no tools may
+        run several models in turn and return the answer with the best post-hoc estimate;
+        ``response_metadata["pickllm"]["steps"]`` lists each model run (see
+        ``docs/cascades.md``). A stream then yields only the returned answer.
 
     Choosing the model:
         A call made with ``model=<name>`` is served by that model (the policy is bypassed;
@@ -187,15 +177,10 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         temperature: accepted for drop-in compatibility; each model keeps its own.
         max_tokens: accepted for drop-in compatibility; each model keeps its own.
         stop: default stop sequences, passed to the chosen model.
-        **settings: the routing settings of :class:`pickllm.engine.RoutingSettings`
-            (``prices``, ``policy``, ``quality``, ``cost``, ``latency``, ``objective``,
-            ``evaluator``, ``evaluate_in_background``, ``await_feedback``, ``seed``,
-            ``retry``, ``router``, ``capabilities``, ``context_key`` (of the messages),
-            ``clock``, ``sleep``, ``async_sleep``, ``max_tracked_runs``, ``max_pending``,
-            ``pending_ttl_s``, ``strategy``, ``budget_per_call_usd``,
-            ``cascade_estimator``). ``prices`` may leave models out: their prices come from
-            the ``genai-prices`` database (offline), by the provider and model name each
-            model reports (``_get_ls_params()``, ``model_name``/``model``).
+        **settings: the routing settings shared with LlamaIndex's ``PickLLM``
+            (:class:`pickllm.engine.RoutingSettings`; the README's table lists them).
+            ``prices`` may leave models out: their prices come from the ``genai-prices``
+            database (offline), by the provider and model name each model reports.
 
     Raises:
         ConfigError: a setting is not allowed (a missing price, an unknown capability,
@@ -494,20 +479,13 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         child = calls.children[answer.model]
         tag(generation.message, answer, child, named=named)
         if run_manager is not None:
-            ChatPickLLM._alias_runs(
+            alias_runs(
                 engine, run_manager.run_id, run_manager.parent_run_id, answer.decision.decision_id
             )
             annotate_run(
                 run_manager, child.ls_params, generation.message.response_metadata["pickllm"]
             )
         return result
-
-    @staticmethod
-    def _alias_runs(engine: Engine, run_id: Any, parent_run_id: Any, decision_id: str) -> None:
-        """Let feedback find the decision by the call's run id and every enclosing run's."""
-        engine.alias(str(run_id), decision_id)
-        for ancestor in lineage(run_id, parent_run_id):
-            engine.alias(ancestor, decision_id)
 
     @staticmethod
     def _tagged(
@@ -537,11 +515,9 @@ class ChatPickLLM(BaseChatModel, RoutingSettings):
         # LangChain's stream paths pass no run_manager (on purpose); the run id is then
         # read off the message id the base class gave the chunks ("lc_run--<run id>").
         if run_manager is not None:
-            ChatPickLLM._alias_runs(
-                engine, run_manager.run_id, run_manager.parent_run_id, decision_id
-            )
+            alias_runs(engine, run_manager.run_id, run_manager.parent_run_id, decision_id)
         elif last.message.id:
-            ChatPickLLM._alias_runs(engine, run_key(last.message.id), None, decision_id)
+            alias_runs(engine, run_key(last.message.id), None, decision_id)
 
     # ------------------------------------------------------------------ LangChain hooks
     def _generate(

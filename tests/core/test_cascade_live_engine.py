@@ -20,23 +20,12 @@ from pickllm.cascade.factory import make_strategy
 from pickllm.cascade.live import LiveCascade, LiveSession
 from pickllm.engine import Engine, Executor, MemoryRecorder, Request, RetryConfig
 from pickllm.testing import EchoCalls
+from tests.cascade_stream import Ticker
 
 CHEAP = Candidate(name="cheap", input_price=0.1, output_price=0.4)
 MID = Candidate(name="mid", input_price=1.0, output_price=4.0)
 DEAR = Candidate(name="dear", input_price=3.0, output_price=15.0)
 POOL = (CHEAP, DEAR)
-
-
-class Ticker:
-    """A clock that moves ``step`` seconds per reading."""
-
-    def __init__(self, step: float = 0.01) -> None:
-        self.now = 0.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
 
 
 class Watched:

@@ -20,29 +20,13 @@ warm-up; ``cascade_routing``, ``optimal_cascade`` and ``threshold_cascade`` alik
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from typing import Any
 
-import numpy as np
 import pytest
 from langchain_core.messages import BaseMessage
 
 from langchain_pickllm import ChatPickLLM
+from tests.cascade_stream import WARM_UP, Tally, Ticker, stream_of
 from tests.langchain.test_cascade import PRICES, Adder, right_sum
-
-WARM_UP = 40
-COST = {"small": 2.6e-6, "large": 6.5e-5}
-
-
-class Ticker:
-    """A clock that moves 10 ms per reading."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 0.01
-        return self.now
 
 
 def make_llm(strategy: str, budget: float, seed: int) -> ChatPickLLM:
@@ -59,55 +43,6 @@ def make_llm(strategy: str, budget: float, seed: int) -> ChatPickLLM:
         clock=Ticker(),
         sleep=lambda _s: None,
     )
-
-
-def stream_of(n: int, seed: int) -> list[tuple[int, int]]:
-    rng = np.random.default_rng(seed)
-    return [(int(rng.integers(1, 1000)), int(rng.integers(1, 1000))) for _ in range(n)]
-
-
-class Tally:
-    """Checks each call's response and keeps the escalation/stop counts and costs."""
-
-    def __init__(self) -> None:
-        self.steps: Counter[str] = Counter()
-        self.escalated: list[bool] = []  # wrong cheap answers, after the warm-up
-        self.stopped: list[bool] = []  # right cheap answers, after the warm-up
-        self.costs: list[float] = []  # after the warm-up
-
-    def check(self, i: int, a: int, b: int, text: str, routed: dict[str, Any]) -> None:
-        models = [s["model"] for s in routed["steps"]]
-        # The text is exactly the answer of the model the response names.
-        wrong = routed["model"] == "small" and a % 2 == 1
-        assert text == f"The sum is {a + b + int(wrong)}."
-        assert routed["plan"] == "cascade"
-        assert routed["chosen"] == models[0]
-        assert len(set(models)) == len(models) >= 1
-        for step in routed["steps"]:
-            assert step["error"] is None
-            assert step["cost_usd"] == pytest.approx(COST[step["model"]])
-            assert 0.0 <= step["estimate"] <= 1.0
-            assert 0.0 <= step["ex_ante"] <= 1.0
-        # The evaluator's score is the estimate: 0 exactly for a wrong cheap answer.
-        assert [s["estimate"] for s in routed["steps"]] == [
-            0.0 if m == "small" and a % 2 else 1.0 for m in models
-        ]
-        assert routed["cost_usd"] == pytest.approx(sum(COST[m] for m in models))
-        self.steps.update(models)
-        if i >= WARM_UP:
-            self.costs.append(routed["cost_usd"])
-            if models[0] == "small":
-                if a % 2:
-                    self.escalated.append(len(models) > 1)
-                else:
-                    self.stopped.append(len(models) == 1)
-
-    def rates(self) -> tuple[float, float, float]:
-        return (
-            float(np.mean(self.escalated)),
-            float(np.mean(self.stopped)),
-            float(np.mean(self.costs)),
-        )
 
 
 def _text(message: BaseMessage) -> str:

@@ -16,29 +16,14 @@ noise, 9% of the budget in cost, plus the dual ascent's lag: hence 20% of tolera
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from typing import Any
 
-import numpy as np
 import pytest
 from llama_index.core.base.llms.types import ChatMessage
 
 from llamaindex_pickllm import PickLLM
+from tests.cascade_stream import WARM_UP, Tally, Ticker, stream_of
 from tests.llamaindex.test_cascade import PRICES, AdderLLM, right_sum
-
-WARM_UP = 40
-COST = {"small": 2.6e-6, "large": 6.5e-5}
-
-
-class Ticker:
-    """A clock that moves 10 ms per reading."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 0.01
-        return self.now
 
 
 def make_llm(strategy: str, budget: float, seed: int) -> PickLLM:
@@ -54,59 +39,8 @@ def make_llm(strategy: str, budget: float, seed: int) -> PickLLM:
     )
 
 
-def stream_of(n: int, seed: int) -> list[tuple[int, int]]:
-    rng = np.random.default_rng(seed)
-    return [(int(rng.integers(1, 1000)), int(rng.integers(1, 1000))) for _ in range(n)]
-
-
 def ask(a: int, b: int) -> str:
     return f"What is {a} + {b}?"
-
-
-class Tally:
-    """Checks each call's response and keeps the escalation/stop counts and costs."""
-
-    def __init__(self) -> None:
-        self.steps: Counter[str] = Counter()
-        self.escalated: list[bool] = []  # wrong cheap answers, after the warm-up
-        self.stopped: list[bool] = []  # right cheap answers, after the warm-up
-        self.costs: list[float] = []  # after the warm-up
-
-    def check(self, i: int, a: int, b: int, text: str, routed: dict[str, Any]) -> None:
-        models = [s["model"] for s in routed["steps"]]
-        # The text is exactly the answer of the model the response names.
-        wrong = routed["model"] == "small" and a % 2 == 1
-        assert text == f"The sum is {a + b + int(wrong)}."
-        assert (routed["plan"], routed["chosen"]) == ("cascade", models[0])
-        assert len(set(models)) == len(models) >= 1
-        for step in routed["steps"]:
-            assert step["error"] is None
-            assert step["cost_usd"] == pytest.approx(COST[step["model"]])
-            assert 0.0 <= step["estimate"] <= 1.0
-            assert 0.0 <= step["ex_ante"] <= 1.0
-        # The evaluator's score is the estimate: 0 exactly for a wrong cheap answer.
-        assert [s["estimate"] for s in routed["steps"]] == [
-            0.0 if m == "small" and a % 2 else 1.0 for m in models
-        ]
-        assert routed["cost_usd"] == pytest.approx(sum(COST[m] for m in models))
-        self.steps.update(models)
-        if i >= WARM_UP:
-            self.costs.append(routed["cost_usd"])
-            if models[0] == "small" and a % 2:
-                self.escalated.append(len(models) > 1)
-            elif models[0] == "small":
-                self.stopped.append(len(models) == 1)
-
-    def rates(self) -> tuple[float, float, float]:
-        return (
-            float(np.mean(self.escalated)),
-            float(np.mean(self.stopped)),
-            float(np.mean(self.costs)),
-        )
-
-    def matches(self, llm: PickLLM) -> bool:
-        stats = llm.stats()
-        return {m: stats[m].calls for m in ("small", "large")} == dict(self.steps)
 
 
 def test_cascade_routing_escalates_wrong_cheap_answers_within_the_budget() -> None:
@@ -129,7 +63,7 @@ def test_cascade_routing_escalates_wrong_cheap_answers_within_the_budget() -> No
     assert stop >= 0.95
     assert len(tally.escalated) + len(tally.stopped) >= 0.9 * (len(queries) - WARM_UP)
     assert cost <= budget
-    assert tally.matches(llm)
+    assert tally.counted(llm.stats())
     stats = llm.stats()
     assert stats["large"].mean_reward > stats["small"].mean_reward
 
@@ -174,7 +108,7 @@ async def test_streaming_and_async_yield_exactly_the_final_answer() -> None:
     escalate, stop, _ = tally.rates()
     assert escalate >= 0.95
     assert stop >= 0.95
-    assert tally.matches(llm)
+    assert tally.counted(llm.stats())
 
 
 @pytest.mark.parametrize("strategy", ["threshold_cascade", "optimal_cascade"])
@@ -196,4 +130,4 @@ def test_the_other_strategies_run_end_to_end(strategy: str) -> None:
     assert escalate >= 0.95
     assert stop >= 0.95
     assert cost <= budget
-    assert tally.matches(llm)
+    assert tally.counted(llm.stats())

@@ -82,7 +82,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pickllm.cascade.protocol import CascadeStrategy
 from pickllm.engine.attempts import RetryConfig
 from pickllm.engine.executor import Executor
-from pickllm.engine.plans import ExecutionResult
+from pickllm.engine.plans import ExecutionResult, Job
 from pickllm.engine.tracking import Tracker, Tracking, note_decision
 from pickllm.errors import ConfigError, UnknownDecisionError
 from pickllm.evaluation import EvaluationRunner
@@ -481,20 +481,36 @@ class Engine:
 
         return choose
 
-    def _job(self, request: Request, decision: Decision, calls: Calls[Any, Any]) -> dict[str, Any]:
-        return {
-            "await_score": self.waits_for_score,
-            "choose": self._choose(decision, calls),
-            "prompt_text": request.prompt_text,
-            "completion_text": calls.text,
-        }
+    def _job(self, request: Request, decision: Decision, calls: Calls[Any, Any]) -> Job:
+        """What the executor runs for ``decision``: a strategy cascade, or its plan."""
+        if self._cascades(decision):
+            return Job(
+                decision=decision,
+                usage=calls.usage,
+                await_score=self.await_feedback,
+                prompt_text=request.prompt_text,
+                text=calls.text,
+                strategy=self.strategy,
+                query=request.query,
+                score=self.evaluation is not None,
+            )
+        return Job(
+            decision=decision,
+            usage=calls.usage,
+            await_score=self.waits_for_score,
+            prompt_text=request.prompt_text,
+            text=calls.text,
+            choose=self._choose(decision, calls),
+        )
 
-    def _stream_job(self, request: Request, calls: Calls[Any, Any]) -> dict[str, Any]:
-        return {
-            "await_score": self.waits_for_score,
-            "prompt_text": request.prompt_text,
-            "completion_text": calls.chunks_text,
-        }
+    def _stream_job(self, request: Request, decision: Decision, calls: Calls[Any, Any]) -> Job:
+        return Job(
+            decision=decision,
+            usage=calls.chunks_usage,
+            await_score=self.waits_for_score,
+            prompt_text=request.prompt_text,
+            text=calls.chunks_text,
+        )
 
     @staticmethod
     def _evaluation(answer: Answer[Any], text: str, request: Request) -> tuple[Any, ...]:
@@ -520,15 +536,6 @@ class Engine:
     def _cascades(self, decision: Decision) -> bool:
         """Whether ``decision`` is a cascade call, run by the strategy."""
         return self.strategy is not None and decision.kind == "cascade"
-
-    def _cascade_job(self, request: Request, calls: Calls[Any, Any]) -> dict[str, Any]:
-        return {
-            "await_score": self.await_feedback,
-            "prompt_text": request.prompt_text,
-            "completion_text": calls.text,
-            "strategy": self.strategy,
-            "query": request.query,
-        }
 
     @staticmethod
     def _step_kwargs(
@@ -608,17 +615,11 @@ class Engine:
         decision = self.route(request)
         if on_route is not None:
             on_route(decision)
-        if self._cascades(decision):
-            result = self.executor.run(
-                decision,
-                calls.call,
-                calls.usage,
-                score=self._scorer(request, decision, calls),
-                **self._cascade_job(request, calls),
-            )
-            return self._answer(result.value, decision, result)
         job = self._job(request, decision, calls)
-        result = self.executor.run(decision, calls.call, calls.usage, **job)
+        if job.strategy is not None:
+            result = self.executor.execute(job, calls.call, self._scorer(request, decision, calls))
+            return self._answer(result.value, decision, result)
+        result = self.executor.execute(job, calls.call)
         answer = Answer(value=result.value, decision=decision, result=result)
         self._evaluate(answer, calls.text(result.value), request)
         return answer
@@ -633,17 +634,12 @@ class Engine:
         decision = await self._aroute(request)
         if on_route is not None:
             on_route(decision)
-        if self._cascades(decision):
-            result = await self.executor.arun(
-                decision,
-                calls.acall,
-                calls.usage,
-                score=self._ascorer(request, decision, calls),
-                **self._cascade_job(request, calls),
-            )
-            return self._answer(result.value, decision, result)
         job = self._job(request, decision, calls)
-        result = await self.executor.arun(decision, calls.acall, calls.usage, **job)
+        if job.strategy is not None:
+            scorer = self._ascorer(request, decision, calls)
+            result = await self.executor.aexecute(job, calls.acall, scorer)
+            return self._answer(result.value, decision, result)
+        result = await self.executor.aexecute(job, calls.acall)
         answer = Answer(value=result.value, decision=decision, result=result)
         await self._aevaluate(answer, calls.text(result.value), request)
         return answer
@@ -669,13 +665,8 @@ class Engine:
         if on_route is not None:
             on_route(decision)
         if self._cascades(decision):
-            result = self.executor.run(
-                decision,
-                calls.call,
-                calls.usage,
-                score=self._scorer(request, decision, calls),
-                **self._cascade_job(request, calls),
-            )
+            job = self._job(request, decision, calls)
+            result = self.executor.execute(job, calls.call, self._scorer(request, decision, calls))
             chunks = calls.as_chunks(result.value)
             result = self._first_chunk_at(result, start)
             yield from chunks
@@ -683,8 +674,7 @@ class Engine:
                 on_finish(self._answer(chunks, decision, result))
             return
         if len(decision.members) > 1:
-            job = self._job(request, decision, calls)
-            result = self.executor.run(decision, calls.call, calls.usage, **job)
+            result = self.executor.execute(self._job(request, decision, calls), calls.call)
             chunks = calls.as_chunks(result.value)
             yield from chunks
             self._finished(
@@ -696,13 +686,8 @@ class Engine:
             answer = Answer(value=result.value, decision=decision, result=result)
             self._finished(request, calls, answer, on_finish)
 
-        yield from self.executor.stream(
-            decision,
-            calls.stream,
-            calls.chunks_usage,
-            on_finish=finished,
-            **self._stream_job(request, calls),
-        )
+        job = self._stream_job(request, decision, calls)
+        yield from self.executor.execute_stream(job, calls.stream, on_finish=finished)
 
     def _finished(
         self,
@@ -728,13 +713,9 @@ class Engine:
         if on_route is not None:
             on_route(decision)
         if self._cascades(decision):
-            result = await self.executor.arun(
-                decision,
-                calls.acall,
-                calls.usage,
-                score=self._ascorer(request, decision, calls),
-                **self._cascade_job(request, calls),
-            )
+            job = self._job(request, decision, calls)
+            scorer = self._ascorer(request, decision, calls)
+            result = await self.executor.aexecute(job, calls.acall, scorer)
             chunks = calls.as_chunks(result.value)
             result = self._first_chunk_at(result, start)
             for chunk in chunks:
@@ -743,20 +724,16 @@ class Engine:
                 on_finish(self._answer(chunks, decision, result))
             return
         if len(decision.members) > 1:
-            job = self._job(request, decision, calls)
-            result = await self.executor.arun(decision, calls.acall, calls.usage, **job)
+            result = await self.executor.aexecute(self._job(request, decision, calls), calls.acall)
             chunks = calls.as_chunks(result.value)
             for chunk in chunks:
                 yield chunk
             answer = Answer(value=chunks, decision=decision, result=result)
         else:
             done: list[ExecutionResult[list[Any]]] = []
-            async for chunk in self.executor.astream(
-                decision,
-                calls.astream,
-                calls.chunks_usage,
-                on_finish=done.append,
-                **self._stream_job(request, calls),
+            job = self._stream_job(request, decision, calls)
+            async for chunk in self.executor.aexecute_stream(
+                job, calls.astream, on_finish=done.append
             ):
                 yield chunk
             answer = Answer(value=done[0].value, decision=decision, result=done[0])

@@ -180,14 +180,7 @@ class Executor:
             query=query,
             score=score is not None,
         )
-        io = SyncIO(
-            call=call,
-            sleep=self.sleep,
-            max_workers=self.max_workers,
-            workers=self._workers(),
-            score=score,
-        )
-        return drive(self.planner.plan(job), io)
+        return self.execute(job, call, score)
 
     async def arun(
         self,
@@ -217,8 +210,7 @@ class Executor:
             query=query,
             score=score is not None,
         )
-        io = AsyncIO(call=call, sleep=self.async_sleep, score=score)
-        return await adrive(self.planner.plan(job), io)
+        return await self.aexecute(job, call, score)
 
     def stream(
         self,
@@ -263,8 +255,7 @@ class Executor:
             prompt_text=prompt_text,
             text=completion_text,
         )
-        io = SyncIO(open_stream=open_stream, sleep=self.sleep, workers=self._workers())
-        return drive_stream(self.planner.stream(job, on_start, on_finish), io)
+        return self.execute_stream(job, open_stream, on_start, on_finish)
 
     def astream(
         self,
@@ -286,5 +277,55 @@ class Executor:
             prompt_text=prompt_text,
             text=completion_text,
         )
+        return self.aexecute_stream(job, open_stream, on_start, on_finish)
+
+    # ------------------------------------------------------------------ ready jobs
+    # The engine builds its Job itself; run/arun/stream/astream build one from their
+    # arguments. Either way a job runs here, through one machine and a driver.
+    def execute(
+        self,
+        job: Job,
+        call: Callable[[Candidate], T],
+        score: Callable[[Candidate, T], float | None] | None = None,
+    ) -> ExecutionResult[T]:
+        """Run a ready ``job`` with ``call`` (``score``: a strategy cascade's evaluator)."""
+        io = SyncIO(
+            call=call,
+            sleep=self.sleep,
+            max_workers=self.max_workers,
+            workers=self._workers(),
+            score=score,
+        )
+        return drive(self.planner.plan(job), io)
+
+    async def aexecute(
+        self,
+        job: Job,
+        call: Callable[[Candidate], Awaitable[T]],
+        score: Callable[[Candidate, T], Awaitable[float | None]] | None = None,
+    ) -> ExecutionResult[T]:
+        """Async :meth:`execute`."""
+        io = AsyncIO(call=call, sleep=self.async_sleep, score=score)
+        return await adrive(self.planner.plan(job), io)
+
+    def execute_stream(
+        self,
+        job: Job,
+        open_stream: Callable[[Candidate], Iterator[C]],
+        on_start: Callable[[Candidate], None] | None = None,
+        on_finish: Callable[[ExecutionResult[list[Any]]], None] | None = None,
+    ) -> Generator[C, None, None]:
+        """Stream a ready ``job``'s answer (see :meth:`stream`)."""
+        io = SyncIO(open_stream=open_stream, sleep=self.sleep, workers=self._workers())
+        return drive_stream(self.planner.stream(job, on_start, on_finish), io)
+
+    def aexecute_stream(
+        self,
+        job: Job,
+        open_stream: Callable[[Candidate], AsyncIterator[C] | Awaitable[AsyncIterator[C]]],
+        on_start: Callable[[Candidate], None] | None = None,
+        on_finish: Callable[[ExecutionResult[list[Any]]], None] | None = None,
+    ) -> AsyncGenerator[C, None]:
+        """Async :meth:`execute_stream`."""
         io = AsyncIO(open_stream=open_stream, sleep=self.async_sleep)
         return adrive_stream(self.planner.stream(job, on_start, on_finish), io)

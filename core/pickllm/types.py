@@ -10,6 +10,7 @@ import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Literal
 
 import numpy as np
@@ -95,6 +96,11 @@ def _check_text(owner: str, what: str, value: object, *, optional: bool = False)
     kind = "a string or None" if optional else "a string"
     msg = f"{owner} {what} must be {kind}, got {value!r}"
     raise ConfigTypeError(msg)
+
+
+def _candidates_tuple(value: object) -> bool:
+    """Whether ``value`` is a tuple of Candidate (checked on every Context of every call)."""
+    return isinstance(value, tuple) and all(map(isinstance, value, repeat(Candidate)))
 
 
 def _check_price(name: str, value: float, what: str) -> None:
@@ -201,9 +207,7 @@ class Context:
         _check_flag("Context", "needs_structured_output", self.needs_structured_output)
         check_count("Context", "min_context_tokens", self.min_context_tokens, optional=True)
         check_count("Context", "input_tokens", self.input_tokens, optional=True)
-        if not isinstance(self.candidates, tuple) or not all(
-            isinstance(c, Candidate) for c in self.candidates
-        ):
+        if not _candidates_tuple(self.candidates):
             msg = f"Context candidates must be a tuple of Candidate, got {self.candidates!r}"
             raise ConfigTypeError(msg)
 
@@ -239,9 +243,7 @@ class Plan:
         if self.kind not in ("single", "ensemble", "cascade"):
             msg = f"Plan kind must be 'single', 'ensemble' or 'cascade', got {self.kind!r}"
             raise ConfigError(msg)
-        if not isinstance(self.members, tuple) or not all(
-            isinstance(c, Candidate) for c in self.members
-        ):
+        if not _candidates_tuple(self.members):
             msg = f"Plan members must be a tuple of Candidate, got {self.members!r}"
             raise ConfigTypeError(msg)
 

@@ -51,6 +51,9 @@ class SyncIO:
 
     def perform(self, action: object) -> Any:  # noqa: PLR0911 - one return per action
         """Do ``action`` and return what its machine is sent back."""
+        # The commonest action first: most calls are one Call and nothing else.
+        if isinstance(action, Call) and self.call is not None:
+            return self._within(action.timeout, self.call, action.candidate)
         if isinstance(action, Sleep):
             self.sleep(action.seconds)
             return None
@@ -66,8 +69,6 @@ class SyncIO:
                 with contextlib.suppress(ValueError):
                     close()
             return None
-        if isinstance(action, Call) and self.call is not None:
-            return self._within(action.timeout, self.call, action.candidate)
         if isinstance(action, Open) and self.open_stream is not None:
             return self._within(action.timeout, _open, self.open_stream, action.candidate)
         if isinstance(action, Next):
@@ -138,6 +139,8 @@ class AsyncIO:
 
     async def perform(self, action: object) -> Any:  # noqa: PLR0911 - one return per action
         """Do ``action`` and return what its machine is sent back."""
+        if isinstance(action, Call) and self.call is not None:
+            return await _awithin(action.timeout, self.call(action.candidate))
         if isinstance(action, Sleep):
             await self.sleep(action.seconds)
             return None
@@ -150,8 +153,6 @@ class AsyncIO:
             if callable(aclose):
                 await aclose()
             return None
-        if isinstance(action, Call) and self.call is not None:
-            return await _awithin(action.timeout, self.call(action.candidate))
         if isinstance(action, Open) and self.open_stream is not None:
             return await _awithin(action.timeout, self._aopen(action.candidate))
         if isinstance(action, Next):

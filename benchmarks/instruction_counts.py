@@ -1,0 +1,139 @@
+"""Instructions per call, counted by valgrind: a measure of overhead that load does not move.
+
+Run: ``python benchmarks/instruction_counts.py`` (needs ``valgrind``; ``apt-get install
+valgrind``). Wall-clock benchmarks on a shared 2-core machine drift with the load; the
+number of instructions a call executes does not. Each scenario runs in its own process
+under ``valgrind --tool=callgrind``, which counts only what runs inside one
+``functools.reduce`` call: ``--calls`` repetitions of the measured call, after a warm-up
+that is not counted. Prints instructions per call for:
+
+* ``router``: ``Router.route`` + ``Router.record`` with 4 candidates (like
+  ``benchmarks/overhead.py``), for the policies given;
+* ``direct`` and ``routed``: a direct ``invoke`` of the offline fake chat model, and
+  ``ChatPickLLM.invoke`` over two of them (like ``benchmarks/langchain_overhead.py``), and
+  their ratio.
+
+A few hundred instructions of the loop itself are included in every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _router_step(policy: str) -> Callable[[object, int], None]:
+    from pickllm import Candidate, Feedback, Objective, Router, make_policy
+
+    pool = [
+        Candidate(name=f"m{i}", input_price=0.1 * (i + 1), output_price=0.3 * (i + 1))
+        for i in range(4)
+    ]
+    kwargs: dict[str, object] = {"model": "m0"} if policy == "fixed" else {}
+    if policy == "per_context":
+        kwargs = {"policy": make_policy("epsilon_greedy_q", seed=0)}
+    router = Router(pool, make_policy(policy, seed=0, **kwargs), Objective())
+    feedbacks = [
+        Feedback(latency_s=0.2 + 0.01 * j, input_tokens=500, output_tokens=80, quality=j % 2)
+        for j in range(16)
+    ]
+    key = "topic" if policy == "per_context" else None
+    for j in range(300):
+        router.record(router.route("warm-up query", key=key), feedbacks[j % 16])
+
+    def step(_: object, j: int) -> None:
+        router.record(router.route("What is the capital of France?", key=key), feedbacks[j & 15])
+
+    return step
+
+
+def _langchain_step(side: str, policy: str) -> Callable[[object, int], None]:
+    from langchain_core.messages import HumanMessage
+
+    from langchain_pickllm import ChatPickLLM, FakeToolChatModel
+
+    small = FakeToolChatModel(model="fake-small", answer="The capital of France is Paris.")
+    large = FakeToolChatModel(model="fake-large", answer="Paris is the capital of France.")
+    routed = ChatPickLLM(
+        models={"small": small, "large": large},
+        prices={"small": (0.15, 0.6), "large": (2.5, 10.0)},
+        policy=policy,
+        seed=0,
+        await_feedback=False,
+    )
+    messages = [HumanMessage(content="What is the capital of France?")]
+    for _ in range(300):
+        routed.invoke(messages)
+        small.invoke(messages)
+    call = routed.invoke if side == "routed" else small.invoke
+
+    def step(_: object, j: int) -> None:  # noqa: ARG001 - reduce's signature
+        call(messages)
+
+    return step
+
+
+def _child(scenario: str, policy: str, calls: int) -> None:
+    """The measured process: warm up, then ``calls`` steps inside one ``reduce``."""
+    step = _router_step(policy) if scenario == "router" else _langchain_step(scenario, policy)
+    functools.reduce(step, range(calls), None)
+
+
+def count(scenario: str, policy: str, calls: int) -> float:
+    """Instructions per call of ``scenario`` (valgrind counts inside ``reduce`` only)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            "--toggle-collect=functools_reduce",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--child",
+            scenario,
+            policy,
+            str(calls),
+        ]
+        subprocess.run(command, check=True, capture_output=True)  # noqa: S603 - our own argv
+        totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if totals is None:
+            msg = f"no instruction total in valgrind's output for {scenario} {policy}"
+            raise RuntimeError(msg)
+        return int(totals.group(1)) / calls
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policies", default="fixed,thompson")
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "POLICY", "CALLS"))
+    args = parser.parse_args(argv)
+    if args.child:
+        scenario, policy, calls = args.child
+        _child(scenario, policy, int(calls))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    for policy in args.policies.split(","):
+        per_call = count("router", policy, args.calls)
+        print(f"router route+record, {policy}, 4 candidates: {per_call:,.0f}")
+    policy = args.policies.split(",")[-1]
+    direct = count("direct", policy, args.calls)
+    routed = count("routed", policy, args.calls)
+    print(f"direct invoke of the fake chat model: {direct:,.0f}")
+    print(f"ChatPickLLM.invoke ({policy}): {routed:,.0f} ({routed / direct:.3f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

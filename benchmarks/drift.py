@@ -3,11 +3,16 @@
 Run: ``python benchmarks/drift.py [--data routerbench_subset] [--stream all] [--seeds 5]``.
 Prints each policy's reward over the 500 prompts after the change beside the new best
 fixed model's, with and without discounting and change detection.
+
+``--stream train`` runs the scenario on the train rows (to choose the drift-aware
+settings); ``--aware KEY=VALUE`` (repeatable) overrides a drift-aware setting and
+``--policies`` keeps some of the rows (comma-separated labels' first words).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from pickllm import make_policy
 from pickllm.bench.drift import render_drift, run_drift
@@ -21,16 +26,18 @@ from pickllm.data import load_outcomes
 AWARE = {"discount": 0.98, "change_threshold": 3.0}
 
 
-def builders() -> dict[str, object]:
-    def build(name: str, **kw: float) -> object:
+def builders(aware: dict[str, object] | None = None) -> dict[str, object]:
+    settings = AWARE if aware is None else aware
+
+    def build(name: str, **kw: object) -> object:
         return lambda seed: make_policy(name, seed=seed, **kw)
 
     return {
         "thompson": build("thompson"),
         "linear_thompson": build("linear_thompson"),
-        "linear_thompson (drift-aware)": build("linear_thompson", **AWARE),
+        "linear_thompson (drift-aware)": build("linear_thompson", **settings),
         "lin_ucb": build("lin_ucb"),
-        "lin_ucb (drift-aware)": build("lin_ucb", **AWARE),
+        "lin_ucb (drift-aware)": build("lin_ucb", **settings),
     }
 
 
@@ -41,9 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", type=float, default=0.5)
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--aware", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--policies", default=None, metavar="A,B,...")
     args = parser.parse_args(argv)
     table = load_outcomes(args.data)
-    policies: dict[str, object] = builders()
+    aware: dict[str, object] = dict(AWARE)
+    for item in args.aware:
+        key, _, value = item.partition("=")
+        aware[key] = json.loads(value)
+    policies: dict[str, object] = builders(aware)
+    if args.policies:
+        keep = set(args.policies.split(","))
+        policies = {k: v for k, v in policies.items() if k.split()[0] in keep}
     degraded, results = run_drift(
         table,
         policies,  # type: ignore[arg-type]

@@ -7,6 +7,11 @@ no exploration bonus, warm-started from the train split's recorded qualities, fr
 evaluated from each log with ``pickllm.ope.evaluate``. Its true value is known from the
 full outcome table: the mean quality of the models it picks on the test prompts. Prints,
 per estimator, the mean absolute error and how often the 95% interval covers the truth.
+
+``--rows train`` runs the same on the train rows alone (:func:`pickllm.bench.tuning.
+tuning_table`: the target warm-started on three folds of them, the logs streamed over the
+other two), to choose the doubly robust reward model (``--folds``, ``--pooled``) without
+looking at the test rows.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pickllm import Candidate, Context, Feedback, Objective, Router
+from pickllm.bench.tuning import tuning_table
 from pickllm.data import load_outcomes
 from pickllm.ope import Method, evaluate, read_log
 from pickllm.policies import LinUCB
@@ -26,8 +32,13 @@ from pickllm.policies import LinUCB
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--rows", default="test", choices=("test", "train"))
+    parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument("--pooled", action="store_true")
     args = parser.parse_args()
     table = load_outcomes("routerbench_subset")
+    if args.rows == "train":
+        table = tuning_table(table)
     splits = np.array(table.splits)
     train = np.flatnonzero(splits == "train")
     test = np.flatnonzero(splits == "test")
@@ -68,11 +79,12 @@ def main() -> None:
         log = read_log(path)
         logged_means.append(np.mean([r.reward for r in log]))
         for method in methods:
-            est = evaluate(target(), log, method=method)
+            est = evaluate(target(), log, method=method, folds=args.folds, pooled=args.pooled)
             errors[method].append(abs(est.value - truth))
             covered[method] += int(est.low <= truth <= est.high)
     print(
-        f"target (frozen warm-started LinUCB) true value on the test stream: {truth:.4f}; "
+        f"target (frozen warm-started LinUCB) true value on the {args.rows} stream "
+        f"({len(test)} prompts; folds {args.folds}, pooled {args.pooled}): {truth:.4f}; "
         f"logger (Thompson) mean reward {np.mean(logged_means):.4f}; {args.seeds} seeds"
     )
     for method in methods:

@@ -388,6 +388,8 @@ def evaluate(
     confidence: float = 0.95,
     learn: bool = False,
     regularization: float = 1.0,
+    folds: int = 2,
+    pooled: bool = False,
 ) -> Estimate:
     """Estimate the mean reward ``policy`` would have earned on the logged contexts.
 
@@ -398,6 +400,11 @@ def evaluate(
         confidence: the interval's coverage, in (0, 1).
         learn: update the target on the records where it chose the logged candidate.
         regularization: ridge penalty of the doubly robust reward model.
+        folds: cross-fitting folds of the doubly robust reward model (each fold's terms
+            use the model fitted on the other folds), ``>= 2``.
+        pooled: shrink each candidate's reward model toward one fitted on every record
+            (its prior mean) rather than toward the mean reward; helps the candidates the
+            logger rarely chose.
 
     Raises:
         ConfigError: empty log, unknown method or a confidence outside (0, 1).
@@ -410,6 +417,9 @@ def evaluate(
         raise ConfigError(msg)
     if not 0.0 < confidence < 1.0:
         msg = f"confidence must be in (0, 1), got {confidence!r}"
+        raise ConfigError(msg)
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        msg = f"folds must be an int >= 2, got {folds!r}"
         raise ConfigError(msg)
     picks = _replay(policy, log, learn=learn)
     n = len(log)
@@ -425,7 +435,7 @@ def evaluate(
         value = float((weight * reward).sum() / total) if total > 0 else 0.0
         terms = weight * (reward - value) / max(float(weight.mean()), 1e-12) + value
     else:
-        on_logged, on_target = _reward_model(log, picks, regularization)
+        on_logged, on_target = _reward_model(log, picks, regularization, folds=folds, pooled=pooled)
         terms = on_target + weight * (reward - on_logged)
         value = float(terms.mean())
     half = z * float(terms.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
@@ -449,7 +459,12 @@ def _features(context: Context) -> np.ndarray:
 
 
 def _reward_model(
-    log: Sequence[LoggedDecision], picks: Sequence[str], regularization: float
+    log: Sequence[LoggedDecision],
+    picks: Sequence[str],
+    regularization: float,
+    *,
+    folds: int = 2,
+    pooled: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted ridge predictions of the logged and the target's candidates' rewards."""
     x = np.array([_features(r.context) for r in log])
@@ -459,18 +474,23 @@ def _reward_model(
     chosen = np.array([col[r.chosen] for r in log])
     target = np.array([col[p] for p in picks])
     reward = np.array([r.reward for r in log])
-    fold = np.arange(n) % 2
+    fold = np.arange(n) % folds
     on_logged = np.empty(n)
     on_target = np.empty(n)
-    for f in (0, 1):
+    eye = regularization * np.eye(d)
+    for f in range(folds):
         fit, use = fold != f, fold == f
         mean = float(reward[fit].mean()) if fit.any() else 0.5
+        prior = np.zeros(d)
+        if pooled:
+            xs = x[fit]
+            prior = np.linalg.solve(eye + xs.T @ xs, xs.T @ (reward[fit] - mean))
         theta = np.zeros((len(names), d))
         for j in range(len(names)):
             rows = fit & (chosen == j)
             xs = x[rows]
             theta[j] = np.linalg.solve(
-                regularization * np.eye(d) + xs.T @ xs, xs.T @ (reward[rows] - mean)
+                eye + xs.T @ xs, xs.T @ (reward[rows] - mean) + regularization * prior
             )
         idx = np.flatnonzero(use)
         on_logged[idx] = mean + np.einsum("id,id->i", x[idx], theta[chosen[idx]])

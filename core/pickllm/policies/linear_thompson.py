@@ -50,10 +50,14 @@ class LinearThompson(LinearPolicy):
         change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
             None disables change detection.
         change_delta: the drop per call the change test tolerates, ``>= 0``.
+        change_keep: the share of their evidence the other heads keep when a model's
+            change is detected, in [0, 1] (1: only the changed model starts again).
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
             a per-key intercept for every model; 0 ignores the key.
+        shared_prior: each head's prior mean is a shared head fitted on every reward
+            (features and relative price); False centres every head on the centre alone.
         max_pending: the most decisions whose features are kept for their reward.
         seed: seed of the generator the draws come from.
 
@@ -82,8 +86,10 @@ class LinearThompson(LinearPolicy):
         discount: float = 1.0,
         change_threshold: float | None = None,
         change_delta: float = 0.05,
+        change_keep: float = 0.5,
         price_prior: float = 0.0,
         key_buckets: int = 16,
+        shared_prior: bool = False,
         max_pending: int = 10_000,
         seed: SeedLike = None,
     ) -> None:
@@ -94,8 +100,10 @@ class LinearThompson(LinearPolicy):
             discount=discount,
             change_threshold=change_threshold,
             change_delta=change_delta,
+            change_keep=change_keep,
             price_prior=price_prior,
             key_buckets=key_buckets,
+            shared_prior=shared_prior,
             max_pending=max_pending,
             seed=seed,
         )

@@ -35,6 +35,8 @@ def main() -> None:
     parser.add_argument("--rows", default="test", choices=("test", "train"))
     parser.add_argument("--folds", type=int, default=2)
     parser.add_argument("--pooled", action="store_true")
+    parser.add_argument("--normalize", action="store_true")
+    parser.add_argument("--clip", type=float, default=None)
     args = parser.parse_args()
     table = load_outcomes("routerbench_subset")
     if args.rows == "train":
@@ -79,12 +81,21 @@ def main() -> None:
         log = read_log(path)
         logged_means.append(np.mean([r.reward for r in log]))
         for method in methods:
-            est = evaluate(target(), log, method=method, folds=args.folds, pooled=args.pooled)
+            est = evaluate(
+                target(),
+                log,
+                method=method,
+                folds=args.folds,
+                pooled=args.pooled,
+                normalize=args.normalize,
+                clip=args.clip,
+            )
             errors[method].append(abs(est.value - truth))
             covered[method] += int(est.low <= truth <= est.high)
     print(
         f"target (frozen warm-started LinUCB) true value on the {args.rows} stream "
-        f"({len(test)} prompts; folds {args.folds}, pooled {args.pooled}): {truth:.4f}; "
+        f"({len(test)} prompts; folds {args.folds}, pooled {args.pooled}, normalize "
+        f"{args.normalize}, clip {args.clip}): {truth:.4f}; "
         f"logger (Thompson) mean reward {np.mean(logged_means):.4f}; {args.seeds} seeds"
     )
     for method in methods:

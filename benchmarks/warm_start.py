@@ -90,7 +90,7 @@ def _scored(
     return Scored
 
 
-def warm(name: str, data: str, rows: str, *, scored: bool) -> object:
+def warm(name: str, data: str, rows: str, *, scored: bool, weight: float = 1.0) -> object:
     def build(setup: PolicySetup) -> Policy:
         contexts, predicted, models, by_query = _predicted(data, rows)
         if scored:
@@ -101,7 +101,7 @@ def warm(name: str, data: str, rows: str, *, scored: bool) -> object:
         if not isinstance(policy, LinearPolicy):
             msg = f"{name} is not a linear contextual policy"
             raise TypeError(msg)
-        policy.warm_start(contexts, predicted, models, weight=1.0)
+        policy.warm_start(contexts, predicted, models, weight=weight)
         return policy
 
     return build
@@ -112,13 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="routerbench_subset")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--rows", default="test", choices=("test", "train"))
+    parser.add_argument("--weight", type=float, default=1.0, help="of a pseudo-observation")
+    parser.add_argument("--warm-only", action="store_true", help="no cold policies")
     args = parser.parse_args(argv)
-    names = ["zooter", "linear_thompson", "lin_ucb"]
+    names = ["zooter"] if args.warm_only else ["zooter", "linear_thompson", "lin_ucb"]
     for name in ("linear_thompson", "lin_ucb"):
         for scored, suffix in ((False, "_warm"), (True, "_warm_scored")):
             register_online_policy(
                 f"{name}{suffix}",
-                warm(name, args.data, args.rows, scored=scored),  # type: ignore[arg-type]
+                warm(name, args.data, args.rows, scored=scored, weight=args.weight),  # type: ignore[arg-type]
             )
             names.append(f"{name}{suffix}")
     report = run_bench(_table(args.data, args.rows), policies=names, seeds=args.seeds)

@@ -390,6 +390,8 @@ def evaluate(
     regularization: float = 1.0,
     folds: int = 2,
     pooled: bool = False,
+    normalize: bool = False,
+    clip: float | None = None,
 ) -> Estimate:
     """Estimate the mean reward ``policy`` would have earned on the logged contexts.
 
@@ -405,6 +407,12 @@ def evaluate(
         pooled: shrink each candidate's reward model toward one fitted on every record
             (its prior mean) rather than toward the mean reward; helps the candidates the
             logger rarely chose.
+        normalize: divide the doubly robust correction by the mean weight
+            (self-normalised doubly robust): a little bias, less variance when the
+            target's matches are few and their weights large.
+        clip: the largest weight of a doubly robust correction (weights above it are
+            cut to it: a little bias, much less variance from rare, improbable matches);
+            None does not clip.
 
     Raises:
         ConfigError: empty log, unknown method or a confidence outside (0, 1).
@@ -417,6 +425,9 @@ def evaluate(
         raise ConfigError(msg)
     if not 0.0 < confidence < 1.0:
         msg = f"confidence must be in (0, 1), got {confidence!r}"
+        raise ConfigError(msg)
+    if clip is not None and not (isinstance(clip, int | float) and clip >= 1.0):
+        msg = f"clip must be a number >= 1 or None, got {clip!r}"
         raise ConfigError(msg)
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         msg = f"folds must be an int >= 2, got {folds!r}"
@@ -436,7 +447,11 @@ def evaluate(
         terms = weight * (reward - value) / max(float(weight.mean()), 1e-12) + value
     else:
         on_logged, on_target = _reward_model(log, picks, regularization, folds=folds, pooled=pooled)
-        terms = on_target + weight * (reward - on_logged)
+        w = weight if clip is None else np.minimum(weight, clip)
+        scale = 1.0
+        if normalize and w.mean() > 0:
+            scale = float(w.mean())
+        terms = on_target + w * (reward - on_logged) / scale
         value = float(terms.mean())
     half = z * float(terms.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
     return Estimate(method, value, value - half, value + half, n, int(match.sum()))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pickllm import ConfigError, StateError
+from pickllm.bench import run_bench
 from pickllm.bench.tuning import tuning_table
 from pickllm.ope import LoggedDecision, evaluate
 from pickllm.policies import Fixed, LinearThompson, LinUCB, Random
@@ -202,13 +204,46 @@ def _log(n: int) -> list[LoggedDecision]:
     return log
 
 
-@pytest.mark.parametrize(("folds", "pooled"), [(2, False), (5, False), (2, True), (5, True)])
-def test_doubly_robust_variants_find_the_truth(folds: int, pooled: bool) -> None:
-    est = evaluate(Fixed(model="b", seed=0), _log(3000), method="dr", folds=folds, pooled=pooled)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"folds": 5},
+        {"pooled": True},
+        {"normalize": True},
+        {"clip": 2.0},
+        {"folds": 5, "pooled": True, "normalize": True, "clip": 2.0},
+    ],
+)
+def test_doubly_robust_variants_find_the_truth(options: dict[str, Any]) -> None:
+    est = evaluate(Fixed(model="b", seed=0), _log(3000), method="dr", **options)
     assert est.low < 0.5 < est.high  # b earns 0.2 + 0.6 * U(0, 1): 0.5 on average
     assert abs(est.value - 0.5) < 0.03
 
 
-def test_doubly_robust_folds_are_validated() -> None:
-    with pytest.raises(ConfigError, match="folds"):
-        evaluate(Fixed(model="b", seed=0), _log(10), method="dr", folds=1)
+def test_clipping_bounds_the_weight_of_a_correction() -> None:
+    # The uniform logger's weights are 3; clipped at 1, the corrections shrink, and with
+    # them the spread of the terms.
+    log = _log(600)
+    plain = evaluate(Fixed(model="a", seed=0), log, method="dr")
+    clipped = evaluate(Fixed(model="a", seed=0), log, method="dr", clip=1.0)
+    assert clipped.high - clipped.low < plain.high - plain.low
+
+
+@pytest.mark.parametrize(("options", "field"), [({"folds": 1}, "folds"), ({"clip": 0.5}, "clip")])
+def test_doubly_robust_options_are_validated(options: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        evaluate(Fixed(model="b", seed=0), _log(10), method="dr", **options)
+
+
+# ---------------------------------------------------------------- bench rule
+def test_the_bench_gives_linear_policies_the_objectives_cost_share_as_price_prior() -> None:
+    table = synthetic(n=40)
+    report = run_bench(table, policies=["lin_ucb", "thompson"], seeds=1)
+    ruled = [n for n in report.notes if "price_prior" in n]
+    assert len(ruled) == 1
+    assert ruled[0].startswith("lin_ucb: price_prior=0.294")  # 0.5 / (1 + 0.5 + 0.2)
+    given = run_bench(
+        table, policies=["lin_ucb"], seeds=1, policy_params={"lin_ucb": {"price_prior": 0.1}}
+    )
+    assert not [n for n in given.notes if "price_prior" in n]

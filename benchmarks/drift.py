@@ -23,7 +23,12 @@ from pickllm.data import load_outcomes
 # thresholds 2-5 tried), never on the reported stream: a head remembers about its last 50
 # rewards; a model whose rewards fall 3 reward units below its predictions (beyond 0.05 per
 # call) is reset and exploration re-opens.
-AWARE = {"discount": 0.98, "change_threshold": 3.0}
+AWARE: dict[str, object] = {
+    "discount": 0.98,
+    "change_threshold": 3.0,
+    "regularization": 10.0,
+    "shared_prior": True,
+}
 
 
 def builders(aware: dict[str, object] | None = None) -> dict[str, object]:
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     policies: dict[str, object] = builders(aware)
     if args.policies:
         keep = set(args.policies.split(","))
-        policies = {k: v for k, v in policies.items() if k.split()[0] in keep}
+        policies = {k: v for k, v in policies.items() if k in keep or k.split()[0] in keep}
     degraded, results = run_drift(
         table,
         policies,  # type: ignore[arg-type]

@@ -119,7 +119,7 @@ def test_without_the_shared_prior_predictions_are_unchanged_by_the_shared_head(
     cls: type[LinUCB | LinearThompson],
 ) -> None:
     # The shared head is not even fitted: a plain policy's state has a zero shared head.
-    policy = cls(seed=0)
+    policy = cls(shared_prior=False, seed=0)
     _learn(policy, 40, POOL)
     assert not np.any(policy.state_dict()["state"]["shared_b"])
 
@@ -247,3 +247,35 @@ def test_the_bench_gives_linear_policies_the_objectives_cost_share_as_price_prio
         table, policies=["lin_ucb"], seeds=1, policy_params={"lin_ucb": {"price_prior": 0.1}}
     )
     assert not [n for n in given.notes if "price_prior" in n]
+
+
+def test_a_shifted_change_marks_the_changed_models_past_rewards_down() -> None:
+    # 'cheap' earns 0.9 then 0.3 (a drop of 0.6); with change_shift its head keeps its
+    # evidence and is at once predicted below its old level, near the new one.
+    policy = LinUCB(change_threshold=1.0, change_keep=1.0, change_shift=True, seed=0)
+    ctx = Context(query="q", candidates=POOL[:1])
+    for t in range(400):
+        decision = policy.select(ctx)
+        policy.update(decision, 0.9 if t < 200 else 0.3)
+        if policy.changes:
+            break
+    assert policy.changes == 1
+    assert policy.counts["cheap"] > 200  # the evidence is kept
+    mean, _ = policy.predict(ctx)["cheap"]
+    assert 0.25 < mean < 0.6
+
+
+def test_the_change_run_round_trips_through_state() -> None:
+    policy = LinUCB(change_threshold=50.0, change_shift=True, seed=0)
+    ctx = Context(query="q", candidates=POOL[:1])
+    for t in range(30):
+        decision = policy.select(ctx)
+        policy.update(decision, 0.9 if t < 20 else 0.1)
+    state = json.loads(json.dumps(policy.state_dict()))
+    assert state["state"]["run_n"][0] > 0
+    fresh = LinUCB(change_threshold=50.0, change_shift=True, seed=0)
+    fresh.load_state_dict(state)
+    assert fresh.state_dict()["state"] == policy.state_dict()["state"]
+    state["state"]["run_n"] = [-1.0]
+    with pytest.raises(StateError, match="counts"):
+        fresh.load_state_dict(state)

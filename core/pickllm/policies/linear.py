@@ -32,7 +32,9 @@ cost of a price from scratch.
 
 With ``change_threshold`` set, a Page-Hinkley test per model watches its residuals
 (predicted minus observed reward, minus the tolerance ``change_delta``); when a model's
-cumulative drop exceeds the threshold, its head is reset to the prior and every other
+cumulative drop exceeds the threshold, its head is reset to the prior (or, with
+``change_shift``, its past rewards are marked down by the mean shortfall of the run that
+set off the test, so it is at once predicted at its new level) and every other
 head keeps the share ``change_keep`` of its evidence (half by default), which re-opens
 exploration.
 
@@ -83,6 +85,9 @@ class LinearPolicy(Policy):
         change_delta: the drop per call the change test tolerates, ``>= 0``.
         change_keep: the share of their evidence the other heads keep when a model's
             change is detected, in [0, 1] (1: only the changed model starts again).
+        change_shift: on a detected change, mark the changed model's past rewards down
+            by the mean shortfall that set off the test (its head keeps its evidence)
+            rather than restarting its head from the prior.
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
@@ -105,6 +110,7 @@ class LinearPolicy(Policy):
         change_threshold: float | None = None,
         change_delta: float = 0.05,
         change_keep: float = 0.5,
+        change_shift: bool = False,
         price_prior: float = 0.0,
         key_buckets: int = 16,
         shared_prior: bool = False,
@@ -133,6 +139,10 @@ class LinearPolicy(Policy):
         self.change_delta = change_delta
         self._keep = check_number(owner, "change_keep", change_keep, low=0.0, high=1.0)
         self.change_keep = change_keep
+        if not isinstance(change_shift, bool):
+            msg = f"{owner} change_shift must be a bool, got {change_shift!r}"
+            raise TypeError(msg)
+        self.change_shift = change_shift
         self._price_prior = check_number(owner, "price_prior", price_prior, low=0.0, high=1.0)
         self.price_prior = price_prior
         if isinstance(key_buckets, bool) or not isinstance(key_buckets, int):
@@ -166,6 +176,10 @@ class LinearPolicy(Policy):
         self._n = np.zeros(0)
         self._price = np.zeros(0)  # relative price per model, as last offered
         self._ph = np.zeros(0)  # Page-Hinkley statistic per model
+        # The shortfalls (predicted minus observed) summed, and counted, since each
+        # model's statistic was last 0: their mean is the drop a detected change measures.
+        self._run_sum = np.zeros(0)
+        self._run_n = np.zeros(0)
         # The shared head over (x, relative price): A, its inverse, sum z r, sum z, and
         # its weights (derived from the others and the centre, refreshed on each update).
         self._a0: np.ndarray = np.zeros((0, 0))
@@ -380,6 +394,8 @@ class LinearPolicy(Policy):
         self._n = np.append(self._n, 0.0)
         self._price = np.append(self._price, 0.0)
         self._ph = np.append(self._ph, 0.0)
+        self._run_sum = np.append(self._run_sum, 0.0)
+        self._run_n = np.append(self._run_n, 0.0)
         self._offer_cache.clear()
         return i
 
@@ -474,17 +490,28 @@ class LinearPolicy(Policy):
     def _page_hinkley(self, i: int, drop: float) -> None:
         ph = max(0.0, float(self._ph[i]) + drop - self._delta)
         self._ph[i] = ph
+        if ph == 0.0:
+            self._run_sum[i] = self._run_n[i] = 0.0
+        else:
+            self._run_sum[i] += drop
+            self._run_n[i] += 1.0
         if self._threshold is None or ph <= self._threshold:
             return
         self._changes += 1
         d = self._dim
         eye = np.eye(d) * self._reg
-        # The degraded model starts again from the prior ...
-        self._a[i] = eye
-        self._a_inv[i] = np.eye(d) / self._reg
-        self._b[i] = 0.0
-        self._s[i] = 0.0
-        self._n[i] = 0.0
+        if self.change_shift:
+            # The changed model's past rewards are marked down by the measured drop: its
+            # head keeps its evidence (what it learned of the queries) at the new level.
+            shortfall = float(self._run_sum[i] / self._run_n[i])
+            self._b[i] -= shortfall * self._s[i]
+        else:
+            # The degraded model starts again from the prior ...
+            self._a[i] = eye
+            self._a_inv[i] = np.eye(d) / self._reg
+            self._b[i] = 0.0
+            self._s[i] = 0.0
+            self._n[i] = 0.0
         # ... and every other model keeps a share of its evidence: exploration re-opens.
         for j in range(len(self._names) if self._keep < 1.0 else 0):
             if j != i:
@@ -501,6 +528,8 @@ class LinearPolicy(Policy):
             self._s0 *= self._keep
             self._refresh_shared()
         self._ph[:] = 0.0
+        self._run_sum[:] = 0.0
+        self._run_n[:] = 0.0
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, Any]:
@@ -513,6 +542,8 @@ class LinearPolicy(Policy):
             "s": self._s.tolist(),
             "n": self._n.tolist(),
             "page_hinkley": self._ph.tolist(),
+            "run_sum": self._run_sum.tolist(),
+            "run_n": self._run_n.tolist(),
             "price": self._price.tolist(),
             "shared_A": self._a0.tolist(),
             "shared_A_inv": self._a0_inv.tolist(),
@@ -545,6 +576,8 @@ class LinearPolicy(Policy):
         # The shared head (absent from states saved before it existed: a fresh one).
         d0 = dim + 1 if dim else 0
         shared = {
+            "run_sum": np.zeros(k),
+            "run_n": np.zeros(k),
             "price": np.zeros(k),
             "shared_A": np.eye(d0) * self._reg,
             "shared_A_inv": np.eye(d0) / self._reg,
@@ -554,6 +587,9 @@ class LinearPolicy(Policy):
         for f, fresh in shared.items():
             if f in state:
                 shared[f] = _array(pol, state, f, fresh.shape)
+        if (shared["run_n"] < 0).any():
+            msg = f"state of policy {pol!r}: counts must be >= 0"
+            raise StateError(msg)
         x_sum = _array(pol, state, "x_sum", (dim,))
         scalars = {f: _array(pol, state, f, ()) for f in ("reward_sum", "reward_n", "x_n")}
         changes = state_count(pol, "changes", state_field(pol, state, "changes"))
@@ -570,6 +606,7 @@ class LinearPolicy(Policy):
         self._index = {name: i for i, name in enumerate(names)}
         self._a, self._a_inv, self._b, self._s, self._n, self._ph = a, a_inv, b, s, n, ph
         self._price = shared["price"]
+        self._run_sum, self._run_n = shared["run_sum"], shared["run_n"]
         self._a0, self._a0_inv = shared["shared_A"], shared["shared_A_inv"]
         self._b0, self._s0 = shared["shared_b"], shared["shared_s"]
         self._x_sum = x_sum

@@ -52,6 +52,9 @@ class LinearThompson(LinearPolicy):
         change_delta: the drop per call the change test tolerates, ``>= 0``.
         change_keep: the share of their evidence the other heads keep when a model's
             change is detected, in [0, 1] (1: only the changed model starts again).
+        change_shift: on a detected change, mark the changed model's past rewards down
+            by the mean shortfall that set off the test (its head keeps its evidence)
+            rather than restarting its head from the prior.
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
@@ -81,15 +84,16 @@ class LinearThompson(LinearPolicy):
         self,
         *,
         exploration: float = 0.1,
-        regularization: float = 1.0,
+        regularization: float = 10.0,
         prior_mean: float | None = None,
         discount: float = 1.0,
         change_threshold: float | None = None,
         change_delta: float = 0.05,
         change_keep: float = 0.5,
+        change_shift: bool = False,
         price_prior: float = 0.0,
         key_buckets: int = 16,
-        shared_prior: bool = False,
+        shared_prior: bool = True,
         max_pending: int = 10_000,
         seed: SeedLike = None,
     ) -> None:
@@ -101,6 +105,7 @@ class LinearThompson(LinearPolicy):
             change_threshold=change_threshold,
             change_delta=change_delta,
             change_keep=change_keep,
+            change_shift=change_shift,
             price_prior=price_prior,
             key_buckets=key_buckets,
             shared_prior=shared_prior,

@@ -93,7 +93,7 @@ class LinearThompson(LinearPolicy):
         change_shift: bool = False,
         price_prior: float = 0.0,
         key_buckets: int = 16,
-        shared_prior: bool = True,
+        shared_prior: bool = False,
         max_pending: int = 10_000,
         seed: SeedLike = None,
     ) -> None:

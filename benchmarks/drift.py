@@ -25,15 +25,16 @@ from pickllm.data import load_outcomes
 #                      + change_keep 1                                   -0.025 / -0.036
 #                      discount 1, threshold 2, keep 1                   -0.046 / -0.035
 #                      discount 0.99, threshold 2, keep 1                -0.041 / -0.035
-#                      discount 0.99 or 1, threshold 3, keep 0.5         -0.033 / -0.031, -0.035 / -0.033
+#                      discount 0.99, threshold 3, keep 0.5              -0.033 / -0.031
+#                      discount 1, threshold 3, keep 0.5                 -0.035 / -0.033
 #   regularization 10 and the shared prior:
 #                      discount 0.98, threshold 3, keep 0.5              -0.035 / -0.035
 #                      ... keep 1                                        -0.028 / -0.034
 #                      ... keep 1, discount 0.99                         -0.028 / -0.030
 #                      ... keep 1, threshold 2                           -0.031 / -0.032
 #                      ... keep 1, change_shift                          -0.027 / -0.029
-#                      ... keep 1, change_shift, threshold 2             -0.063 / -0.023 (false alarms:
-#                                                                        0.745 before the change)
+#                      ... keep 1, change_shift, threshold 2             -0.063 / -0.023
+#                          (false alarms: 0.745 before the change, against 0.767)
 #                      discount 1, threshold 3, keep 1, change_shift     -0.025 / -0.027 (chosen)
 #                      ... threshold 2                                   -0.053 / -0.040
 #                      ... keep 0.5                                      -0.027 / -0.030

@@ -6,7 +6,11 @@ seeded order and writes its decision log (features, no text); a contextual targe
 no exploration bonus, warm-started from the train split's recorded qualities, frozen) is
 evaluated from each log with ``pickllm.ope.evaluate``. Its true value is known from the
 full outcome table: the mean quality of the models it picks on the test prompts. Prints,
-per estimator, the mean absolute error and how often the 95% interval covers the truth.
+per estimator, the mean absolute error and how often the 95% interval covers the truth:
+``dr`` (cross-fitted doubly robust as ``pickllm.ope.evaluate`` does by default),
+``dr-clip`` (the same with the weights clipped at 10, ``evaluate(..., clip=10)``: chosen on
+the train rows, where it was within 0.02 in 15/20 seeds against 13/20 unclipped, covering
+the truth in 19/20; a clip of 5 reached 16/20 but covered in only 18/20), ``ips``, ``snips``.
 
 ``--rows train`` runs the same on the train rows alone (:func:`pickllm.bench.tuning.
 tuning_table`: the target warm-started on three folds of them, the logs streamed over the

@@ -35,10 +35,12 @@ from pickllm.data import load_outcomes
 #                      ... keep 1, change_shift                          -0.027 / -0.029
 #                      ... keep 1, change_shift, threshold 2             -0.063 / -0.023
 #                          (false alarms: 0.745 before the change, against 0.767)
-#                      discount 1, threshold 3, keep 1, change_shift     -0.025 / -0.027 (chosen)
+#                      discount 1, threshold 3, keep 1, change_shift     -0.025 / -0.027
 #                      ... threshold 2                                   -0.053 / -0.040
 #                      ... keep 0.5                                      -0.027 / -0.030
-# The chosen setting: no discounting; a model whose rewards fall 3 reward units below its
+#                      the chosen setting, the shared head also restarting on a shifted
+#                      change (now what change_shift does)               -0.019 / -0.032
+# The chosen setting (the best drift-aware gap there, lin_ucb's): no discounting; a model whose rewards fall 3 reward units below its
 # predictions (beyond 0.05 per call) is marked down by the drop measured, and the other
 # models keep what they learned.
 AWARE: dict[str, object] = {

@@ -279,3 +279,19 @@ def test_the_change_run_round_trips_through_state() -> None:
     state["state"]["run_n"] = [-1.0]
     with pytest.raises(StateError, match="counts"):
         fresh.load_state_dict(state)
+
+
+def test_a_shifted_change_restarts_the_shared_head() -> None:
+    policy = LinUCB(
+        shared_prior=True, change_threshold=1.0, change_keep=1.0, change_shift=True, seed=0
+    )
+    ctx = Context(query="q", candidates=POOL[:1])
+    for t in range(400):
+        decision = policy.select(ctx)
+        policy.update(decision, 0.9 if t < 200 else 0.3)
+        if policy.changes:
+            break
+    assert policy.changes == 1
+    state = policy.state_dict()["state"]
+    assert not np.any(state["shared_b"])
+    np.testing.assert_allclose(state["shared_A"], np.eye(len(state["shared_b"])) * 1.0)

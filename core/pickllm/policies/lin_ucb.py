@@ -45,8 +45,8 @@ class LinUCB(LinearPolicy):
         change_keep: the share of their evidence the other heads keep when a model's
             change is detected, in [0, 1] (1: only the changed model starts again).
         change_shift: on a detected change, mark the changed model's past rewards down
-            by the mean shortfall that set off the test (its head keeps its evidence)
-            rather than restarting its head from the prior.
+            by the mean shortfall that set off the test (its head keeps its evidence;
+            the shared head starts again) rather than restarting its head from the prior.
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),

@@ -34,7 +34,8 @@ With ``change_threshold`` set, a Page-Hinkley test per model watches its residua
 (predicted minus observed reward, minus the tolerance ``change_delta``); when a model's
 cumulative drop exceeds the threshold, its head is reset to the prior (or, with
 ``change_shift``, its past rewards are marked down by the mean shortfall of the run that
-set off the test, so it is at once predicted at its new level) and every other
+set off the test, so it is at once predicted at its new level, and the shared head, which
+learned from it too, starts again) and every other
 head keeps the share ``change_keep`` of its evidence (half by default), which re-opens
 exploration.
 
@@ -86,8 +87,8 @@ class LinearPolicy(Policy):
         change_keep: the share of their evidence the other heads keep when a model's
             change is detected, in [0, 1] (1: only the changed model starts again).
         change_shift: on a detected change, mark the changed model's past rewards down
-            by the mean shortfall that set off the test (its head keeps its evidence)
-            rather than restarting its head from the prior.
+            by the mean shortfall that set off the test (its head keeps its evidence;
+            the shared head starts again) rather than restarting its head from the prior.
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
@@ -505,6 +506,13 @@ class LinearPolicy(Policy):
             # head keeps its evidence (what it learned of the queries) at the new level.
             shortfall = float(self._run_sum[i] / self._run_n[i])
             self._b[i] -= shortfall * self._s[i]
+            if self.shared_prior:
+                # The shared head learned from the changed model too: it starts again.
+                self._a0 = np.eye(d + 1) * self._reg
+                self._a0_inv = np.eye(d + 1) / self._reg
+                self._b0[:] = 0.0
+                self._s0[:] = 0.0
+                self._refresh_shared()
         else:
             # The degraded model starts again from the prior ...
             self._a[i] = eye

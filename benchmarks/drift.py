@@ -40,9 +40,10 @@ from pickllm.data import load_outcomes
 #                      ... keep 0.5                                      -0.027 / -0.030
 #                      the chosen setting, the shared head also restarting on a shifted
 #                      change (now what change_shift does)               -0.019 / -0.032
-# The chosen setting (the best drift-aware gap there, lin_ucb's): no discounting; a model whose rewards fall 3 reward units below its
-# predictions (beyond 0.05 per call) is marked down by the drop measured, and the other
-# models keep what they learned.
+# The chosen setting (the best drift-aware gap there, lin_ucb's): no discounting; a
+# model whose rewards fall 3 reward units below its predictions (beyond 0.05 per call) is
+# marked down by the drop measured, the shared head starts again, and the other models
+# keep what they learned.
 AWARE: dict[str, object] = {
     "discount": 1.0,
     "change_threshold": 3.0,

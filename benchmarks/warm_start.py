@@ -1,12 +1,22 @@
 """Warm start: a contextual policy initialised from a trained query scorer, then online.
 
-Run: ``python benchmarks/warm_start.py [--data routerbench_subset] [--seeds 5]``. Trains
-Zooter (the ``zooter`` configuration of ``pickllm bench``) on the train rows, turns its
-predicted quality into a predicted reward per train prompt and model (the objective's
-quality share times the prediction, plus the model's mean train reward from cost and
-latency), warm-starts ``LinearThompson`` and ``LinUCB`` with them
+Run: ``python benchmarks/warm_start.py [--data routerbench_subset] [--seeds 5]
+[--rows test|train]``. Trains Zooter (the ``zooter`` configuration of ``pickllm bench``) on
+the train rows, turns its predicted quality into a predicted reward per train prompt and
+model (the objective's quality share times the prediction, plus the model's mean train
+reward from cost and latency), warm-starts ``LinearThompson`` and ``LinUCB`` with them
 (:meth:`~pickllm.policies.linear.LinearPolicy.warm_start`) and streams the test rows
-beside the cold policies and the offline scorer.
+beside the cold policies and the offline scorer. Two warm starts:
+
+* ``*_warm``: the heads over the structural features (and the task key) learn the
+  scorer's predictions on the train prompts;
+* ``*_warm_scored``: the scorer's predicted reward of every model is appended to the
+  features, so each head can copy its model's prediction exactly and online rewards
+  recalibrate it (the scorer is the feature extractor, the bandit the calibrator).
+
+``--rows train`` runs the same on the train rows alone (:func:`pickllm.bench.tuning.
+tuning_table`: folds 0 and 1 of the train rows streamed, the other train rows to fit
+on), to choose between the variants without looking at the test rows.
 """
 
 from __future__ import annotations
@@ -19,16 +29,26 @@ import numpy as np
 from pickllm import make_policy
 from pickllm.bench import PolicySetup, register_online_policy, render_report, run_bench
 from pickllm.bench.run import _candidates, _setup
-from pickllm.data import load_outcomes
+from pickllm.bench.tuning import tuning_table
+from pickllm.data import OutcomeTable, load_outcomes
 from pickllm.learn import Zooter
-from pickllm.policies import Policy
+from pickllm.policies import LinearThompson, LinUCB, Policy
 from pickllm.policies.linear import LinearPolicy
 from pickllm.types import Context
 
 
 @functools.cache
-def _predicted(data: str) -> tuple[tuple[Context, ...], np.ndarray, tuple[str, ...]]:
+def _table(data: str, rows: str) -> OutcomeTable:
     table = load_outcomes(data)
+    return tuning_table(table) if rows == "train" else table
+
+
+@functools.cache
+def _predicted(
+    data: str, rows: str
+) -> tuple[tuple[Context, ...], np.ndarray, tuple[str, ...], dict[str, np.ndarray]]:
+    """Warm-start contexts and predicted rewards, and every prompt's predicted rewards."""
+    table = _table(data, rows)
     setup = _setup(
         table,
         objective=None,
@@ -46,22 +66,42 @@ def _predicted(data: str) -> tuple[tuple[Context, ...], np.ndarray, tuple[str, .
     share = obj.quality / (obj.quality + obj.cost + obj.latency)
     # The rest of the reward (cost and latency terms) per model, from the train rows.
     rest = (setup.ts.reward - share * setup.ts.quality).mean(axis=0)
-    predicted = np.clip(share * scorer.predict_quality(texts) + rest, 0.0, 1.0)
+    every = list(table.prompts)
+    predicted_all = np.clip(share * scorer.predict_quality(every) + rest, 0.0, 1.0)
+    by_query = dict(zip(every, predicted_all, strict=True))
+    predicted = predicted_all[train]
     cands = _candidates(table, train, setup.cost)
     contexts = tuple(
         Context(query=t, key=k, candidates=cands) for t, k in zip(texts, tags, strict=True)
     )
-    return contexts, predicted, table.models
+    return contexts, predicted, table.models, by_query
 
 
-def warm(name: str, data: str) -> object:
+def _scored(
+    base: type[LinUCB | LinearThompson], by_query: dict[str, np.ndarray]
+) -> type[LinUCB | LinearThompson]:
+    """``base`` with the scorer's predicted rewards appended to its features."""
+
+    class Scored(base):  # type: ignore[valid-type,misc]  # a class chosen at run time
+        def _context_features(self, context: Context) -> np.ndarray:
+            x = super()._context_features(context)
+            return np.concatenate((x, by_query[context.query]))
+
+    return Scored
+
+
+def warm(name: str, data: str, rows: str, *, scored: bool, weight: float = 1.0) -> object:
     def build(setup: PolicySetup) -> Policy:
-        policy = make_policy(name, seed=setup.seed)
+        contexts, predicted, models, by_query = _predicted(data, rows)
+        if scored:
+            base: type[LinUCB | LinearThompson] = LinUCB if name == "lin_ucb" else LinearThompson
+            policy: Policy = _scored(base, by_query)(seed=setup.seed)
+        else:
+            policy = make_policy(name, seed=setup.seed)
         if not isinstance(policy, LinearPolicy):
             msg = f"{name} is not a linear contextual policy"
             raise TypeError(msg)
-        contexts, predicted, models = _predicted(data)
-        policy.warm_start(contexts, predicted, models, weight=1.0)
+        policy.warm_start(contexts, predicted, models, weight=weight)
         return policy
 
     return build
@@ -71,14 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default="routerbench_subset")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--rows", default="test", choices=("test", "train"))
+    parser.add_argument("--weight", type=float, default=1.0, help="of a pseudo-observation")
+    parser.add_argument("--warm-only", action="store_true", help="no cold policies")
     args = parser.parse_args(argv)
+    names = ["zooter"] if args.warm_only else ["zooter", "linear_thompson", "lin_ucb"]
     for name in ("linear_thompson", "lin_ucb"):
-        register_online_policy(f"{name}_warm", warm(name, args.data))  # type: ignore[arg-type]
-    report = run_bench(
-        load_outcomes(args.data),
-        policies=["zooter", "linear_thompson", "lin_ucb", "linear_thompson_warm", "lin_ucb_warm"],
-        seeds=args.seeds,
-    )
+        for scored, suffix in ((False, "_warm"), (True, "_warm_scored")):
+            register_online_policy(
+                f"{name}{suffix}",
+                warm(name, args.data, args.rows, scored=scored, weight=args.weight),  # type: ignore[arg-type]
+            )
+            names.append(f"{name}{suffix}")
+    report = run_bench(_table(args.data, args.rows), policies=names, seeds=args.seeds)
     print(render_report(report), end="")
     return 0
 

@@ -553,7 +553,7 @@ def run_bench(
             )
     ts = setup.ts
     cost_ok = ts.cost_available
-    notes = setup.notes
+    notes = (*setup.notes, *_price_prior_note(online_names, params, setup.objective))
     if (cascade or noise) and cost_ok:
         notes = _add_cascades(
             setup,
@@ -786,6 +786,45 @@ def _candidates(table: OutcomeTable, train: np.ndarray, cost: np.ndarray) -> tup
     )
 
 
+def _with_price_prior(
+    name: str, objective: Objective, params: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """A linear contextual policy's ``price_prior`` from the objective, unless given.
+
+    The rule: the objective's cost share ``cost / (quality + cost + latency)``. With the
+    bench's ``cost_scale`` (the dearest model's mean cost per call) the dearest model's
+    reward is lower by about that much on cost alone, and the cost term is linear in
+    price in between, which is what ``price_prior`` encodes. A policy built by a
+    registered factory (a warm start, for example) is left as its factory made it.
+    """
+    if name in registry.ONLINE_FACTORIES or "price_prior" in params:
+        return params
+    try:
+        cls = registry.policy_class(name)
+    except ConfigError:
+        return params
+    total = objective.quality + objective.cost + objective.latency
+    if "price_prior" not in inspect.signature(cls).parameters or total <= 0:
+        return params
+    return {**params, "price_prior": round(objective.cost / total, 3)}
+
+
+def _price_prior_note(
+    names: Sequence[str], params: Mapping[str, Mapping[str, Any]], objective: Objective
+) -> tuple[str, ...]:
+    """The report's note on the policies given :func:`_with_price_prior`'s rule, if any."""
+    ruled = [n for n in names if "price_prior" not in params.get(n, {})]
+    ruled = [n for n in ruled if "price_prior" in _with_price_prior(n, objective, {})]
+    if not ruled:
+        return ()
+    share = _with_price_prior(ruled[0], objective, {})["price_prior"]
+    note = (
+        f"{', '.join(ruled)}: price_prior={share:g}, the objective's cost share (the "
+        "dearest model's reward is that much lower on cost alone), unless given"
+    )
+    return (note,)
+
+
 def _build_policy(name: str, setup: PolicySetup, params: Mapping[str, Any]) -> Policy:
     factory = registry.ONLINE_FACTORIES.get(name)
     if factory is not None:
@@ -841,6 +880,7 @@ def _online_result(
     base = PolicySetup(
         seed=0, table=table, train=setup.train, best_single=table.models[setup.best_train]
     )
+    params = _with_price_prior(name, setup.objective, params)
     played: list[_Stream] = []
     n_streams = len(streams.orders)
     for s, order in enumerate(streams.orders):

@@ -18,10 +18,26 @@ Updates are Sherman-Morrison rank-one updates of ``A^-1``, O(d^2) per call. With
 (``A <- discount * A + (1 - discount) * reg * I``, so the prior stays), and ``A^-1`` is then
 recomputed, O(d^3) for the small ``d`` of the structural features.
 
+With ``shared_prior`` (Li et al.'s hybrid model, as a prior), a shared ridge head is
+also fitted on every reward, whatever the model, over ``x`` plus the model's relative
+price ``p`` (0 for the cheapest offered candidate, 1 for the dearest). Its weights
+``(w, v)`` are every head's prior: a model is predicted at
+
+    mean(x) = c' + x^T A^-1 (b - c' s + reg * w),  c' = c + v * p
+
+so an untried or rarely tried model is predicted by what all models earned on queries
+like this one at its price, not by the bare centre, and a head learns only how its model
+departs from the shared fit: 11 heads need not each learn the queries' difficulty and the
+cost of a price from scratch.
+
 With ``change_threshold`` set, a Page-Hinkley test per model watches its residuals
 (predicted minus observed reward, minus the tolerance ``change_delta``); when a model's
-cumulative drop exceeds the threshold, its head is reset to the prior and every other
-head's evidence is halved, which re-opens exploration.
+cumulative drop exceeds the threshold, its head is reset to the prior (or, with
+``change_shift``, its past rewards are marked down by the mean shortfall of the run that
+set off the test, so it is at once predicted at its new level, and the shared head, which
+learned from it too, starts again) and every other
+head keeps the share ``change_keep`` of its evidence (half by default), which re-opens
+exploration.
 
 The features of a decision are kept (by decision id, at most ``max_pending`` of them)
 until its reward arrives; a reward for an unknown decision (one made by a clone, or
@@ -52,7 +68,8 @@ from pickllm.types import Context, Decision, SeedLike
 
 __all__ = ["LinearPolicy"]
 
-_SHRINK_ON_CHANGE = 0.5
+_Offer = tuple[np.ndarray | None, np.ndarray, np.ndarray]
+"""The offered candidates' head indices (None: all heads), prior offsets, relative prices."""
 
 
 class LinearPolicy(Policy):
@@ -67,10 +84,17 @@ class LinearPolicy(Policy):
         change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
             None disables change detection.
         change_delta: the drop per call the change test tolerates, ``>= 0``.
+        change_keep: the share of their evidence the other heads keep when a model's
+            change is detected, in [0, 1] (1: only the changed model starts again).
+        change_shift: on a detected change, mark the changed model's past rewards down
+            by the mean shortfall that set off the test (its head keeps its evidence;
+            the shared head starts again) rather than restarting its head from the prior.
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
             a per-key intercept for every model; 0 ignores the key.
+        shared_prior: each head's prior mean is a shared head fitted on every reward
+            (features and relative price); False centres every head on ``c`` alone.
         max_pending: the most decisions whose features are kept for their reward.
         seed: seed of the policy's generator.
     """
@@ -86,8 +110,11 @@ class LinearPolicy(Policy):
         discount: float = 1.0,
         change_threshold: float | None = None,
         change_delta: float = 0.05,
+        change_keep: float = 0.5,
+        change_shift: bool = False,
         price_prior: float = 0.0,
         key_buckets: int = 16,
+        shared_prior: bool = False,
         max_pending: int = 10_000,
         seed: SeedLike = None,
     ) -> None:
@@ -111,6 +138,12 @@ class LinearPolicy(Policy):
         self.change_threshold = change_threshold
         self._delta = check_number(owner, "change_delta", change_delta, low=0.0)
         self.change_delta = change_delta
+        self._keep = check_number(owner, "change_keep", change_keep, low=0.0, high=1.0)
+        self.change_keep = change_keep
+        if not isinstance(change_shift, bool):
+            msg = f"{owner} change_shift must be a bool, got {change_shift!r}"
+            raise TypeError(msg)
+        self.change_shift = change_shift
         self._price_prior = check_number(owner, "price_prior", price_prior, low=0.0, high=1.0)
         self.price_prior = price_prior
         if isinstance(key_buckets, bool) or not isinstance(key_buckets, int):
@@ -120,6 +153,10 @@ class LinearPolicy(Policy):
             msg = f"{owner} key_buckets must be >= 0, got {key_buckets!r}"
             raise ConfigError(msg)
         self.key_buckets = key_buckets
+        if not isinstance(shared_prior, bool):
+            msg = f"{owner} shared_prior must be a bool, got {shared_prior!r}"
+            raise TypeError(msg)
+        self.shared_prior = shared_prior
         if isinstance(max_pending, bool) or not isinstance(max_pending, int):
             msg = f"{owner} max_pending must be an int, got {max_pending!r}"
             raise TypeError(msg)
@@ -138,7 +175,19 @@ class LinearPolicy(Policy):
         self._b = np.zeros((0, 0))
         self._s = np.zeros((0, 0))
         self._n = np.zeros(0)
+        self._price = np.zeros(0)  # relative price per model, as last offered
         self._ph = np.zeros(0)  # Page-Hinkley statistic per model
+        # The shortfalls (predicted minus observed) summed, and counted, since each
+        # model's statistic was last 0: their mean is the drop a detected change measures.
+        self._run_sum = np.zeros(0)
+        self._run_n = np.zeros(0)
+        # The shared head over (x, relative price): A, its inverse, sum z r, sum z, and
+        # its weights (derived from the others and the centre, refreshed on each update).
+        self._a0: np.ndarray = np.zeros((0, 0))
+        self._a0_inv: np.ndarray = np.zeros((0, 0))
+        self._b0 = np.zeros(0)
+        self._s0 = np.zeros(0)
+        self._w0 = np.zeros(0)
         self._reward_sum = 0.0
         self._reward_n = 0.0
         self._x_sum = np.zeros(0)
@@ -147,7 +196,7 @@ class LinearPolicy(Policy):
         self._pending: dict[str, tuple[np.ndarray, float]] = {}
         # Offered names -> head indices; None when they are all heads in order (the usual
         # case), so the heads' arrays are used without a gathering copy.
-        self._offer_cache: dict[tuple[str, ...], tuple[np.ndarray | None, np.ndarray]] = {}
+        self._offer_cache: dict[tuple[str, ...], _Offer] = {}
 
     # ------------------------------------------------------------------ read-only views
     @property
@@ -179,8 +228,8 @@ class LinearPolicy(Policy):
         deviation Thompson sampling draws with.
         """
         x = self._features(context)
-        idx = self._offer(context)
-        mean, width = self._predict(x, idx)
+        offer = self._offer(context)
+        mean, width = self._predict(x, offer)
         return {
             c.name: (float(m), float(w))
             for c, m, w in zip(context.candidates, mean, width, strict=True)
@@ -227,6 +276,10 @@ class LinearPolicy(Policy):
             return
         x = np.array([self._features(c) for c in contexts])
         heads = [self._head(m) for m in models]
+        for c in contexts:
+            if c.candidates:
+                self._offer(c)  # the models' relative prices, for the shared head
+                break
         gram = w * (x.T @ x)
         for col, i in enumerate(heads):
             self._a[i] += gram
@@ -234,10 +287,18 @@ class LinearPolicy(Policy):
             self._b[i] += w * (x.T @ r[:, col])
             self._s[i] += w * x.sum(axis=0)
             self._n[i] += w * len(contexts)
+            if self.shared_prior:
+                z = np.column_stack((x, np.full(len(contexts), self._price[i])))
+                self._a0 += w * (z.T @ z)
+                self._b0 += w * (z.T @ r[:, col])
+                self._s0 += w * z.sum(axis=0)
         self._reward_sum += w * float(r.sum())
         self._reward_n += w * r.size
         self._x_sum += x.sum(axis=0)
         self._x_n += len(contexts)
+        if self.shared_prior:
+            self._a0_inv = np.linalg.inv(self._a0)
+            self._refresh_shared()
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -246,8 +307,8 @@ class LinearPolicy(Policy):
 
     def _select(self, context: Context) -> Choice:
         x = self._features(context)
-        idx = self._offer(context)
-        mean, width = self._predict(x, idx)
+        offer = self._offer(context)
+        mean, width = self._predict(x, offer)
         choice = self._choose(mean, width, context)
         pending = self._pending
         if len(pending) >= self.max_pending:
@@ -273,7 +334,7 @@ class LinearPolicy(Policy):
             x, predicted = found
         i = self._head(decision.candidate.name)
         if predicted is None:
-            offer = (np.array([i], dtype=np.intp), np.zeros(1))
+            offer = (np.array([i], dtype=np.intp), np.zeros(1), self._price[[i]])
             predicted = float(self._predict(x, offer)[0][0])
         self._learn(i, x, reward)
         if self._threshold is not None:
@@ -281,6 +342,12 @@ class LinearPolicy(Policy):
 
     # ------------------------------------------------------------------ internals
     def _features(self, context: Context) -> np.ndarray:
+        x = self._context_features(context)
+        self._ensure_dim(x.shape[0])
+        return x
+
+    def _context_features(self, context: Context) -> np.ndarray:
+        """The feature vector of ``context`` (a subclass may extend it)."""
         key_part = [0.0] * self.key_buckets  # one-hot of the hashed key, if any
         if key_part and context.key is not None:
             key_part[zlib.crc32(context.key.encode()) % self.key_buckets] = 1.0
@@ -289,7 +356,6 @@ class LinearPolicy(Policy):
         else:
             given = np.asarray(context.features, dtype=float)
             x = np.concatenate(((1.0,), given, key_part))
-        self._ensure_dim(x.shape[0])
         return x
 
     def _ensure_dim(self, dim: int) -> None:
@@ -302,6 +368,11 @@ class LinearPolicy(Policy):
             self._b = np.zeros((k, dim))
             self._s = np.zeros((k, dim))
             self._x_sum = np.zeros(dim)
+            self._a0 = np.eye(dim + 1) * self._reg
+            self._a0_inv = np.eye(dim + 1) / self._reg
+            self._b0 = np.zeros(dim + 1)
+            self._s0 = np.zeros(dim + 1)
+            self._w0 = np.zeros(dim + 1)
         elif dim != self._dim:
             msg = (
                 f"{type(self).__name__} learned on {self._dim} features, "
@@ -322,12 +393,18 @@ class LinearPolicy(Policy):
         self._b = np.concatenate((self._b, np.zeros((1, d))))
         self._s = np.concatenate((self._s, np.zeros((1, d))))
         self._n = np.append(self._n, 0.0)
+        self._price = np.append(self._price, 0.0)
         self._ph = np.append(self._ph, 0.0)
+        self._run_sum = np.append(self._run_sum, 0.0)
+        self._run_n = np.append(self._run_n, 0.0)
         self._offer_cache.clear()
         return i
 
-    def _offer(self, context: Context) -> tuple[np.ndarray | None, np.ndarray]:
-        """The offered candidates' head indices (None: all heads, in order), prior offsets."""
+    def _offer(self, context: Context) -> _Offer:
+        """Head indices (None: all heads, in order), prior offsets, relative prices.
+
+        A relative price is 0 for the cheapest offered candidate, 1 for the dearest.
+        """
         cands = context.candidates
         names = tuple([c.name for c in cands])
         cache = self._offer_cache
@@ -338,18 +415,16 @@ class LinearPolicy(Policy):
         idx = None if heads == list(range(len(self._names))) else np.array(heads, dtype=np.intp)
         prices = np.array([c.input_price + c.output_price for c in cands])
         spread = float(prices.max() - prices.min())
-        offset = np.zeros(len(cands))
-        if spread > 0.0 and self._price_prior > 0.0:
-            offset = -self._price_prior * (prices - prices.min()) / spread
+        relative = (prices - prices.min()) / spread if spread > 0.0 else np.zeros(len(cands))
+        self._price[heads] = relative
+        offset = -self._price_prior * relative
         if len(cache) >= 64:
             cache.clear()
-        cache[names] = found = (idx, offset)
+        cache[names] = found = (idx, offset, relative)
         return found
 
-    def _predict(
-        self, x: np.ndarray, offer: tuple[np.ndarray | None, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        idx, offset = offer
+    def _predict(self, x: np.ndarray, offer: _Offer) -> tuple[np.ndarray, np.ndarray]:
+        idx, offset, price = offer
         c = self.centre + offset  # the prior mean of each offered candidate
         if idx is None:
             a_inv, b, s = self._a_inv, self._b, self._s
@@ -357,8 +432,17 @@ class LinearPolicy(Policy):
             a_inv, b, s = self._a_inv[idx], self._b[idx], self._s[idx]
         q = a_inv @ x  # (k, d): A^-1 x per head
         var = q @ x
-        mean = c + ((b - c[:, None] * s) * q).sum(axis=1)
+        if self.shared_prior:
+            w0 = self._w0
+            c = c + w0[-1] * price
+            mean = c + ((b - c[:, None] * s) * q).sum(axis=1) + self._reg * (q @ w0[:-1])
+        else:
+            mean = c + ((b - c[:, None] * s) * q).sum(axis=1)
         return mean, self._alpha * np.sqrt(np.maximum(var, 0.0))
+
+    def _refresh_shared(self) -> None:
+        """The shared head's weights, for the current centre."""
+        self._w0 = self._a0_inv @ (self._b0 - self.centre * self._s0)
 
     def _learn(self, i: int, x: np.ndarray, reward: float) -> None:
         g = self._gamma
@@ -384,30 +468,76 @@ class LinearPolicy(Policy):
         self._reward_n += 1.0
         self._x_sum += x
         self._x_n += 1.0
+        if self.shared_prior:
+            self._learn_shared(np.append(x, self._price[i]), reward)
+
+    def _learn_shared(self, z: np.ndarray, reward: float) -> None:
+        g = self._gamma
+        if g < 1.0:
+            a = g * self._a0 + z[:, None] * z
+            a.flat[:: self._dim + 2] += (1.0 - g) * self._reg
+            self._a0 = a
+            self._a0_inv = np.linalg.inv(a)
+            self._b0 = g * self._b0 + reward * z
+            self._s0 = g * self._s0 + z
+        else:
+            u = self._a0_inv @ z
+            self._a0_inv -= u[:, None] * (u / (1.0 + float(u @ z)))
+            self._a0 += z[:, None] * z
+            self._b0 += reward * z
+            self._s0 += z
+        self._refresh_shared()
 
     def _page_hinkley(self, i: int, drop: float) -> None:
         ph = max(0.0, float(self._ph[i]) + drop - self._delta)
         self._ph[i] = ph
+        if ph == 0.0:
+            self._run_sum[i] = self._run_n[i] = 0.0
+        else:
+            self._run_sum[i] += drop
+            self._run_n[i] += 1.0
         if self._threshold is None or ph <= self._threshold:
             return
         self._changes += 1
         d = self._dim
         eye = np.eye(d) * self._reg
-        # The degraded model starts again from the prior ...
-        self._a[i] = eye
-        self._a_inv[i] = np.eye(d) / self._reg
-        self._b[i] = 0.0
-        self._s[i] = 0.0
-        self._n[i] = 0.0
-        # ... and every other model's evidence is halved: exploration re-opens.
-        for j in range(len(self._names)):
+        if self.change_shift:
+            # The changed model's past rewards are marked down by the measured drop: its
+            # head keeps its evidence (what it learned of the queries) at the new level.
+            shortfall = float(self._run_sum[i] / self._run_n[i])
+            self._b[i] -= shortfall * self._s[i]
+            if self.shared_prior:
+                # The shared head learned from the changed model too: it starts again.
+                self._a0 = np.eye(d + 1) * self._reg
+                self._a0_inv = np.eye(d + 1) / self._reg
+                self._b0[:] = 0.0
+                self._s0[:] = 0.0
+                self._refresh_shared()
+        else:
+            # The degraded model starts again from the prior ...
+            self._a[i] = eye
+            self._a_inv[i] = np.eye(d) / self._reg
+            self._b[i] = 0.0
+            self._s[i] = 0.0
+            self._n[i] = 0.0
+        # ... and every other model keeps a share of its evidence: exploration re-opens.
+        for j in range(len(self._names) if self._keep < 1.0 else 0):
             if j != i:
-                self._a[j] = eye + _SHRINK_ON_CHANGE * (self._a[j] - eye)
+                self._a[j] = eye + self._keep * (self._a[j] - eye)
                 self._a_inv[j] = np.linalg.inv(self._a[j])
-                self._b[j] *= _SHRINK_ON_CHANGE
-                self._s[j] *= _SHRINK_ON_CHANGE
-                self._n[j] *= _SHRINK_ON_CHANGE
+                self._b[j] *= self._keep
+                self._s[j] *= self._keep
+                self._n[j] *= self._keep
+        if self.shared_prior and self._keep < 1.0:
+            eye0 = np.eye(d + 1) * self._reg
+            self._a0 = eye0 + self._keep * (self._a0 - eye0)
+            self._a0_inv = np.linalg.inv(self._a0)
+            self._b0 *= self._keep
+            self._s0 *= self._keep
+            self._refresh_shared()
         self._ph[:] = 0.0
+        self._run_sum[:] = 0.0
+        self._run_n[:] = 0.0
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, Any]:
@@ -420,6 +550,13 @@ class LinearPolicy(Policy):
             "s": self._s.tolist(),
             "n": self._n.tolist(),
             "page_hinkley": self._ph.tolist(),
+            "run_sum": self._run_sum.tolist(),
+            "run_n": self._run_n.tolist(),
+            "price": self._price.tolist(),
+            "shared_A": self._a0.tolist(),
+            "shared_A_inv": self._a0_inv.tolist(),
+            "shared_b": self._b0.tolist(),
+            "shared_s": self._s0.tolist(),
             "reward_sum": self._reward_sum,
             "reward_n": self._reward_n,
             "x_sum": self._x_sum.tolist(),
@@ -444,6 +581,23 @@ class LinearPolicy(Policy):
         s = _array(pol, state, "s", (k, dim))
         n = _array(pol, state, "n", (k,))
         ph = _array(pol, state, "page_hinkley", (k,))
+        # The shared head (absent from states saved before it existed: a fresh one).
+        d0 = dim + 1 if dim else 0
+        shared = {
+            "run_sum": np.zeros(k),
+            "run_n": np.zeros(k),
+            "price": np.zeros(k),
+            "shared_A": np.eye(d0) * self._reg,
+            "shared_A_inv": np.eye(d0) / self._reg,
+            "shared_b": np.zeros(d0),
+            "shared_s": np.zeros(d0),
+        }
+        for f, fresh in shared.items():
+            if f in state:
+                shared[f] = _array(pol, state, f, fresh.shape)
+        if (shared["run_n"] < 0).any():
+            msg = f"state of policy {pol!r}: counts must be >= 0"
+            raise StateError(msg)
         x_sum = _array(pol, state, "x_sum", (dim,))
         scalars = {f: _array(pol, state, f, ()) for f in ("reward_sum", "reward_n", "x_n")}
         changes = state_count(pol, "changes", state_field(pol, state, "changes"))
@@ -459,11 +613,18 @@ class LinearPolicy(Policy):
         self._names = list(names)
         self._index = {name: i for i, name in enumerate(names)}
         self._a, self._a_inv, self._b, self._s, self._n, self._ph = a, a_inv, b, s, n, ph
+        self._price = shared["price"]
+        self._run_sum, self._run_n = shared["run_sum"], shared["run_n"]
+        self._a0, self._a0_inv = shared["shared_A"], shared["shared_A_inv"]
+        self._b0, self._s0 = shared["shared_b"], shared["shared_s"]
         self._x_sum = x_sum
         self._reward_sum = float(scalars["reward_sum"])
         self._reward_n = float(scalars["reward_n"])
         self._x_n = float(scalars["x_n"])
         self._changes = changes
+        self._w0 = np.zeros(d0)
+        if d0:
+            self._refresh_shared()
 
 
 def _array(pol: str, state: Mapping[str, Any], field: str, shape: tuple[int, ...]) -> np.ndarray:

@@ -435,3 +435,36 @@ def test_background_syncs_leave_the_record_to_a_worker_thread() -> None:
     router._sync.wait()
     assert router._sync.status().syncs == 2  # the first at construction, then this one
     assert sum(s.calls for s in Router(POOL, store=store).stats().values()) == 6
+
+
+def test_the_shared_prior_head_is_shared_as_the_sum_of_every_routers_evidence() -> None:
+    pool = [Candidate(name=n, input_price=p, output_price=p) for n, p in (("a", 1), ("b", 4))]
+    store = MemoryStore(name="t", sync_every=10_000)  # syncs only when told
+    routers = [
+        Router(pool, LinUCB(shared_prior=True, seed=i), store=store, seed=i) for i in range(2)
+    ]
+    rng = np.random.default_rng(5)
+    queries = ("a short question?", "def f(x):\n    return x", "Which is prime? A) 4 B) 7")
+    for t in range(200):
+        router = routers[t % 2]
+        decision = router.route(queries[t % 3])
+        router.record(decision, Feedback(quality=float(rng.random() < 0.6)))
+    reg = routers[0].policy.regularization  # type: ignore[attr-defined]
+    own = []
+    for router in routers:
+        state = router.policy.state_dict()["state"]
+        eye = reg * np.eye(len(state["shared_b"]))
+        own.append({f: np.asarray(state[f]) for f in ("shared_A", "shared_b", "shared_s")})
+        own[-1]["shared_A"] = own[-1]["shared_A"] - eye
+        assert own[-1]["shared_s"][-1] > 0  # the relative price is a feature of the head
+    _flush(routers)
+    for router in routers:
+        state = router.policy.state_dict()["state"]
+        eye = reg * np.eye(len(state["shared_b"]))
+        np.testing.assert_allclose(
+            np.asarray(state["shared_A"]) - eye, own[0]["shared_A"] + own[1]["shared_A"], atol=1e-9
+        )
+        for f in ("shared_b", "shared_s"):
+            np.testing.assert_allclose(state[f], own[0][f] + own[1][f], atol=1e-9)
+        inverse = np.linalg.inv(np.asarray(state["shared_A"]))
+        np.testing.assert_allclose(state["shared_A_inv"], inverse, atol=1e-9)

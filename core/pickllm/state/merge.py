@@ -27,8 +27,9 @@ policy                                      merge   consistency
 ``epsilon_greedy_q`` with a constant alpha  replay  ``Q += a (r - Q)`` depends on the order:
                                                     serialised by sync, within one interval
 ``learning_automaton`` (probabilities)      replay  serialised by sync, within one interval
-``lin_ucb``, ``linear_thompson``            sums    exact (A, b, s, n and the running means
-                                                    are sums; ``A^-1`` recomputed on adoption)
+``lin_ucb``, ``linear_thompson``            sums    exact (A, b, s, n, the running means and
+                                                    the ``shared_prior`` head are sums; ``A^-1``
+                                                    recomputed on adoption)
 ``fixed``, ``random``, ``cheapest``,        none    nothing is learned (statistics, spend and
 trained query scorers                               breakers are still shared)
 ==========================================  ======  ===========================================
@@ -219,6 +220,8 @@ class _LinearMerge(SumsMerge):
             for j, v in enumerate(state["s"][i]):
                 out[f"p|s|{j}|{name}"] = v
             out[f"p|n|{name}"] = float(state["n"][i])
+        if policy.shared_prior:
+            out.update(_shared_sums(state, dim + 1, reg))
         out["p|rs"] = float(state["reward_sum"])
         out["p|rn"] = float(state["reward_n"])
         out["p|xn"] = float(state["x_n"])
@@ -271,7 +274,44 @@ class _LinearMerge(SumsMerge):
             "x_n": max(sums.get("p|xn", 0.0), 0.0),
             "changes": 0,
         }
+        if policy.shared_prior:
+            # Relative prices are the router's own (from the candidates it offers).
+            price = dict(zip(local, policy.state_dict()["state"]["price"], strict=True))
+            state["price"] = [price.get(name, 0.0) for name in names]
+            state.update(_shared_head(sums, dim + 1, reg))
         _load(policy, state)
+
+
+def _shared_sums(state: Mapping[str, Any], dim: int, reg: float) -> dict[str, float]:
+    """A ``shared_prior`` head's sums: ``A - reg I`` (upper triangle), ``b`` and ``s``."""
+    upper = np.triu_indices(dim)
+    a = np.asarray(state["shared_A"]) - reg * np.eye(dim)
+    out = {f"p|SA|{row}|{col}": v for row, col, v in zip(*upper, a[upper].tolist(), strict=True)}
+    out.update({f"p|Sb|{j}": v for j, v in enumerate(state["shared_b"])})
+    out.update({f"p|Ss|{j}": v for j, v in enumerate(state["shared_s"])})
+    return out
+
+
+def _shared_head(sums: Mapping[str, float], dim: int, reg: float) -> dict[str, Any]:
+    """The ``shared_prior`` head's state fields from the shared sums."""
+    a = np.eye(dim) * reg
+    b = np.zeros(dim)
+    s = np.zeros(dim)
+    for key, value in sums.items():
+        parts = key.split(SEP)
+        if parts[1] == "SA":
+            j, m = int(parts[2]), int(parts[3])
+            a[j, m] += value
+            if j != m:
+                a[m, j] += value
+        elif parts[1] in ("Sb", "Ss"):
+            (b if parts[1] == "Sb" else s)[int(parts[2])] = value
+    return {
+        "shared_A": a.tolist(),
+        "shared_A_inv": np.linalg.inv(a).tolist(),
+        "shared_b": b.tolist(),
+        "shared_s": s.tolist(),
+    }
 
 
 def merge_for(policy: Policy) -> Merge:

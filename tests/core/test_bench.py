@@ -191,6 +191,31 @@ def test_a_cycling_policy_never_settles_and_has_regret(tiny_policies: None) -> N
     assert stats.regret_oracle > stats.regret_best_fixed
 
 
+def test_online_curves_are_running_means_and_spreads_over_the_orders(tiny_policies: None) -> None:
+    report = run_bench(synthetic(), policies=["scripted_last", "scripted_cycle"], seeds=3)
+    last = report.results["scripted_last"]
+    cycle = report.results["scripted_cycle"].online
+    assert last.online is not None
+    assert cycle is not None
+    # Always the same model: every order sees the same rewards, only shuffled.
+    assert last.online.reward_curve[-1] == pytest.approx(last.mean_reward)
+    assert last.online.reward_curve_std[-1] == pytest.approx(0.0, abs=1e-12)
+    assert max(last.online.reward_curve_std) > 0  # the running means differ before the end
+    assert last.online.regret_std_best_fixed[-1] == pytest.approx(0.0, abs=1e-12)
+    assert cycle.reward_curve[-1] == pytest.approx(report.results["scripted_cycle"].mean_reward)
+    for curve in (
+        cycle.reward_curve,
+        cycle.reward_curve_std,
+        cycle.regret_std_best_fixed,
+        cycle.regret_std_oracle,
+    ):
+        assert len(curve) == cycle.steps
+    assert max(cycle.regret_std_oracle) > 0
+    one = run_bench(synthetic(), policies=["scripted_cycle"], seeds=1).results["scripted_cycle"]
+    assert one.online is not None
+    assert set(one.online.regret_std_oracle) == {0.0}
+
+
 def test_an_ensemble_plan_pays_every_member_and_keeps_the_best_answer(
     tiny_policies: None,
 ) -> None:

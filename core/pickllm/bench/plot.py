@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pickllm.bench.report import COST_TAGS, BenchReport
+from pickllm.bench.report import COST_TAGS, BenchReport, MethodResult
 
 __all__ = ["method_colours", "plot_report"]
 
@@ -75,34 +75,70 @@ def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> None:
         raise ImportError(msg) from exc
     online = [r for r in report.results.values() if r.online is not None]
     colours = method_colours(report)
-    fig = Figure(figsize=(19, 5.5) if online else (10, 5.5), layout="constrained")
+    fig = Figure(figsize=(25, 5.5) if online else (10, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3 if online else 1, squeeze=False)[0]
+    axes = fig.subplots(1, 4 if online else 1, squeeze=False)[0]
     _plot_curves(axes[0], report, colours)
     if online:
-        hindsight = online[0].online.best_fixed_model if online[0].online else "?"
-        for ax, attr, title in (
-            (
-                axes[1],
-                "regret_curve_best_fixed",
-                f"regret vs the best single model in hindsight\n({hindsight}, by reward)",
-            ),
-            (axes[2], "regret_curve_oracle", "regret vs the oracle\n(the best model per query)"),
-        ):
-            for r in online:
-                curve = getattr(r.online, attr)
-                ax.plot(
-                    np.arange(1, len(curve) + 1),
-                    curve,
-                    lw=1.4,
-                    color=colours[r.name],
-                    label=_label(report, r.name),
-                )
-            ax.set_xlabel("query")
-            ax.set_ylabel("cumulative regret (reward)")
-            ax.set_title(f"{title}, mean of {report.seeds} stream(s)", fontsize=9)
-        axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        _plot_online(axes[1:], report, online, colours)
     fig.savefig(os.fspath(Path(path)), dpi=120, bbox_inches="tight")
+
+
+def _plot_online(
+    axes: Sequence[Any],
+    report: BenchReport,
+    online: Sequence[MethodResult],
+    colours: Mapping[str, str],
+) -> None:
+    """Running mean reward, and regret against the best fixed model and the oracle.
+
+    Each line is the mean over the streams (seeded orders), its band one standard
+    deviation over them.
+    """
+    first = online[0].online
+    hindsight = first.best_fixed_model if first is not None else "?"
+    panels = (
+        ("reward_curve", "reward_curve_std", "mean reward so far", "running mean reward"),
+        (
+            "regret_curve_best_fixed",
+            "regret_std_best_fixed",
+            f"regret vs the best single model in hindsight\n({hindsight}, by reward)",
+            "cumulative regret (reward)",
+        ),
+        (
+            "regret_curve_oracle",
+            "regret_std_oracle",
+            "regret vs the oracle\n(the best model per query)",
+            "cumulative regret (reward)",
+        ),
+    )
+    for ax, (mean_attr, std_attr, title, ylabel) in zip(axes, panels, strict=True):
+        for r in online:
+            mean = np.asarray(getattr(r.online, mean_attr))
+            std = np.asarray(getattr(r.online, std_attr))
+            steps = np.arange(1, len(mean) + 1)
+            colour = colours[r.name]
+            ax.plot(steps, mean, lw=1.4, color=colour, label=_label(report, r.name))
+            ax.fill_between(steps, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
+        ax.set_xlabel("query")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}, mean ± std of {report.seeds} stream(s)", fontsize=9)
+    references = (
+        (report.results.get(hindsight), f"always {hindsight}"),
+        (report.results.get("oracle"), "oracle"),
+    )
+    for ref, label in references:
+        if ref is not None and ref.mean_reward is not None:
+            axes[0].axhline(ref.mean_reward, color="grey", ls="--", lw=1.0)
+            axes[0].annotate(
+                f"{label}: {ref.mean_reward:.4f}",
+                (1, ref.mean_reward),
+                xytext=(2, 2),
+                textcoords="offset points",
+                fontsize=7,
+                color="grey",
+            )
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _plot_curves(ax: Any, report: BenchReport, colours: Mapping[str, str]) -> None:

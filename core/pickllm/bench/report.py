@@ -36,6 +36,11 @@ class OnlineStats:
         regret_oracle: mean final cumulative regret against the per-query oracle.
         regret_curve_best_fixed: mean cumulative regret after each step.
         regret_curve_oracle: idem against the oracle.
+        reward_curve: mean over streams of the running mean reward after each step.
+        reward_curve_std: its standard deviation over streams, step by step.
+        regret_std_best_fixed: standard deviation over streams of the cumulative regret
+            against the best fixed model, step by step.
+        regret_std_oracle: idem against the oracle.
         best_fixed_model: the model with the best total reward on the test prompts.
         settle_steps: per stream, the step it settled at, or None.
         settled_models: per stream, the model it settled on, or None.
@@ -50,6 +55,10 @@ class OnlineStats:
     regret_oracle: float
     regret_curve_best_fixed: tuple[float, ...]
     regret_curve_oracle: tuple[float, ...]
+    reward_curve: tuple[float, ...]
+    reward_curve_std: tuple[float, ...]
+    regret_std_best_fixed: tuple[float, ...]
+    regret_std_oracle: tuple[float, ...]
     best_fixed_model: str
     settle_steps: tuple[int | None, ...]
     settled_models: tuple[str | None, ...]

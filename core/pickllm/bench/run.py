@@ -887,20 +887,22 @@ def _online_result(
         policy = _build_policy(name, replace(base, seed=streams.policy_seeds[s]), params)
         played.append(_play(policy, setup, streams, order))
         tick(f"{name} (stream {s + 1}/{n_streams})")
-    curve_fixed = np.mean(
+    # One row per stream: cumulative regrets and the running mean reward, step by step.
+    regret_fixed = np.array(
         [
             metrics.cumulative_regret(p.reward, ts.reward[o], against="best_fixed")
             for p, o in zip(played, streams.orders, strict=True)
-        ],
-        axis=0,
+        ]
     )
-    curve_oracle = np.mean(
+    regret_oracle = np.array(
         [
             metrics.cumulative_regret(p.reward, ts.reward[o], against="oracle")
             for p, o in zip(played, streams.orders, strict=True)
-        ],
-        axis=0,
+        ]
     )
+    running = np.array([np.cumsum(p.reward) / np.arange(1, len(p.reward) + 1) for p in played])
+    curve_fixed = regret_fixed.mean(axis=0)
+    curve_oracle = regret_oracle.mean(axis=0)
     steps = len(streams.contexts)
     window = min(SETTLE_WINDOW, max(1, steps // 4))
     settles = [metrics.settle_step(p.chosen, window=window, share=SETTLE_SHARE) for p in played]
@@ -915,6 +917,10 @@ def _online_result(
         regret_oracle=float(curve_oracle[-1]) if steps else 0.0,
         regret_curve_best_fixed=tuple(float(v) for v in curve_fixed),
         regret_curve_oracle=tuple(float(v) for v in curve_oracle),
+        reward_curve=_floats(running.mean(axis=0)),
+        reward_curve_std=_floats(running.std(axis=0)),
+        regret_std_best_fixed=_floats(regret_fixed.std(axis=0)),
+        regret_std_oracle=_floats(regret_oracle.std(axis=0)),
         best_fixed_model=table.models[best_fixed],
         settle_steps=tuple(st.step for st in settles),
         settled_models=tuple(None if st.arm is None else table.models[st.arm] for st in settles),
@@ -949,3 +955,7 @@ def _plan_outcome(
     latency = float(lat.sum() if decision.kind == "cascade" else lat.max())
     reward = objective.reward(Feedback(latency_s=latency, cost_usd=cost, quality=quality))
     return reward, quality, cost, latency
+
+
+def _floats(values: np.ndarray) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)

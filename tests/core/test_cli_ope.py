@@ -114,7 +114,13 @@ def test_bench_cli_accepts_a_policy_param(
 ) -> None:
     argv = ["bench", "--data", str(user_csv), "--policies", "Thompson", "--seeds", "1", "--quiet"]
     assert main([*argv, "--policy-param", "thompson.prior_alpha=2"]) == 0
-    assert "thompson" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "thompson" in out
+    # The report says which hyperparameters were given, so a tuned row is never mistaken
+    # for a default one.
+    assert "policy parameters given: thompson prior_alpha=2" in " ".join(out.split())
+    assert main(argv) == 0
+    assert "policy parameters given" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -553,7 +553,11 @@ def run_bench(
             )
     ts = setup.ts
     cost_ok = ts.cost_available
-    notes = (*setup.notes, *_price_prior_note(online_names, params, setup.objective))
+    notes = (
+        *setup.notes,
+        *_params_note(online_names, params),
+        *_price_prior_note(online_names, params, setup.objective),
+    )
     if (cascade or noise) and cost_ok:
         notes = _add_cascades(
             setup,
@@ -807,6 +811,16 @@ def _with_price_prior(
     if "price_prior" not in inspect.signature(cls).parameters or total <= 0:
         return params
     return {**params, "price_prior": round(objective.cost / total, 3)}
+
+
+def _params_note(names: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> tuple[str, ...]:
+    """The report's note on the hyperparameters given to the online policies, if any."""
+    given = [
+        f"{name} " + ", ".join(f"{key}={value!r}" for key, value in params[name].items())
+        for name in names
+        if params.get(name)
+    ]
+    return (f"policy parameters given: {'; '.join(given)}",) if given else ()
 
 
 def _price_prior_note(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import warnings
@@ -529,6 +530,14 @@ def _add_ope(subparsers: Any) -> None:
         help="the interval's coverage, in (0, 1) (default: %(default)s)",
     )
     parser.add_argument(
+        "--clip",
+        type=float,
+        default=None,
+        metavar="W",
+        help="doubly robust only: cut the importance weights of its correction at W > 0 "
+        "(a little bias, much less variance from rare matches; default: no clipping)",
+    )
+    parser.add_argument(
         "--no-learn",
         action="store_true",
         help="evaluate the policy as it stands (default: it learns from the records where it "
@@ -547,6 +556,12 @@ def _ope(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.confidence < 1.0:
         msg = f"argument --confidence: must be in (0, 1), got {args.confidence!r}"
+        raise ConfigError(msg)
+    if args.clip is not None and not (math.isfinite(args.clip) and args.clip > 0):
+        msg = f"argument --clip: must be a finite number > 0, got {args.clip!r}"
+        raise ConfigError(msg)
+    if args.clip is not None and args.method != "dr":
+        msg = f"argument --clip: applies to --method dr only, got --method {args.method}"
         raise ConfigError(msg)
     if not args.log.is_file():
         msg = f"argument LOG: {str(args.log)!r} is not a file"
@@ -577,6 +592,7 @@ def _ope(args: argparse.Namespace) -> int:
             method=method,
             confidence=args.confidence,
             learn=not args.no_learn,
+            clip=args.clip,
         )
         print(
             f"{name} {method}: {est.value:.4f} [{est.low:.4f}, {est.high:.4f}] "

@@ -13,6 +13,8 @@ from pickllm import Candidate, ConfigError, Feedback, Router
 from pickllm.bench import run_bench
 from pickllm.cli import main
 from pickllm.data import load_outcomes
+from pickllm.ope import evaluate, read_log
+from pickllm.registry import make_policy
 
 POOL = (Candidate(name="a"), Candidate(name="b"))
 USER_CSV = "\n".join(
@@ -69,6 +71,9 @@ def test_ope_prints_each_estimate_with_its_interval(
         (["--policy", "lin_ucb", "--param", "bogus=1"], "--param"),
         (["--policy", "lin_ucb", "--param", "exploration=-1"], "exploration"),
         (["--policy", "ucb1", "--confidence", "1.5"], "--confidence"),
+        (["--policy", "ucb1", "--clip", "0"], "--clip: must be a finite number > 0, got 0.0"),
+        (["--policy", "ucb1", "--clip", "nan"], "--clip"),
+        (["--policy", "ucb1", "--method", "ips", "--clip", "5"], "--method dr only"),
     ],
 )
 def test_ope_errors_are_one_line_naming_the_option(
@@ -78,6 +83,23 @@ def test_ope_errors_are_one_line_naming_the_option(
     err = capsys.readouterr().err
     assert needle in err
     assert "Traceback" not in err
+
+
+def test_ope_clip_reaches_the_doubly_robust_estimate(
+    log_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def dr(*extra: str) -> tuple[float, float]:
+        argv = ["ope", str(log_path), "--policy", "linear_thompson", "--no-learn", *extra]
+        assert main(argv) == 0
+        found = re.search(r"dr: ([\d.]+) \[([\d.-]+), ([\d.]+)\]", capsys.readouterr().out)
+        assert found is not None
+        return float(found.group(1)), float(found.group(3)) - float(found.group(2))
+
+    plain, clipped = dr(), dr("--clip", "1")
+    log = read_log(log_path)
+    expected = evaluate(make_policy("linear_thompson", seed=0), log, method="dr", clip=1.0)
+    assert clipped[0] == pytest.approx(expected.value, abs=1e-4)
+    assert clipped != plain
 
 
 def test_ope_refuses_a_missing_or_malformed_log(

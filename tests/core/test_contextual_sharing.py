@@ -246,7 +246,8 @@ def test_the_bench_gives_linear_policies_the_objectives_cost_share_as_price_prio
     given = run_bench(
         table, policies=["lin_ucb"], seeds=1, policy_params={"lin_ucb": {"price_prior": 0.1}}
     )
-    assert not [n for n in given.notes if "price_prior" in n]
+    assert not [n for n in given.notes if "the objective's cost share" in n]
+    assert "policy parameters given: lin_ucb price_prior=0.1" in given.notes
 
 
 def test_a_shifted_change_marks_the_changed_models_past_rewards_down() -> None:

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from pickllm import (
 from pickllm.policies.base import Choice
 from pickllm.policies.per_context import PerContext
 from pickllm.policies.ucb1 import UCB1
-from pickllm.router import decode_history
+from pickllm.router import decode_history, policy_config, policy_from_config, read_state
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
 B = Candidate(name="b", input_price=3.0, output_price=4.0)
@@ -554,3 +555,111 @@ def test_save_writes_non_finite_and_numpy_values_of_a_policy_state(tmp_path: Pat
     assert (state["inf"], state["minus_inf"]) == (math.inf, -math.inf)
     assert (state["array"], state["count"], state["half"]) == ([1.5, 2.0], 3, 0.5)
     assert type(state["count"]) is int
+
+
+# ================================================================ read_state
+def test_read_state_names_the_file_in_each_refusal(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.json"
+    with pytest.raises(StateError) as info:
+        read_state(missing)
+    assert str(info.value) == f"router state file {str(missing)!r} does not exist"
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(StateError) as info:
+        read_state(broken)
+    assert str(info.value).startswith(f"router state file {str(broken)!r} is not valid JSON: ")
+    other = tmp_path / "other.json"
+    other.write_text('{"checksum": "x"}')
+    with pytest.raises(StateError) as info:
+        read_state(other)
+    assert str(info.value) == (
+        f"router state file {str(other)!r} has no 'router' object; is it a PickLLM state?"
+    )
+
+
+def test_read_state_verifies_by_default(tmp_path: Path) -> None:
+    router = Router([A], policy="cheapest", clock=Clock())
+
+    def tweak(body: dict[str, Any]) -> None:
+        body["settings"]["max_pending"] = 7
+
+    path = edited(tmp_path, router, tweak)
+    with pytest.raises(StateError) as info:
+        read_state(path)
+    assert str(info.value) == (
+        f"router state file {str(path)!r} does not match its checksum: it was corrupted or "
+        "edited (pass verify=False to load an edited file)"
+    )
+    assert read_state(path, verify=False)["settings"]["max_pending"] == 7
+
+
+def test_the_checksum_covers_the_content_not_the_layout(tmp_path: Path) -> None:
+    router = Router([A, B], policy="thompson", seed=0, clock=Clock())
+    router.record(router.route("q"), Feedback(quality=1.0))
+    path = tmp_path / "state.json"
+    router.save(path)
+    document = json.loads(path.read_text())
+
+    def reversed_keys(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        if isinstance(value, list):
+            return [reversed_keys(v) for v in value]
+        return value
+
+    path.write_text(json.dumps(reversed_keys(document), indent=2))
+    assert read_state(path) == router.state_dict()
+
+
+def test_a_non_finite_literal_in_a_state_file_is_a_state_error(tmp_path: Path) -> None:
+    # Regression: ``save`` never writes NaN or Infinity literals, so one means the file
+    # was edited; ``load`` raised a bare ValueError from the checksum instead of StateError.
+    router = Router([A], policy="cheapest", clock=Clock())
+    path = tmp_path / "state.json"
+    router.save(path)
+    text = path.read_text()
+    assert '"reward_sum": 0.0' in text
+    path.write_text(text.replace('"reward_sum": 0.0', '"reward_sum": NaN'))
+    with pytest.raises(StateError, match="does not match its checksum"):
+        Router.load(path)
+
+
+def test_a_stray_that_cannot_be_deleted_is_kept_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    router = Router([A], policy="cheapest", clock=Clock())
+    stray_file = tmp_path / ".state.json.old.tmp"
+    stray_file.write_text("left by a crash")
+    stray_dir = tmp_path / ".state.json.dir.tmp"
+    stray_dir.mkdir()
+    with caplog.at_level(logging.DEBUG, logger="pickllm.router"):
+        router.save(tmp_path / "state.json")
+    assert not stray_file.exists()
+    assert stray_dir.is_dir()
+    pattern = rf"could not delete {re.escape(str(stray_dir))}: \[Errno \d+\] .+"
+    assert [m for m in caplog.messages if re.fullmatch(pattern, m)]
+
+
+# ================================================================ policy configuration
+class Lister(Policy):
+    """A policy whose hyperparameter is a list."""
+
+    name = "test_lister"
+
+    def __init__(self, *, weights: Sequence[float] = (1.0,), seed: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self.weights = list(weights)
+
+    def _select(self, context: Context) -> Choice:
+        return Choice(0, 1.0)
+
+    def _update(self, decision: Decision, reward: float) -> None:
+        pass
+
+
+def test_policy_config_round_trips_list_parameters() -> None:
+    config = policy_config(Lister(weights=[0.25, 0.75], seed=3))
+    assert config == {"name": "test_lister", "params": {"weights": [0.25, 0.75], "seed": 3}}
+    again = policy_from_config(json.loads(json.dumps(config)))
+    assert isinstance(again, Lister)
+    assert (again.weights, again.seed) == ([0.25, 0.75], 3)

@@ -27,6 +27,7 @@ from pickllm import (
     Decision,
     Feedback,
     NoCandidateError,
+    Objective,
     Policy,
     Router,
     StateError,
@@ -37,6 +38,7 @@ from pickllm.policies.base import Choice
 from pickllm.policies.per_context import PerContext
 from pickllm.policies.ucb1 import UCB1
 from pickllm.router import decode_history, policy_config, policy_from_config, read_state
+from pickllm.state import MemoryStore
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
 B = Candidate(name="b", input_price=3.0, output_price=4.0)
@@ -663,3 +665,49 @@ def test_policy_config_round_trips_list_parameters() -> None:
     again = policy_from_config(json.loads(json.dumps(config)))
     assert isinstance(again, Lister)
     assert (again.weights, again.seed) == ([0.25, 0.75], 3)
+
+
+# ================================================================ history and sync
+def test_the_saved_history_names_each_learned_model_in_order() -> None:
+    router = Router([A, B], policy="thompson", seed=0, clock=Clock())
+    learned = []
+    for name, quality in (("a", 1.0), ("b", 0.0), ("a", 0.5)):
+        d = router.route("q", pin=name)
+        learned.append((name, router.record(d, Feedback(quality=quality))))
+    assert decode_history(router.state_dict()["history"]) == learned
+
+
+def test_sync_is_none_without_a_store_and_a_status_with_one() -> None:
+    assert Router([A], policy="cheapest", clock=Clock()).sync() is None
+    router = Router([A], policy="cheapest", clock=Clock(), store=MemoryStore(name="t"))
+    status = router.sync()
+    assert status is not None
+    assert status.connected
+
+
+# ================================================================ learning
+def test_the_reward_prices_the_cost_against_the_pool() -> None:
+    # Cost only: a call of 1M prompt tokens costing 2 USD; the pool's bounds for that
+    # prompt are 1 USD (the lowest input price) and 3 USD + 256 tokens at 4 USD/1M.
+    objective = Objective(quality=0.0, cost=1.0, latency=0.0)
+    router = Router([A, B], policy="cheapest", objective=objective, clock=Clock())
+    reward = router.record(
+        router.route("q"), Feedback(input_tokens=1_000_000, cost_usd=2.0, quality=1.0)
+    )
+    high = 3.0 + 256 * 4.0 / 1e6
+    assert reward == pytest.approx(1.0 - (2.0 - 1.0) / (high - 1.0), rel=1e-12)
+
+
+def test_the_reasons_of_the_latest_closed_decisions_are_remembered() -> None:
+    from pickllm import router as router_module
+
+    memory = router_module._CLOSED_MEMORY
+    router = Router([A], policy="cheapest", clock=Clock(), max_pending=0)
+    ids = []
+    for _ in range(memory + 1):
+        d = router.route("q")
+        router.record(d, Feedback(quality=1.0))
+        ids.append(d.decision_id)
+    assert refusal(router, ids[0])[0] == "unknown"  # the oldest is forgotten
+    assert refusal(router, ids[1])[0] == "learned"
+    assert refusal(router, ids[-1])[0] == "learned"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from pickllm import ConfigError, Objective
@@ -12,3 +14,14 @@ def test_parse_splits_a_term_at_its_first_equals_sign() -> None:
     with pytest.raises(ConfigError) as info:
         Objective.parse("quality=1=2")
     assert str(info.value) == "objective term quality must be a number, got '1=2'"
+
+
+def test_latency_penalty_starts_above_one_scaled_unit() -> None:
+    # log10(t_scaling * latency) / log10(t_scaling * latency_max_s), zero up to 1 ms.
+    objective = Objective()  # t_scaling 1000, latency_max_s 60
+    assert objective.latency_penalty(0.001) == 0.0
+    assert objective.latency_penalty(0.0015) == pytest.approx(
+        math.log10(1.5) / math.log10(60_000), rel=1e-12
+    )
+    assert objective.latency_penalty(60.0) == pytest.approx(1.0, rel=1e-12)
+    assert objective.latency_penalty(600.0) == 1.0

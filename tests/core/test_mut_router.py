@@ -711,3 +711,20 @@ def test_the_reasons_of_the_latest_closed_decisions_are_remembered() -> None:
     assert refusal(router, ids[0])[0] == "unknown"  # the oldest is forgotten
     assert refusal(router, ids[1])[0] == "learned"
     assert refusal(router, ids[-1])[0] == "learned"
+
+
+def test_each_update_is_logged_with_names_and_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    router = Router([A], policy="cheapest", clock=Clock(), breaker_failures=None)
+    ok, failed = router.route("q"), router.route("q")
+    with caplog.at_level(logging.DEBUG, logger="pickllm.router"):
+        # The only model at no cost and no latency with quality 1: reward 1.
+        router.record(ok, Feedback(quality=1.0))
+        router.record(failed, Feedback(error="Boom", latency_s=0.25, cost_usd=0.5))
+    updates = [m for m in caplog.messages if m.startswith("update ")]
+    assert updates == [
+        f"update {ok.decision_id}: a reward 1 (quality 1, cost 0 USD, latency 0 s)",
+        (
+            f"update {failed.decision_id}: a reward 0 (quality none, cost 0.5 USD, "
+            "latency 0.25 s, failed: Boom)"
+        ),
+    ]

@@ -25,3 +25,22 @@ def test_latency_penalty_starts_above_one_scaled_unit() -> None:
     )
     assert objective.latency_penalty(60.0) == pytest.approx(1.0, rel=1e-12)
     assert objective.latency_penalty(600.0) == 1.0
+
+
+def test_weight_sum_errors_name_every_weight() -> None:
+    with pytest.raises(ConfigError) as info:
+        Objective(quality=0, cost=0.0, latency=0.0)
+    assert str(info.value) == (
+        "Objective weights must not all be zero, got quality=0, cost=0.0, latency=0.0"
+    )
+    with pytest.raises(ConfigError) as info:
+        Objective(quality=1e308, cost=1e308, latency=0.0)
+    assert str(info.value) == (
+        "Objective weights must have a finite sum, got quality=1e+308, cost=1e+308, latency=0.0"
+    )
+
+
+def test_one_reference_output_token_is_allowed() -> None:
+    assert Objective(reference_output_tokens=1).reference_output_tokens == 1
+    with pytest.raises(ConfigError, match="reference_output_tokens must be a positive int"):
+        Objective(reference_output_tokens=0)

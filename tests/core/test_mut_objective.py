@@ -7,6 +7,7 @@ import math
 import pytest
 
 from pickllm import ConfigError, Objective
+from pickllm.errors import ConfigTypeError
 
 
 def test_parse_splits_a_term_at_its_first_equals_sign() -> None:
@@ -44,3 +45,20 @@ def test_one_reference_output_token_is_allowed() -> None:
     assert Objective(reference_output_tokens=1).reference_output_tokens == 1
     with pytest.raises(ConfigError, match="reference_output_tokens must be a positive int"):
         Objective(reference_output_tokens=0)
+
+
+@pytest.mark.parametrize("value", ["60", True, None])
+def test_latency_max_s_must_be_a_number(value: object) -> None:
+    with pytest.raises(ConfigTypeError) as info:
+        Objective(latency_max_s=value)  # type: ignore[arg-type]
+    assert str(info.value) == f"Objective latency_max_s must be a number, got {value!r}"
+
+
+def test_latency_max_s_must_leave_a_span_above_one() -> None:
+    # 1000 * 0.001 = 1: the log's denominator would be 0.
+    with pytest.raises(ConfigError) as info:
+        Objective(latency_max_s=0.001)
+    assert str(info.value) == (
+        "Objective latency_max_s must be finite with t_scaling * latency_max_s finite and > 1, "
+        "got latency_max_s=0.001 (t_scaling=1000.0)"
+    )

@@ -728,3 +728,20 @@ def test_each_update_is_logged_with_names_and_numbers(caplog: pytest.LogCaptureF
             "latency 0.25 s, failed: Boom)"
         ),
     ]
+
+
+def test_a_model_that_answers_again_leaves_the_other_open_circuits_open(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cheap = Candidate(name="cheap", input_price=0.1, output_price=0.1)
+    mid = Candidate(name="mid", input_price=1.0, output_price=1.0)
+    dear = Candidate(name="dear", input_price=5.0, output_price=5.0)
+    router = Router([cheap, mid, dear], policy="cheapest", clock=Clock(), breaker_failures=1)
+    router.record(router.route("q", pin="cheap"), Feedback(error="Boom"))
+    router.record(router.route("q", pin="dear"), Feedback(error="Boom"))
+    with caplog.at_level(logging.INFO, logger="pickllm.router"):
+        router.record(router.route("q", pin="dear"), Feedback(quality=1.0))
+    assert "model 'dear' answered: its circuit is closed again" in caplog.messages
+    circuits = {name: s.circuit for name, s in router.stats().items()}
+    assert circuits == {"cheap": "open", "mid": "closed", "dear": "closed"}
+    assert router.route("q").candidate.name == "mid"  # "cheap" is still skipped

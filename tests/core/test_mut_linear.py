@@ -1,0 +1,198 @@
+"""Linear contextual policies pinned down for mutation testing (see [tool.mutmut]).
+
+Every expected number is recomputed here from the formulas of ``pickllm.policies.linear``
+(ridge heads ``A = reg * I + sum w x x^T``, ``b = sum w x r``, ``s = sum w x``, prediction
+``c + x^T A^-1 (b - c s)``, width ``exploration * sqrt(x^T A^-1 x)``), with numpy's
+``inv`` rather than the policies' rank-one updates. Contexts carry explicit features, so
+``x = (1, *features)`` (``key_buckets=0``: no key part).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pickllm import Candidate, ConfigError, Context
+from pickllm.policies.lin_ucb import LinUCB
+from pickllm.policies.linear import LinearPolicy
+from pickllm.policies.linear_thompson import LinearThompson
+
+A = Candidate(name="a", input_price=1.0, output_price=1.0)
+B = Candidate(name="b", input_price=2.0, output_price=2.0)
+
+
+def ctx(features: tuple[float, ...], *pool: Candidate) -> Context:
+    return Context(candidates=pool or (A, B), features=features)
+
+
+def state(policy: LinearPolicy) -> dict[str, Any]:
+    return policy.state_dict()["state"]
+
+
+def head(policy: LinearPolicy, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(A, b, s, n)`` of ``name``'s head, from the policy's saved state."""
+    st = state(policy)
+    i = st["models"].index(name)
+    return np.array(st["A"][i]), np.array(st["b"][i]), np.array(st["s"][i]), st["n"][i]
+
+
+# ================================================================ defaults
+@pytest.mark.parametrize("cls", [LinUCB, LinearThompson])
+def test_subclasses_keep_the_base_defaults(cls: type[LinearPolicy]) -> None:
+    base = inspect.signature(LinearPolicy.__init__).parameters
+    params = cls().get_params()
+    for name, value in params.items():
+        if name != "exploration":
+            assert value == base[name].default, name
+
+
+@pytest.mark.parametrize("cls", [LinUCB, LinearThompson])
+def test_subclasses_pass_every_argument_on(cls: type[LinearPolicy]) -> None:
+    given = {
+        "exploration": 0.7,
+        "regularization": 2.5,
+        "prior_mean": 0.25,
+        "discount": 0.9,
+        "change_threshold": 3.0,
+        "change_delta": 0.2,
+        "price_prior": 0.5,
+        "key_buckets": 3,
+        "max_pending": 7,
+        "seed": 11,
+    }
+    assert cls(**given).get_params() == given
+
+
+# ================================================================ warm start
+def test_warm_start_adds_weighted_pseudo_observations() -> None:
+    policy = LinUCB(key_buckets=0, regularization=2.0)
+    contexts = [ctx((0.5,)), ctx((2.0,))]
+    rewards = np.array([[0.2, 0.8], [0.4, 1.0]])
+    x = np.array([[1.0, 0.5], [1.0, 2.0]])
+    for _ in range(2):  # twice: the pseudo-observations accumulate
+        policy.warm_start(contexts, rewards, ["a", "b"], weight=0.5)
+    for col, name in enumerate(("a", "b")):
+        a, b, s, n = head(policy, name)
+        np.testing.assert_allclose(a, 2.0 * np.eye(2) + 2 * 0.5 * x.T @ x)
+        np.testing.assert_allclose(b, 2 * 0.5 * x.T @ rewards[:, col])
+        np.testing.assert_allclose(s, 2 * 0.5 * x.sum(axis=0))
+        assert n == pytest.approx(2 * 0.5 * 2)
+    st = state(policy)
+    assert st["reward_sum"] == pytest.approx(2 * 0.5 * rewards.sum())
+    assert st["reward_n"] == pytest.approx(2 * 0.5 * 4)
+    np.testing.assert_allclose(st["x_sum"], 2 * x.sum(axis=0))
+    assert st["x_n"] == 4
+    assert policy.centre == pytest.approx(rewards.mean())
+    assert policy.counts == {"a": pytest.approx(2.0), "b": pytest.approx(2.0)}
+    # The prediction from the warm heads, recomputed from the formula.
+    probe = np.array([1.0, 1.0])
+    c = rewards.mean()
+    for col, name in enumerate(("a", "b")):
+        a, b, s, _ = head(policy, name)
+        inv = np.linalg.inv(a)
+        mean = c + probe @ inv @ (b - c * s)
+        width = 0.3 * math.sqrt(probe @ inv @ probe)
+        got = policy.predict(ctx((1.0,)))[name]
+        assert got == pytest.approx((mean, width), rel=1e-9)
+
+
+def test_warm_start_weight_defaults_to_one_and_must_be_positive() -> None:
+    policy = LinUCB(key_buckets=0)
+    policy.warm_start([ctx((0.5,))], np.array([[0.0, 1.0]]), ["a", "b"])
+    assert policy.counts == {"a": 1.0, "b": 1.0}
+    for bad in (0.0, -1.0):
+        with pytest.raises(ConfigError) as info:
+            policy.warm_start([ctx((0.5,))], np.array([[0.5, 0.5]]), ["a", "b"], weight=bad)
+        assert str(info.value) == f"LinUCB weight must be a finite number in (0, inf), got {bad!r}"
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.1, math.nan, math.inf])
+def test_warm_start_refuses_rewards_outside_the_unit_interval(bad: float) -> None:
+    policy = LinUCB(key_buckets=0)
+    with pytest.raises(ConfigError) as info:
+        policy.warm_start([ctx((0.5,))], np.array([[0.5, bad]]), ["a", "b"])
+    assert str(info.value) == "rewards must be finite numbers in [0, 1]"
+    assert policy.counts == {}
+
+
+# ================================================================ ties
+def test_lin_ucb_breaks_an_exact_tie_to_the_cheaper_candidate() -> None:
+    policy = LinUCB(key_buckets=0)
+    # Both untried: equal bounds. The dearer one is offered first.
+    decision = policy.select(ctx((0.5,), B, A))
+    assert decision.candidate.name == "a"
+
+
+# ================================================================ Thompson draws
+def test_linear_thompson_draws_mean_plus_width_times_a_standard_normal() -> None:
+    policy = LinearThompson(key_buckets=0, seed=5, exploration=0.4)
+    policy.warm_start([ctx((0.5,)), ctx((2.0,))], np.array([[0.2, 0.9], [0.3, 0.8]]), ["a", "b"])
+    probe = ctx((1.5,))
+    predicted = policy.predict(probe)
+    z = np.random.default_rng(5).standard_normal(2)
+    expected = {n: m + w * z[j] for j, (n, (m, w)) in enumerate(predicted.items())}
+    decision = policy.select(probe)
+    assert decision.scores is not None
+    drawn = {c.name: s for c, s in zip(decision.ranking, decision.scores, strict=True)}
+    assert drawn == pytest.approx(expected, rel=1e-12)
+    assert decision.candidate.name == max(expected, key=expected.__getitem__)
+
+
+# ================================================================ change detection
+def two_heads(threshold: float) -> LinUCB:
+    """``b`` rewarded 1 once, then ``a`` rewarded 0 once, both at ``x = (1, 1)``.
+
+    With ``prior_mean=0.5`` an untried head predicts 0.5: ``b``'s residual is -0.5 (no
+    drop), ``a``'s is 0.5, so ``a``'s Page-Hinkley statistic becomes 0.5 - delta = 0.45.
+    """
+    policy = LinUCB(
+        key_buckets=0,
+        prior_mean=0.5,
+        regularization=2.0,
+        change_threshold=threshold,
+        change_delta=0.05,
+    )
+    d = policy.select(ctx((1.0,), B))
+    policy.update(d, 1.0)
+    d = policy.select(ctx((1.0,), A))
+    policy.update(d, 0.0)
+    return policy
+
+
+def test_page_hinkley_accumulates_the_drop_minus_the_tolerance() -> None:
+    policy = two_heads(threshold=0.5 - 0.05)  # reached, not exceeded: no change
+    st = state(policy)
+    ph = dict(zip(st["models"], st["page_hinkley"], strict=True))
+    assert ph == {"b": 0.0, "a": pytest.approx(0.45)}
+    assert policy.changes == 0
+    a, _, _, n = head(policy, "a")
+    np.testing.assert_allclose(a, 2.0 * np.eye(2) + np.ones((2, 2)))
+    assert n == 1.0
+
+
+def test_a_change_resets_the_model_and_halves_the_others() -> None:
+    policy = two_heads(threshold=0.3)
+    assert policy.changes == 1
+    x = np.array([1.0, 1.0])
+    st = state(policy)
+    i, j = st["models"].index("a"), st["models"].index("b")
+    np.testing.assert_allclose(st["A"][i], 2.0 * np.eye(2))
+    np.testing.assert_allclose(st["A_inv"][i], np.eye(2) / 2.0)
+    np.testing.assert_allclose(st["b"][i], 0.0)
+    np.testing.assert_allclose(st["s"][i], 0.0)
+    assert st["n"][i] == 0.0
+    shrunk = 2.0 * np.eye(2) + 0.5 * np.outer(x, x)
+    np.testing.assert_allclose(st["A"][j], shrunk)
+    np.testing.assert_allclose(st["A_inv"][j], np.linalg.inv(shrunk))
+    np.testing.assert_allclose(st["b"][j], 0.5 * x)
+    np.testing.assert_allclose(st["s"][j], 0.5 * x)
+    assert st["n"][j] == 0.5
+    assert st["page_hinkley"] == [0.0, 0.0]
+    # The reset head predicts the prior again: the same drop is a second change.
+    d = policy.select(ctx((1.0,), A))
+    policy.update(d, 0.0)
+    assert policy.changes == 2

@@ -30,7 +30,8 @@ def ctx(features: tuple[float, ...], *pool: Candidate) -> Context:
 
 
 def state(policy: LinearPolicy) -> dict[str, Any]:
-    return policy.state_dict()["state"]
+    inner: dict[str, Any] = policy.state_dict()["state"]
+    return inner
 
 
 def head(policy: LinearPolicy, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -42,7 +43,7 @@ def head(policy: LinearPolicy, name: str) -> tuple[np.ndarray, np.ndarray, np.nd
 
 # ================================================================ defaults
 @pytest.mark.parametrize("cls", [LinUCB, LinearThompson])
-def test_subclasses_keep_the_base_defaults(cls: type[LinearPolicy]) -> None:
+def test_subclasses_keep_the_base_defaults(cls: type[LinUCB | LinearThompson]) -> None:
     base = inspect.signature(LinearPolicy.__init__).parameters
     params = cls().get_params()
     for name, value in params.items():
@@ -51,8 +52,8 @@ def test_subclasses_keep_the_base_defaults(cls: type[LinearPolicy]) -> None:
 
 
 @pytest.mark.parametrize("cls", [LinUCB, LinearThompson])
-def test_subclasses_pass_every_argument_on(cls: type[LinearPolicy]) -> None:
-    given = {
+def test_subclasses_pass_every_argument_on(cls: type[LinUCB | LinearThompson]) -> None:
+    given: dict[str, Any] = {
         "exploration": 0.7,
         "regularization": 2.5,
         "prior_mean": 0.25,
@@ -91,7 +92,7 @@ def test_warm_start_adds_weighted_pseudo_observations() -> None:
     # The prediction from the warm heads, recomputed from the formula.
     probe = np.array([1.0, 1.0])
     c = rewards.mean()
-    for col, name in enumerate(("a", "b")):
+    for name in ("a", "b"):
         a, b, s, _ = head(policy, name)
         inv = np.linalg.inv(a)
         mean = c + probe @ inv @ (b - c * s)

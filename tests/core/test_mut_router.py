@@ -330,7 +330,7 @@ class Voter(Policy):
         pass
 
     def member_weights(self, decision: Decision) -> list[float]:
-        return [0.0, 1.0]
+        return [1.0, 0.0]
 
     def aggregate(self, answers: Sequence[str], weights: Sequence[float] | None = None) -> int:
         if weights is None:
@@ -344,8 +344,8 @@ def test_aggregate_weighs_only_with_a_decision_of_matching_size() -> None:
     answers = ["x", "y", "z"]
     assert router.aggregate(answers) == 2  # no decision: unweighted
     assert router.aggregate(answers, d) == 2  # 2 weights for 3 answers: unweighted
-    assert router.aggregate(["x", "y"], d) == 1  # weighted: the heaviest member
-    assert router.aggregate(["x", "y"]) == 1  # unweighted: the last answer
+    assert router.aggregate(["x", "y"], d) == 0  # weighted: the heaviest member
+    assert router.aggregate(["x", "y"]) == 1  # no decision: unweighted, the last answer
     with pytest.raises(ConfigError) as info:
         router.aggregate([])
     assert str(info.value) == "aggregate() needs at least one answer, got none"
@@ -745,3 +745,42 @@ def test_a_model_that_answers_again_leaves_the_other_open_circuits_open(
     circuits = {name: s.circuit for name, s in router.stats().items()}
     assert circuits == {"cheap": "open", "mid": "closed", "dear": "closed"}
     assert router.route("q").candidate.name == "mid"  # "cheap" is still skipped
+
+
+# ================================================================ pinned calls
+def test_a_pinned_model_that_cannot_serve_says_what_the_call_needs() -> None:
+    small = Candidate(name="small", tool_calling=False, structured_output=False)
+    short = Candidate(name="short", max_context_tokens=100)
+    router = Router([small, short, A], policy="cheapest", clock=Clock())
+    cases = [
+        ({"pin": "small", "needs_tool_calling": True}, "small", "it needs tool calling"),
+        (
+            {"pin": "small", "needs_tool_calling": True, "needs_structured_output": True},
+            "small",
+            "it needs tool calling and structured output",
+        ),
+        (
+            {"pin": "short", "min_context_tokens": 1000},
+            "short",
+            "it needs a context window of 1000 tokens",
+        ),
+    ]
+    for kwargs, name, why in cases:
+        with pytest.raises(NoCandidateError) as info:
+            router.route("q", **kwargs)
+        assert str(info.value) == f"the pinned model {name!r} cannot serve this call ({why})"
+    with pytest.raises(NoCandidateError) as info:
+        router.route(Context(candidates=(A,)), pin="short")
+    assert str(info.value) == "the pinned model 'short' cannot serve this call (it is not offered)"
+
+
+# ================================================================ trained scorers
+def test_a_trained_scorer_is_wrapped_with_the_seed() -> None:
+    from pickllm.learn import LearnedPolicy, load_trained
+    from pickllm.testing import TEST_POOL, tiny_scorer_dir
+
+    scorer = load_trained(tiny_scorer_dir())
+    router = Router(TEST_POOL, policy=scorer, seed=3, clock=Clock())
+    assert isinstance(router.policy, LearnedPolicy)
+    assert router.policy.scorer is scorer
+    assert router.policy.seed == 3

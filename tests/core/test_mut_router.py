@@ -752,7 +752,7 @@ def test_a_pinned_model_that_cannot_serve_says_what_the_call_needs() -> None:
     small = Candidate(name="small", tool_calling=False, structured_output=False)
     short = Candidate(name="short", max_context_tokens=100)
     router = Router([small, short, A], policy="cheapest", clock=Clock())
-    cases = [
+    cases: list[tuple[dict[str, Any], str, str]] = [
         ({"pin": "small", "needs_tool_calling": True}, "small", "it needs tool calling"),
         (
             {"pin": "small", "needs_tool_calling": True, "needs_structured_output": True},

@@ -197,3 +197,9 @@ def test_a_change_resets_the_model_and_halves_the_others() -> None:
     d = policy.select(ctx((1.0,), A))
     policy.update(d, 0.0)
     assert policy.changes == 2
+
+
+def test_the_documented_default_explorations() -> None:
+    # The class docstrings: LinUCB's default exploration is 0.3, LinearThompson's 0.1.
+    assert LinUCB().exploration == 0.3
+    assert LinearThompson().exploration == 0.1

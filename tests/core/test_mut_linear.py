@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from pickllm import Candidate, ConfigError, Context
+from pickllm.policies.features import FEATURE_NAMES, MAX_CHARS, N_STRUCTURAL, structural_values
 from pickllm.policies.lin_ucb import LinUCB
 from pickllm.policies.linear import LinearPolicy
 from pickllm.policies.linear_thompson import LinearThompson
@@ -203,3 +204,61 @@ def test_the_documented_default_explorations() -> None:
     # The class docstrings: LinUCB's default exploration is 0.3, LinearThompson's 0.1.
     assert LinUCB().exploration == 0.3
     assert LinearThompson().exploration == 0.1
+
+
+# ================================================================ structural features
+def by_name(query: str) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, structural_values(query), strict=True))
+
+
+def test_structural_features_of_a_multiple_choice_question() -> None:
+    q = "Which is prime? A) 4 B) 6 C) 7 D) 9\nx = 2^3 + 1?"
+    n = len(q)
+    digits = sum(ch.isdigit() for ch in q)  # 4, 6, 7, 9, 2, 3, 1
+    upper = sum(ch.isupper() for ch in q)  # W, A, B, C, D
+    maths = sum(ch in "=+*/^<>\\$%" for ch in q)  # =, ^, +
+    words = q.count(" ") + q.count("\n") + 1
+    assert (digits, upper, maths) == (7, 5, 3)
+    assert by_name(q) == pytest.approx(
+        {
+            "bias": 1.0,
+            "log_length": math.log1p(n) / 10.0,
+            "digit_share": digits / n,
+            "upper_share": upper / n,
+            "math_share": maths * 10.0 / n,
+            "code": 0.0,
+            "options": 1.0,  # four markers: A) B) C) D)
+            "questions": 2 / 3,
+            "lines": math.log1p(1) / 5.0,
+            "word_length": n / words / 10.0,
+        },
+        rel=1e-12,
+    )
+
+
+def test_structural_features_saturate_at_one() -> None:
+    assert by_name("=" * 8)["math_share"] == 1.0
+    assert by_name("????")["questions"] == 1.0
+    assert by_name("a) b) c) d) e) f)")["options"] == 1.0
+    assert by_name("a) x b) y")["options"] == 0.5  # a marker is followed by a blank
+    assert by_name("x\n" * 200)["lines"] == 1.0
+    assert by_name("a" * 200)["word_length"] == 1.0
+    assert by_name("def f(x): return x")["code"] == 1.0
+
+
+def test_only_the_first_characters_are_scanned_but_the_length_counts_in_full() -> None:
+    q = "a" * MAX_CHARS + "1?" * 500
+    f = by_name(q)
+    assert (f["digit_share"], f["questions"]) == (0.0, 0.0)
+    assert f["log_length"] == pytest.approx(math.log1p(len(q)) / 10.0, rel=1e-12)
+    assert f["word_length"] == 1.0
+
+
+def test_shares_are_per_character_for_non_ascii_text() -> None:
+    f = by_name("ÉA1é")  # 4 characters (6 UTF-8 bytes): one ASCII capital, one digit
+    assert (f["upper_share"], f["digit_share"]) == (0.25, 0.25)
+
+
+def test_the_empty_query_is_the_bias_alone() -> None:
+    assert structural_values("") == (1.0,) + (0.0,) * (N_STRUCTURAL - 1)
+    assert N_STRUCTURAL == len(FEATURE_NAMES) == 10

@@ -6,9 +6,11 @@ bandit policies. Every policy here is deterministic or seeded.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pickllm import Candidate, ConfigError, Context, Decision, StateError
@@ -711,3 +713,31 @@ def test_automaton_scores_state_and_exact_lock_threshold() -> None:
     state = {"probabilities": {"a": 1.0, "b": 0.0, "c": 0.0}, "locked": None}
     uniform.load_state_dict({**uniform.state_dict(), "state": state})
     assert uniform.select(ctx(B, C)).scores == (0.0, 0.0)
+
+
+# ================================================================ Policy base
+@pytest.mark.parametrize("bit_generator", [np.random.MT19937, np.random.Philox, np.random.SFC64])
+def test_state_dict_is_json_ready_for_any_bit_generator(
+    bit_generator: type[np.random.BitGenerator],
+) -> None:
+    # Regression: these generators keep numpy arrays in their state, which state_dict()
+    # returned as is (json.dumps failed).
+    policy = EpsilonGreedyQ(seed=np.random.Generator(bit_generator(0)))
+    for _ in range(5):
+        policy.update(policy.select(ctx(A, B)), 1.0)
+    state = json.loads(json.dumps(policy.state_dict()))
+    other = EpsilonGreedyQ(seed=np.random.Generator(bit_generator(1)))
+    other.load_state_dict(state)
+    picks = [policy.select(ctx(A, B)).candidate.name for _ in range(30)]
+    assert [other.select(ctx(A, B)).candidate.name for _ in range(30)] == picks
+
+
+def test_saved_states_refuse_an_empty_candidate_name() -> None:
+    state = EpsilonGreedyQ().state_dict()
+    state["state"]["q_values"] = {"": 0.5}
+    with pytest.raises(StateError) as info:
+        EpsilonGreedyQ().load_state_dict(state)
+    assert str(info.value) == (
+        "state of policy 'epsilon_greedy_q': q_values must be a mapping keyed by candidate "
+        "names, got {'': 0.5}"
+    )

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pickllm import Candidate, ConfigError, Context, Decision, StateError
+from pickllm import Candidate, ConfigError, Context, Decision, NoCandidateError, StateError
 from pickllm.policies.cheapest import Cheapest
 from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
 from pickllm.policies.fixed import Fixed
@@ -741,3 +741,29 @@ def test_saved_states_refuse_an_empty_candidate_name() -> None:
         "state of policy 'epsilon_greedy_q': q_values must be a mapping keyed by candidate "
         "names, got {'': 0.5}"
     )
+
+
+def test_decision_ids_are_128_bits_in_hex() -> None:
+    ids = {UCB1().select(ctx(A, B)).decision_id for _ in range(50)}
+    assert len(ids) == 50
+    for did in ids:
+        assert len(did) == 32
+        int(did, 16)  # hexadecimal
+
+
+def test_select_without_candidates_and_update_with_a_bad_reward_say_why() -> None:
+    policy = UCB1()
+    with pytest.raises(NoCandidateError) as no_candidate:
+        policy.select(Context())
+    assert str(no_candidate.value) == (
+        "select() needs at least one candidate in context.candidates, got none"
+    )
+    decision = policy.select(ctx(A, B))
+    with pytest.raises(ConfigError) as out_of_range:
+        policy.update(decision, 1.5)
+    assert str(out_of_range.value) == (
+        "Policy.update reward must be a finite number in [0, 1], got 1.5"
+    )
+    with pytest.raises(TypeError) as not_a_number:
+        policy.update(decision, "1")  # type: ignore[arg-type]
+    assert str(not_a_number.value) == "Policy.update reward must be a number, got '1'"

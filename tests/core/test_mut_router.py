@@ -784,3 +784,49 @@ def test_a_trained_scorer_is_wrapped_with_the_seed() -> None:
     assert isinstance(router.policy, LearnedPolicy)
     assert router.policy.scorer is scorer
     assert router.policy.seed == 3
+
+
+# ================================================================ bounded tables
+def test_the_spend_of_the_latest_charged_keys_is_remembered() -> None:
+    from pickllm import router as router_module
+
+    keys = router_module._MAX_SPEND_KEYS
+    router = Router([A], policy="cheapest", clock=Clock(), max_pending=0, budget_per_key_usd=1.0)
+    for i in range(keys + 1):
+        router.record(router.route("q", key=f"k{i}"), Feedback(cost_usd=0.5))
+    assert router.spend("k0").spent_usd == 0.0  # the least recently charged is dropped
+    assert router.spend("k1").spent_usd == 0.5
+    assert router.spend(f"k{keys}").spent_usd == 0.5
+
+
+def test_a_score_awaited_within_max_pending_is_not_dropped() -> None:
+    router = Router([A, B], policy="cheapest", clock=Clock(), max_pending=2)
+    first, _ = router.route("q"), router.route("q")  # two pending: the table is full
+    assert router.record(first, Feedback(), await_score=True) is None
+    assert router.pending() == 2
+    assert router.feedback(first.decision_id, 1.0) is not None
+
+
+# ================================================================ record refusals
+def test_record_refusals_name_the_problem() -> None:
+    router = Router([A, B], policy="cheapest", clock=Clock())
+    with pytest.raises(TypeError) as wrong:
+        router.record("d", Feedback())  # type: ignore[arg-type]
+    assert str(wrong.value) == "decision must be a Decision, got str"
+    other = Router([A, B], policy="cheapest", clock=Clock())
+    foreign = other.route("q")
+    with pytest.raises(UnknownDecisionError) as info:
+        router.record(foreign, Feedback())
+    assert info.value.reason == "foreign"
+    assert str(info.value) == (
+        f"decision {foreign.decision_id!r} was not made by this router (record it with the "
+        "router whose route() made it)"
+    )
+
+
+def test_an_opening_circuit_is_logged_with_its_cause(caplog: pytest.LogCaptureFixture) -> None:
+    router = Router([A, B], policy="cheapest", clock=Clock(), breaker_failures=2)
+    with caplog.at_level(logging.WARNING, logger="pickllm.router"):
+        for _ in range(2):
+            router.record(router.route("q", pin="a"), Feedback(error="Boom"))
+    assert caplog.messages == ["model 'a' failed 2 times in a row (Boom): skipped for 30.0 s"]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pickllm import Candidate, ConfigError, Context
+from pickllm import Candidate, ConfigError, Context, StateError
 from pickllm.policies.features import FEATURE_NAMES, MAX_CHARS, N_STRUCTURAL, structural_values
 from pickllm.policies.lin_ucb import LinUCB
 from pickllm.policies.linear import LinearPolicy
@@ -146,10 +146,10 @@ def test_linear_thompson_draws_mean_plus_width_times_a_standard_normal() -> None
 
 # ================================================================ change detection
 def two_heads(threshold: float) -> LinUCB:
-    """``b`` rewarded 1 once, then ``a`` rewarded 0 once, both at ``x = (1, 1)``.
+    """``b`` rewarded 1 twice at ``x = (1, 2)``, then ``a`` rewarded 0 once at ``(1, 1)``.
 
-    With ``prior_mean=0.5`` an untried head predicts 0.5: ``b``'s residual is -0.5 (no
-    drop), ``a``'s is 0.5, so ``a``'s Page-Hinkley statistic becomes 0.5 - delta = 0.45.
+    With ``prior_mean=0.5`` an untried head predicts 0.5; ``b``'s residuals are negative
+    (no drop), ``a``'s is 0.5, so ``a``'s Page-Hinkley statistic becomes 0.5 - delta = 0.45.
     """
     policy = LinUCB(
         key_buckets=0,
@@ -158,8 +158,9 @@ def two_heads(threshold: float) -> LinUCB:
         change_threshold=threshold,
         change_delta=0.05,
     )
-    d = policy.select(ctx((1.0,), B))
-    policy.update(d, 1.0)
+    for _ in range(2):
+        d = policy.select(ctx((2.0,), B))
+        policy.update(d, 1.0)
     d = policy.select(ctx((1.0,), A))
     policy.update(d, 0.0)
     return policy
@@ -179,7 +180,7 @@ def test_page_hinkley_accumulates_the_drop_minus_the_tolerance() -> None:
 def test_a_change_resets_the_model_and_halves_the_others() -> None:
     policy = two_heads(threshold=0.3)
     assert policy.changes == 1
-    x = np.array([1.0, 1.0])
+    x = np.array([1.0, 2.0])
     st = state(policy)
     i, j = st["models"].index("a"), st["models"].index("b")
     np.testing.assert_allclose(st["A"][i], 2.0 * np.eye(2))
@@ -187,12 +188,13 @@ def test_a_change_resets_the_model_and_halves_the_others() -> None:
     np.testing.assert_allclose(st["b"][i], 0.0)
     np.testing.assert_allclose(st["s"][i], 0.0)
     assert st["n"][i] == 0.0
-    shrunk = 2.0 * np.eye(2) + 0.5 * np.outer(x, x)
+    # b's evidence, two rewards of 1 at x, halved: A = 2I + (2 x x^T) / 2, b = s = x, n = 1.
+    shrunk = 2.0 * np.eye(2) + np.outer(x, x)
     np.testing.assert_allclose(st["A"][j], shrunk)
     np.testing.assert_allclose(st["A_inv"][j], np.linalg.inv(shrunk))
-    np.testing.assert_allclose(st["b"][j], 0.5 * x)
-    np.testing.assert_allclose(st["s"][j], 0.5 * x)
-    assert st["n"][j] == 0.5
+    np.testing.assert_allclose(st["b"][j], x)
+    np.testing.assert_allclose(st["s"][j], x)
+    assert st["n"][j] == 1.0
     assert st["page_hinkley"] == [0.0, 0.0]
     # The reset head predicts the prior again: the same drop is a second change.
     d = policy.select(ctx((1.0,), A))
@@ -200,10 +202,13 @@ def test_a_change_resets_the_model_and_halves_the_others() -> None:
     assert policy.changes == 2
 
 
-def test_the_documented_default_explorations() -> None:
-    # The class docstrings: LinUCB's default exploration is 0.3, LinearThompson's 0.1.
-    assert LinUCB().exploration == 0.3
-    assert LinearThompson().exploration == 0.1
+def test_a_malformed_linear_state_names_the_policy_and_the_field() -> None:
+    policy = LinUCB(key_buckets=0)
+    saved = policy.state_dict()
+    saved["state"]["dim"] = -1
+    with pytest.raises(StateError) as info:
+        LinUCB(key_buckets=0).load_state_dict(saved)
+    assert str(info.value) == "state of policy 'lin_ucb': dim must be an int >= 0, got -1"
 
 
 # ================================================================ structural features
@@ -262,3 +267,9 @@ def test_shares_are_per_character_for_non_ascii_text() -> None:
 def test_the_empty_query_is_the_bias_alone() -> None:
     assert structural_values("") == (1.0,) + (0.0,) * (N_STRUCTURAL - 1)
     assert N_STRUCTURAL == len(FEATURE_NAMES) == 10
+
+
+def test_the_documented_default_explorations() -> None:
+    # The class docstrings: LinUCB's default exploration is 0.3, LinearThompson's 0.1.
+    assert LinUCB().exploration == 0.3
+    assert LinearThompson().exploration == 0.1

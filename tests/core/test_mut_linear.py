@@ -273,3 +273,68 @@ def test_the_documented_default_explorations() -> None:
     # The class docstrings: LinUCB's default exploration is 0.3, LinearThompson's 0.1.
     assert LinUCB().exploration == 0.3
     assert LinearThompson().exploration == 0.1
+
+
+def learned_state() -> dict[str, Any]:
+    policy = LinUCB(key_buckets=0)
+    policy.update(policy.select(ctx((0.5,))), 0.7)  # two heads "a", "b" over 2 features
+    saved: dict[str, Any] = policy.state_dict()
+    return saved
+
+
+def set_field(field: str, value: Any) -> Any:
+    def edit(inner: dict[str, Any]) -> None:
+        inner[field] = value
+
+    return edit
+
+
+def drop_field(field: str) -> Any:
+    def edit(inner: dict[str, Any]) -> None:
+        del inner[field]
+
+    return edit
+
+
+P = "state of policy 'lin_ucb'"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (drop_field("dim"), f"{P} has no 'dim' (it has ["),
+        (drop_field("models"), f"{P} has no 'models' (it has ["),
+        (drop_field("changes"), f"{P} has no 'changes' (it has ["),
+        (set_field("models", "ab"), f"{P}: models must be a list of names, got 'ab'"),
+        (set_field("models", ["a", ""]), f"{P}: models must be a list of names, got ['a', '']"),
+        (set_field("models", ["a", "a"]), f"{P}: models ['a', 'a'] repeat a name"),
+        (set_field("A", [[1.0]]), f"{P}: A must have shape (2, 2, 2), got (1, 1)"),
+        (set_field("A_inv", [[1.0]]), f"{P}: A_inv must have shape (2, 2, 2), got (1, 1)"),
+        (set_field("b", [1.0]), f"{P}: b must have shape (2, 2), got (1,)"),
+        (set_field("s", [1.0]), f"{P}: s must have shape (2, 2), got (1,)"),
+        (set_field("n", [1.0]), f"{P}: n must have shape (2,), got (1,)"),
+        (set_field("page_hinkley", [1.0]), f"{P}: page_hinkley must have shape (2,), got (1,)"),
+        (set_field("x_sum", [1.0]), f"{P}: x_sum must have shape (2,), got (1,)"),
+        (set_field("reward_sum", "x"), f"{P}: reward_sum must be numbers, got 'x'"),
+        (set_field("changes", -1), f"{P}: changes must be an int >= 0, got -1"),
+        (set_field("n", [-1.0, 0.0]), f"{P}: counts must be >= 0"),
+        (set_field("page_hinkley", [0.0, -1.0]), f"{P}: counts must be >= 0"),
+        (set_field("reward_n", -1.0), f"{P}: counts must be >= 0"),
+        (set_field("x_n", -1.0), f"{P}: counts must be >= 0"),
+    ],
+)
+def test_malformed_linear_states_are_refused_with_the_field(edit: Any, message: str) -> None:
+    saved = learned_state()
+    edit(saved["state"])
+    with pytest.raises(StateError) as info:
+        LinUCB(key_buckets=0).load_state_dict(saved)
+    assert str(info.value).startswith(message)
+    if not message.endswith("["):
+        assert str(info.value) == message
+
+
+def test_a_learned_linear_state_loads_back() -> None:
+    saved = learned_state()
+    again = LinUCB(key_buckets=0)
+    again.load_state_dict(saved)
+    assert again.state_dict() == saved

@@ -34,6 +34,8 @@ from pickllm import (
     StatsTable,
     UnknownDecisionError,
 )
+from pickllm.errors import BudgetExceededError
+from pickllm.ope import DecisionLog
 from pickllm.policies.base import Choice
 from pickllm.policies.per_context import PerContext
 from pickllm.policies.ucb1 import UCB1
@@ -830,3 +832,56 @@ def test_an_opening_circuit_is_logged_with_its_cause(caplog: pytest.LogCaptureFi
         for _ in range(2):
             router.record(router.route("q", pin="a"), Feedback(error="Boom"))
     assert caplog.messages == ["model 'a' failed 2 times in a row (Boom): skipped for 30.0 s"]
+
+
+# ================================================================ routing details
+def test_knows_context_limits_when_a_candidate_declares_its_window() -> None:
+    assert not Router([A, B], clock=Clock()).knows_context_limits
+    windowed = Candidate(name="w", max_context_tokens=1000)
+    assert Router([A, windowed], clock=Clock()).knows_context_limits
+
+
+def test_a_call_without_a_query_is_logged_with_the_empty_query(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    log = DecisionLog(path, include_query=True)
+    router = Router([A, B], policy="cheapest", clock=Clock(), decision_log=log)
+    router.record(router.route(), Feedback(quality=1.0))
+    assert json.loads(path.read_text())["query"] == ""
+
+
+def test_each_route_is_logged_with_names_and_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    router = Router([A, B], policy="cheapest", clock=Clock())
+    with caplog.at_level(logging.DEBUG, logger="pickllm.router"):
+        d = router.route("q")
+    assert caplog.messages == [
+        f"route {d.decision_id}: a (probability 1, policy cheapest, plan single, 2 offered)"
+    ]
+
+
+def test_budget_refusals_name_the_limit_and_its_period() -> None:
+    for period, shown in ((None, ""), (60.0, " per 60 s")):
+        router = Router(
+            [A], policy="cheapest", clock=Clock(), budget_usd=1.0, budget_period_s=period
+        )
+        router.record(router.route("q"), Feedback(cost_usd=1.0))
+        with pytest.raises(BudgetExceededError) as info:
+            router.route("q")
+        assert str(info.value) == f"the router's budget of 1.0 USD{shown} is spent (1.0 USD)"
+    keyed = Router([A], policy="cheapest", clock=Clock(), budget_per_key_usd=1.0)
+    keyed.record(keyed.route("q", key="k"), Feedback(cost_usd=1.0))
+    keyed.route("q", key="other")  # another key has its own budget
+    with pytest.raises(BudgetExceededError) as info:
+        keyed.route("q", key="k")
+    assert str(info.value) == "the budget of 1.0 USD per 86400 s of key 'k' is spent (1.0 USD)"
+
+
+def test_keys_route_freely_without_a_per_key_limit() -> None:
+    router = Router([A], policy="cheapest", clock=Clock(), budget_usd=10.0)
+    router.record(router.route("q", key="k"), Feedback(cost_usd=1.0))
+    assert router.route("q", key="k").candidate.name == "a"
+
+
+def test_breaker_failures_must_be_at_least_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        Router([A], clock=Clock(), breaker_failures=0)
+    assert str(info.value) == "breaker_failures must be an int >= 1, got 0"

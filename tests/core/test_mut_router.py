@@ -885,3 +885,39 @@ def test_breaker_failures_must_be_at_least_one() -> None:
     with pytest.raises(ConfigError) as info:
         Router([A], clock=Clock(), breaker_failures=0)
     assert str(info.value) == "breaker_failures must be an int >= 1, got 0"
+
+
+def test_the_documented_defaults() -> None:
+    router = Router([A], clock=Clock())
+    assert router.policy.name == "thompson"  # "The default, Thompson sampling"
+    assert (router.max_pending, router.latency_window) == (100_000, 1024)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"breaker_cooldown_s": 0},
+            "breaker_cooldown_s must be a positive number of seconds, got 0",
+        ),
+        (
+            {"budget_period_s": -1.0},
+            "budget_period_s must be a positive number of seconds, got -1.0",
+        ),
+        ({"budget_usd": -1.0}, "budget_usd must be a finite number of USD >= 0 or None, got -1.0"),
+        (
+            {"budget_per_key_usd": math.inf},
+            "budget_per_key_usd must be a finite number of USD >= 0 or None, got inf",
+        ),
+    ],
+)
+def test_guard_arguments_are_checked_by_name(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Router([A], clock=Clock(), **kwargs)
+    assert str(info.value) == message
+
+
+def test_an_empty_pool_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        Router([], clock=Clock())
+    assert str(info.value) == "candidates must hold at least one Candidate, got none"

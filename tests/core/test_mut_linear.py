@@ -317,6 +317,9 @@ P = "state of policy 'lin_ucb'"
         (set_field("x_sum", [1.0]), f"{P}: x_sum must have shape (2,), got (1,)"),
         (set_field("reward_sum", "x"), f"{P}: reward_sum must be numbers, got 'x'"),
         (set_field("changes", -1), f"{P}: changes must be an int >= 0, got -1"),
+        (set_field("A", []), f"{P}: A must have shape (2, 2, 2), got (0,)"),
+        (set_field("reward_sum", True), f"{P}: reward_sum must have shape (), got ()"),
+        (set_field("reward_sum", math.nan), f"{P}: reward_sum must be finite numbers"),
         (set_field("n", [-1.0, 0.0]), f"{P}: counts must be >= 0"),
         (set_field("page_hinkley", [0.0, -1.0]), f"{P}: counts must be >= 0"),
         (set_field("reward_n", -1.0), f"{P}: counts must be >= 0"),
@@ -338,3 +341,38 @@ def test_a_learned_linear_state_loads_back() -> None:
     again = LinUCB(key_buckets=0)
     again.load_state_dict(saved)
     assert again.state_dict() == saved
+
+
+# ================================================================ rewards of unknown decisions
+def test_a_reward_for_an_unknown_decision_is_learned_at_the_mean_features() -> None:
+    policy = LinUCB(key_buckets=0)
+    policy.update(policy.select(ctx((3.0,), A)), 1.0)  # learned features: x = (1, 3)
+    foreign = policy.clone().select(ctx((0.0,), B))  # a clone's decision: unknown here
+    policy.update(foreign, 0.5)
+    x = np.array([1.0, 3.0])
+    a, b, s, n = head(policy, "b")
+    np.testing.assert_allclose(a, np.eye(2) + np.outer(x, x))
+    np.testing.assert_allclose(b, 0.5 * x)
+    np.testing.assert_allclose(s, x)
+    assert n == 1.0
+
+
+def test_a_first_reward_for_an_unknown_decision_uses_the_empty_query() -> None:
+    policy = LinUCB(key_buckets=0)
+    foreign = LinUCB(key_buckets=0).select(Context(candidates=(A, B)))
+    policy.update(foreign, 1.0)
+    x = np.array(structural_values(""))  # the bias alone
+    st = state(policy)
+    assert st["dim"] == N_STRUCTURAL
+    a, _, _, _ = head(policy, foreign.candidate.name)
+    np.testing.assert_allclose(a, np.eye(N_STRUCTURAL) + np.outer(x, x))
+
+
+def test_an_unknown_decision_feeds_change_detection_with_the_heads_prediction() -> None:
+    policy = LinUCB(key_buckets=0, prior_mean=0.5, change_threshold=10.0, change_delta=0.05)
+    policy.update(policy.select(ctx((1.0,), A)), 0.5)  # no drop
+    foreign = policy.clone().select(ctx((1.0,), B))
+    policy.update(foreign, 0.0)  # b untried: predicted 0.5, a drop of 0.5
+    st = state(policy)
+    ph = dict(zip(st["models"], st["page_hinkley"], strict=True))
+    assert ph["b"] == pytest.approx(0.5 - 0.05)

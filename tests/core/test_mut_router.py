@@ -7,6 +7,7 @@ test is deterministic: an injected clock, seeded or deterministic policies.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -39,7 +40,13 @@ from pickllm.ope import DecisionLog
 from pickllm.policies.base import Choice
 from pickllm.policies.per_context import PerContext
 from pickllm.policies.ucb1 import UCB1
-from pickllm.router import decode_history, policy_config, policy_from_config, read_state
+from pickllm.router import (
+    HISTORY_LENGTH,
+    decode_history,
+    policy_config,
+    policy_from_config,
+    read_state,
+)
 from pickllm.state import MemoryStore
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
@@ -921,3 +928,21 @@ def test_an_empty_pool_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
         Router([], clock=Clock())
     assert str(info.value) == "candidates must hold at least one Candidate, got none"
+
+
+def test_the_history_keeps_the_latest_history_length_calls() -> None:
+    router = Router([A, B], policy="cheapest", clock=Clock(), max_pending=0)
+    for i in range(HISTORY_LENGTH + 1):
+        name = "a" if i == 0 else "b"  # the first call is the one forgotten
+        router.record(router.route("q", pin=name), Feedback(quality=1.0))
+    history = decode_history(router.state_dict()["history"])
+    assert len(history) == HISTORY_LENGTH
+    assert {name for name, _ in history} == {"b"}
+
+
+def test_a_decision_for_a_model_the_router_never_had_is_refused() -> None:
+    router = Router([A, B], policy="cheapest", clock=Clock())
+    ghost = dataclasses.replace(router.route("q"), candidate=Candidate(name="ghost"))
+    with pytest.raises(ConfigError) as info:
+        router.record(ghost, Feedback())
+    assert str(info.value) == "feedback for model 'ghost', which this router never had"

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from pickllm import Candidate, ConfigError, Context, StateError
+from pickllm.policies.base import Choice
 from pickllm.policies.features import FEATURE_NAMES, MAX_CHARS, N_STRUCTURAL, structural_values
 from pickllm.policies.lin_ucb import LinUCB
 from pickllm.policies.linear import LinearPolicy
@@ -376,3 +377,55 @@ def test_an_unknown_decision_feeds_change_detection_with_the_heads_prediction() 
     st = state(policy)
     ph = dict(zip(st["models"], st["page_hinkley"], strict=True))
     assert ph["b"] == pytest.approx(0.5 - 0.05)
+
+
+# ================================================================ price prior and arguments
+def test_the_price_prior_lowers_dearer_candidates_linearly_in_price() -> None:
+    cheap = Candidate(name="cheap", input_price=0.1, output_price=0.3)  # 0.4 per 1M
+    mid = Candidate(name="mid", input_price=0.2, output_price=0.4)  # 0.6
+    dear = Candidate(name="dear", input_price=0.1, output_price=0.7)  # 0.8
+    policy = LinUCB(key_buckets=0, prior_mean=0.5, price_prior=0.4)
+    means = {n: m for n, (m, _) in policy.predict(ctx((1.0,), dear, cheap, mid)).items()}
+    # Spread 0.4: the dearest is 0.4 lower than the cheapest, the middle one 0.2.
+    assert means == pytest.approx({"cheap": 0.5, "mid": 0.3, "dear": 0.1}, rel=1e-9)
+
+
+def test_the_price_prior_ignores_a_pool_of_equal_prices() -> None:
+    policy = LinUCB(key_buckets=0, prior_mean=0.5, price_prior=0.4)
+    twins = (Candidate(name="x", input_price=1.0), Candidate(name="y", input_price=1.0))
+    means = {n: m for n, (m, _) in policy.predict(ctx((1.0,), *twins)).items()}
+    assert means == {"x": 0.5, "y": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"exploration": 0}, "LinUCB exploration must be a finite number in (0, inf), got 0"),
+        (
+            {"regularization": 0.0},
+            "LinUCB regularization must be a finite number in (0, inf), got 0.0",
+        ),
+    ],
+)
+def test_linear_arguments_are_checked_by_name(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        LinUCB(**kwargs)
+    assert str(info.value) == message
+
+
+class Minimal(LinearPolicy):
+    """A third-party linear policy that relies on the base class's defaults."""
+
+    name = "test_minimal_linear"
+
+    def _choose(self, mean: np.ndarray, width: np.ndarray, context: Context) -> Choice:
+        return Choice(0, 1.0)
+
+
+def test_the_base_class_defaults_are_its_documented_signature() -> None:
+    base = inspect.signature(LinearPolicy.__init__).parameters
+    params = Minimal(exploration=0.5).get_params()
+    assert params["exploration"] == 0.5
+    for name, value in params.items():
+        if name != "exploration":
+            assert value == base[name].default, name

@@ -62,3 +62,12 @@ def test_latency_max_s_must_leave_a_span_above_one() -> None:
         "Objective latency_max_s must be finite with t_scaling * latency_max_s finite and > 1, "
         "got latency_max_s=0.001 (t_scaling=1000.0)"
     )
+
+
+def test_missing_quality_is_checked_by_name() -> None:
+    with pytest.raises(ConfigError) as info:
+        Objective(missing_quality=1.5)
+    assert str(info.value) == "Objective missing_quality must be in [0, 1] or None, got 1.5"
+    with pytest.raises(ConfigTypeError) as wrong:
+        Objective(missing_quality="x")  # type: ignore[arg-type]
+    assert str(wrong.value) == "Objective missing_quality must be a number or None, got 'x'"

@@ -405,6 +405,19 @@ def test_the_price_prior_ignores_a_pool_of_equal_prices() -> None:
             {"regularization": 0.0},
             "LinUCB regularization must be a finite number in (0, inf), got 0.0",
         ),
+        ({"prior_mean": 1.5}, "LinUCB prior_mean must be a finite number in [0, 1], got 1.5"),
+        ({"discount": 0.0}, "LinUCB discount must be a finite number in (0, 1], got 0.0"),
+        (
+            {"change_threshold": 0.0},
+            "LinUCB change_threshold must be a finite number in (0, inf), got 0.0",
+        ),
+        (
+            {"change_delta": -1.0},
+            "LinUCB change_delta must be a finite number in [0, inf), got -1.0",
+        ),
+        ({"price_prior": 1.5}, "LinUCB price_prior must be a finite number in [0, 1], got 1.5"),
+        ({"max_pending": 0}, "LinUCB max_pending must be >= 1, got 0"),
+        ({"key_buckets": -1}, "LinUCB key_buckets must be >= 0, got -1"),
     ],
 )
 def test_linear_arguments_are_checked_by_name(kwargs: dict[str, Any], message: str) -> None:
@@ -429,3 +442,12 @@ def test_the_base_class_defaults_are_its_documented_signature() -> None:
     for name, value in params.items():
         if name != "exploration":
             assert value == base[name].default, name
+
+
+@pytest.mark.parametrize("name", ["max_pending", "key_buckets"])
+def test_linear_counts_must_be_ints(name: str) -> None:
+    with pytest.raises(TypeError) as info:
+        bad: dict[str, Any] = {name: "3"}
+        LinUCB(**bad)
+    assert str(info.value) == f"LinUCB {name} must be an int, got '3'"
+    assert LinUCB(max_pending=1).max_pending == 1  # the smallest allowed

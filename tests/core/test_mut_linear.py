@@ -306,6 +306,7 @@ P = "state of policy 'lin_ucb'"
         (drop_field("dim"), f"{P} has no 'dim' (it has ["),
         (drop_field("models"), f"{P} has no 'models' (it has ["),
         (drop_field("changes"), f"{P} has no 'changes' (it has ["),
+        (drop_field("A"), f"{P} has no 'A' (it has ["),
         (set_field("models", "ab"), f"{P}: models must be a list of names, got 'ab'"),
         (set_field("models", ["a", ""]), f"{P}: models must be a list of names, got ['a', '']"),
         (set_field("models", ["a", "a"]), f"{P}: models ['a', 'a'] repeat a name"),
@@ -446,8 +447,38 @@ def test_the_base_class_defaults_are_its_documented_signature() -> None:
 
 @pytest.mark.parametrize("name", ["max_pending", "key_buckets"])
 def test_linear_counts_must_be_ints(name: str) -> None:
+    bad: dict[str, Any] = {name: "3"}
     with pytest.raises(TypeError) as info:
-        bad: dict[str, Any] = {name: "3"}
         LinUCB(**bad)
     assert str(info.value) == f"LinUCB {name} must be an int, got '3'"
     assert LinUCB(max_pending=1).max_pending == 1  # the smallest allowed
+
+
+def test_unknown_decisions_learn_at_the_mean_of_all_learned_features() -> None:
+    policy = LinUCB(key_buckets=0)
+    for f in (1.0, 3.0):
+        policy.update(policy.select(ctx((f,), A)), 1.0)
+    policy.update(policy.clone().select(ctx((0.0,), B)), 0.5)  # unknown: x = (1, 2)
+    x = np.array([1.0, 2.0])
+    a, _, _, _ = head(policy, "b")
+    np.testing.assert_allclose(a, np.eye(2) + np.outer(x, x))
+
+
+def test_a_change_of_feature_size_is_refused_with_both_sizes() -> None:
+    policy = LinUCB(key_buckets=0)
+    policy.select(ctx((1.0,)))
+    with pytest.raises(ConfigError) as info:
+        policy.select(ctx((1.0, 2.0)))
+    assert str(info.value) == (
+        "LinUCB learned on 2 features, got a context with 3 (Context.features changed size)"
+    )
+
+
+def test_loading_a_state_of_another_size_forgets_the_pending_features() -> None:
+    policy = LinUCB(key_buckets=0)
+    decision = policy.select(ctx((1.0,)))  # pending at 2 features
+    other = LinUCB(key_buckets=0)
+    other.update(other.select(ctx((1.0, 2.0))), 1.0)  # 3 features
+    policy.load_state_dict(other.state_dict())
+    policy.update(decision, 0.5)  # learned at the mean of the loaded features
+    assert state(policy)["dim"] == 3

@@ -6,12 +6,14 @@ bandit policies. Every policy here is deterministic or seeded.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 
-from pickllm import Candidate, ConfigError, Context, Decision, StateError
+from pickllm import Candidate, ConfigError, Context, Decision, NoCandidateError, StateError
 from pickllm.policies.cheapest import Cheapest
 from pickllm.policies.epsilon_greedy_q import EpsilonGreedyQ
 from pickllm.policies.fixed import Fixed
@@ -711,3 +713,57 @@ def test_automaton_scores_state_and_exact_lock_threshold() -> None:
     state = {"probabilities": {"a": 1.0, "b": 0.0, "c": 0.0}, "locked": None}
     uniform.load_state_dict({**uniform.state_dict(), "state": state})
     assert uniform.select(ctx(B, C)).scores == (0.0, 0.0)
+
+
+# ================================================================ Policy base
+@pytest.mark.parametrize("bit_generator", [np.random.MT19937, np.random.Philox, np.random.SFC64])
+def test_state_dict_is_json_ready_for_any_bit_generator(
+    bit_generator: type[np.random.BitGenerator],
+) -> None:
+    # Regression: these generators keep numpy arrays in their state, which state_dict()
+    # returned as is (json.dumps failed).
+    policy = EpsilonGreedyQ(seed=np.random.Generator(bit_generator(0)))
+    for _ in range(5):
+        policy.update(policy.select(ctx(A, B)), 1.0)
+    state = json.loads(json.dumps(policy.state_dict()))
+    other = EpsilonGreedyQ(seed=np.random.Generator(bit_generator(1)))
+    other.load_state_dict(state)
+    picks = [policy.select(ctx(A, B)).candidate.name for _ in range(30)]
+    assert [other.select(ctx(A, B)).candidate.name for _ in range(30)] == picks
+
+
+def test_saved_states_refuse_an_empty_candidate_name() -> None:
+    state = EpsilonGreedyQ().state_dict()
+    state["state"]["q_values"] = {"": 0.5}
+    with pytest.raises(StateError) as info:
+        EpsilonGreedyQ().load_state_dict(state)
+    assert str(info.value) == (
+        "state of policy 'epsilon_greedy_q': q_values must be a mapping keyed by candidate "
+        "names, got {'': 0.5}"
+    )
+
+
+def test_decision_ids_are_128_bits_in_hex() -> None:
+    ids = {UCB1().select(ctx(A, B)).decision_id for _ in range(50)}
+    assert len(ids) == 50
+    for did in ids:
+        assert len(did) == 32
+        int(did, 16)  # hexadecimal
+
+
+def test_select_without_candidates_and_update_with_a_bad_reward_say_why() -> None:
+    policy = UCB1()
+    with pytest.raises(NoCandidateError) as no_candidate:
+        policy.select(Context())
+    assert str(no_candidate.value) == (
+        "select() needs at least one candidate in context.candidates, got none"
+    )
+    decision = policy.select(ctx(A, B))
+    with pytest.raises(ConfigError) as out_of_range:
+        policy.update(decision, 1.5)
+    assert str(out_of_range.value) == (
+        "Policy.update reward must be a finite number in [0, 1], got 1.5"
+    )
+    with pytest.raises(TypeError) as not_a_number:
+        policy.update(decision, "1")  # type: ignore[arg-type]
+    assert str(not_a_number.value) == "Policy.update reward must be a number, got '1'"

@@ -84,6 +84,7 @@ __all__ = [
     "ConvergenceSetting",
     "ConvergenceSummary",
     "EchoCalls",
+    "ManualClock",
     "PolicyCheck",
     "check_policy",
     "converge",
@@ -896,6 +897,26 @@ def _automaton(learning_rate: float, seed: int) -> Policy:
 
 def _q_learning(epsilon_decay: float, seed: int) -> Policy:
     return EpsilonGreedyQ(alpha=None, epsilon_decay=epsilon_decay, seed=seed)
+
+
+class ManualClock:
+    """A clock that moves only when told: inject it into a Router, an Engine or a store.
+
+    Examples:
+        >>> clock = ManualClock(5.0)
+        >>> clock()
+        5.0
+        >>> clock.now += 2.5
+        >>> clock()
+        7.5
+    """
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        """The current time, in seconds."""
+        return self.now
 
 
 class EchoCalls:

@@ -48,19 +48,10 @@ from pickllm.router import (
     read_state,
 )
 from pickllm.state import MemoryStore
+from pickllm.testing import ManualClock
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
 B = Candidate(name="b", input_price=3.0, output_price=4.0)
-
-
-class Clock:
-    """A manual monotonic clock."""
-
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def stats(**overrides: Any) -> CandidateStats:
@@ -81,7 +72,7 @@ def stats(**overrides: Any) -> CandidateStats:
 
 # ================================================================ spend and budget periods
 def test_spend_of_a_key_counts_only_that_key_and_reaches_its_limit_exactly() -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     router = Router(
         [A, B],
         policy="cheapest",
@@ -108,7 +99,7 @@ def test_spend_of_a_key_counts_only_that_key_and_reaches_its_limit_exactly() -> 
 
 
 def test_spend_says_when_the_period_resets() -> None:
-    clock = Clock(1000.0)  # the first period starts at the router's creation
+    clock = ManualClock(1000.0)  # the first period starts at the router's creation
     router = Router([A], policy="cheapest", clock=clock, budget_usd=1.0, budget_period_s=100.0)
     clock.now = 1010.0
     s = router.spend()
@@ -118,7 +109,7 @@ def test_spend_says_when_the_period_resets() -> None:
 
 
 def test_spend_without_a_period_never_resets() -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     router = Router([A], policy="cheapest", clock=clock, budget_usd=1.0, budget_period_s=None)
     router.record(router.route("q"), Feedback(cost_usd=0.75))
     clock.now = 1e9
@@ -127,14 +118,14 @@ def test_spend_without_a_period_never_resets() -> None:
 
 
 def test_spend_without_limits_has_no_limit() -> None:
-    router = Router([A], policy="cheapest", clock=Clock())
+    router = Router([A], policy="cheapest", clock=ManualClock())
     s = router.spend()
     assert (s.limit_usd, s.remaining_usd, s.exceeded) == (None, None, False)
 
 
 # ================================================================ explain
 def test_explain_keeps_the_query_and_defaults_to_the_empty_query() -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     assert router.explain().query == ""
     assert router.explain("what?").query == "what?"
 
@@ -145,13 +136,13 @@ def test_explain_prices_the_query_with_its_estimated_tokens() -> None:
     # "long-context" against 0.1 + 256 * 2e-6 USD for "chatty".
     long_context = Candidate(name="long-context", input_price=0.5, output_price=5.0)
     chatty = Candidate(name="chatty", input_price=1.0, output_price=2.0)
-    router = Router([long_context, chatty], policy="cheapest", clock=Clock())
+    router = Router([long_context, chatty], policy="cheapest", clock=ManualClock())
     assert router.explain("x").chosen == "chatty"
     assert router.explain("x" * 400_000).chosen == "long-context"
 
 
 def test_explain_reads_the_learner_of_the_key() -> None:
-    router = Router([A, B], policy=PerContext(policy=UCB1(), seed=0), clock=Clock())
+    router = Router([A, B], policy=PerContext(policy=UCB1(), seed=0), clock=ManualClock())
     best = {"k": "a", "j": "b"}
     for _ in range(30):
         for key, name in best.items():
@@ -163,7 +154,7 @@ def test_explain_reads_the_learner_of_the_key() -> None:
 
 def test_explain_honours_needs_structured_output() -> None:
     plain = Candidate(name="plain", structured_output=False)
-    router = Router([plain, B], policy="cheapest", clock=Clock())
+    router = Router([plain, B], policy="cheapest", clock=ManualClock())
     why = router.explain(needs_structured_output=True)
     assert why.chosen == "b"
     assert why.excluded == {"plain": "cannot serve: needs structured output"}
@@ -171,7 +162,7 @@ def test_explain_honours_needs_structured_output() -> None:
 
 def test_explain_without_a_servable_model_names_the_need_and_the_pool() -> None:
     plain = Candidate(name="plain", tool_calling=False)
-    router = Router([plain], policy="cheapest", clock=Clock())
+    router = Router([plain], policy="cheapest", clock=ManualClock())
     with pytest.raises(NoCandidateError) as info:
         router.explain(needs_tool_calling=True)
     assert str(info.value) == (
@@ -180,7 +171,7 @@ def test_explain_without_a_servable_model_names_the_need_and_the_pool() -> None:
 
 
 def test_explain_notes_a_spent_key_budget() -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     router = Router(
         [A, B], policy="cheapest", clock=clock, budget_per_key_usd=1.0, budget_period_s=60.0
     )
@@ -193,7 +184,7 @@ def test_explain_notes_a_spent_key_budget() -> None:
 
 
 def test_explain_draws_zero_is_allowed_and_negative_is_refused() -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     why = router.explain(draws=0)
     assert why.draws == 0
     assert router.explain().draws == 200  # the documented default
@@ -202,7 +193,7 @@ def test_explain_draws_zero_is_allowed_and_negative_is_refused() -> None:
 
 
 def test_explain_lists_open_circuits_unless_every_model_is_open() -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     router = Router([A, B], policy="cheapest", clock=clock, breaker_failures=1)
     router.record(router.route("q"), Feedback(error="Boom"))  # "a" (cheapest) opens
     assert router.explain().excluded == {"a": "circuit open"}
@@ -252,7 +243,7 @@ def test_stats_table_pads_short_names_to_the_model_header() -> None:
 
 # ================================================================ router-made decisions
 def test_pinned_and_budget_decisions_carry_the_policy_and_the_key() -> None:
-    router = Router([A, B], policy="thompson", seed=0, clock=Clock(), budget_per_key_usd=0.1)
+    router = Router([A, B], policy="thompson", seed=0, clock=ManualClock(), budget_per_key_usd=0.1)
     pinned = router.route("q", key="k", pin="b")
     assert (pinned.policy, pinned.key, pinned.probability) == ("thompson", "k", 1.0)
     assert pinned.ranking == (B,)
@@ -261,7 +252,7 @@ def test_pinned_and_budget_decisions_carry_the_policy_and_the_key() -> None:
         [A, B],
         policy="thompson",
         seed=0,
-        clock=Clock(),
+        clock=ManualClock(),
         budget_per_key_usd=0.1,
         on_budget="cheapest",
     )
@@ -280,7 +271,7 @@ def refusal(router: Router, decision_id: str) -> tuple[str, str]:
 
 
 def test_each_refused_score_names_its_reason() -> None:
-    clock = Clock(0.0)
+    clock = ManualClock(0.0)
     router = Router([A, B], policy="cheapest", clock=clock, pending_ttl_s=10.0, max_pending=5)
     failed = router.route("q")
     router.record(failed, Feedback(error="Boom"))
@@ -348,7 +339,7 @@ class Voter(Policy):
 
 
 def test_aggregate_weighs_only_with_a_decision_of_matching_size() -> None:
-    router = Router([A, B], policy=Voter(), clock=Clock())
+    router = Router([A, B], policy=Voter(), clock=ManualClock())
     d = router.route("q")
     answers = ["x", "y", "z"]
     assert router.aggregate(answers) == 2  # no decision: unweighted
@@ -361,7 +352,7 @@ def test_aggregate_weighs_only_with_a_decision_of_matching_size() -> None:
 
 
 def test_aggregate_of_a_policy_without_a_vote_is_the_first_answer() -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     assert router.aggregate(["x", "y"], router.route("q")) == 0
 
 
@@ -388,7 +379,9 @@ def test_decision_log_keeps_the_context_of_the_latest_1024_decisions(tmp_path: P
     # max_pending=0: the log keeps max(0, 1024) contexts; the oldest is forgotten first,
     # so the first of 1025 routed decisions is learned from but not logged.
     path = tmp_path / "log.jsonl"
-    router = Router([A, B], policy="cheapest", clock=Clock(), max_pending=0, decision_log=path)
+    router = Router(
+        [A, B], policy="cheapest", clock=ManualClock(), max_pending=0, decision_log=path
+    )
     decisions = [router.route("q", key=f"k{i}") for i in range(1025)]
     for d in decisions:
         router.record(d, Feedback(quality=1.0))
@@ -402,7 +395,7 @@ def test_save_writes_a_temporary_file_beside_the_target_and_keeps_it_from_cleani
 ) -> None:
     # Documented: the JSON goes to ``.{name}.*.tmp`` in the target's folder, and a save's
     # cleaning of stray temporary files spares those of saves running in this process.
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     target = tmp_path / "state.json"
     seen: list[list[str]] = []
     fsync = os.fsync
@@ -424,7 +417,7 @@ def test_save_writes_a_temporary_file_beside_the_target_and_keeps_it_from_cleani
 
 
 def test_a_failed_save_leaves_no_temporary_file(tmp_path: Path) -> None:
-    router = Router([A], policy="cheapest", clock=Clock())
+    router = Router([A], policy="cheapest", clock=ManualClock())
     target = tmp_path / "state.json"
     target.mkdir()  # a directory: the rename over it fails
     (target / "inside").write_text("x")
@@ -435,7 +428,7 @@ def test_a_failed_save_leaves_no_temporary_file(tmp_path: Path) -> None:
 
 # ================================================================ feedback details
 def test_a_second_early_score_is_refused_with_the_first(caplog: pytest.LogCaptureFixture) -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     d = router.route("q")
     with caplog.at_level(logging.DEBUG, logger="pickllm.router"):
         assert router.feedback(d.decision_id, 0.5) is None  # before the call is recorded
@@ -463,7 +456,7 @@ def test_load_restores_every_guard_setting(tmp_path: Path) -> None:
     router = Router(
         [A, B],
         policy="cheapest",
-        clock=Clock(),
+        clock=ManualClock(),
         breaker_failures=None,
         breaker_cooldown_s=7.0,
         budget_usd=3.0,
@@ -473,7 +466,7 @@ def test_load_restores_every_guard_setting(tmp_path: Path) -> None:
     )
     path = tmp_path / "state.json"
     router.save(path)
-    loaded = Router.load(path, clock=Clock())
+    loaded = Router.load(path, clock=ManualClock())
     assert loaded.state_dict()["settings"] == router.state_dict()["settings"]
     assert (loaded.budget_per_key_usd, loaded.budget_period_s) == (2.0, None)
 
@@ -492,9 +485,11 @@ def test_load_gives_files_saved_before_the_guards_the_documented_defaults(
         ):
             del body["settings"][name]
 
-    router = Router([A], policy="cheapest", clock=Clock(), budget_per_key_usd=1.0)
+    router = Router([A], policy="cheapest", clock=ManualClock(), budget_per_key_usd=1.0)
     loaded = Router.load(edited(tmp_path, router, drop_guards), verify=False)
-    assert loaded.state_dict()["settings"] == Router([A], clock=Clock()).state_dict()["settings"]
+    assert (
+        loaded.state_dict()["settings"] == Router([A], clock=ManualClock()).state_dict()["settings"]
+    )
     assert (
         loaded.breaker_failures,
         loaded.breaker_cooldown_s,
@@ -509,7 +504,7 @@ def test_load_gives_files_saved_before_the_guards_the_documented_defaults(
     ("field", "value"), [("calls", -1), ("errors", -1), ("rewarded", -1), ("errors", 5)]
 )
 def test_load_refuses_inconsistent_statistics(tmp_path: Path, field: str, value: int) -> None:
-    router = Router([A], policy="cheapest", clock=Clock())
+    router = Router([A], policy="cheapest", clock=ManualClock())
     router.record(router.route("q"), Feedback(quality=1.0))  # calls 1, errors 0, rewarded 1
 
     def corrupt(body: dict[str, Any]) -> None:
@@ -549,7 +544,7 @@ class Hoarder(Policy):
 
 
 def test_save_writes_non_finite_and_numpy_values_of_a_policy_state(tmp_path: Path) -> None:
-    router = Router([A], policy=Hoarder(), clock=Clock())
+    router = Router([A], policy=Hoarder(), clock=ManualClock())
     path = tmp_path / "state.json"
     router.save(path)
     written = json.loads(path.read_text())["router"]["policy_state"]["state"]
@@ -589,7 +584,7 @@ def test_read_state_names_the_file_in_each_refusal(tmp_path: Path) -> None:
 
 
 def test_read_state_verifies_by_default(tmp_path: Path) -> None:
-    router = Router([A], policy="cheapest", clock=Clock())
+    router = Router([A], policy="cheapest", clock=ManualClock())
 
     def tweak(body: dict[str, Any]) -> None:
         body["settings"]["max_pending"] = 7
@@ -605,7 +600,7 @@ def test_read_state_verifies_by_default(tmp_path: Path) -> None:
 
 
 def test_the_checksum_covers_the_content_not_the_layout(tmp_path: Path) -> None:
-    router = Router([A, B], policy="thompson", seed=0, clock=Clock())
+    router = Router([A, B], policy="thompson", seed=0, clock=ManualClock())
     router.record(router.route("q"), Feedback(quality=1.0))
     path = tmp_path / "state.json"
     router.save(path)
@@ -625,7 +620,7 @@ def test_the_checksum_covers_the_content_not_the_layout(tmp_path: Path) -> None:
 def test_a_non_finite_literal_in_a_state_file_is_a_state_error(tmp_path: Path) -> None:
     # Regression: ``save`` never writes NaN or Infinity literals, so one means the file
     # was edited; ``load`` raised a bare ValueError from the checksum instead of StateError.
-    router = Router([A], policy="cheapest", clock=Clock())
+    router = Router([A], policy="cheapest", clock=ManualClock())
     path = tmp_path / "state.json"
     router.save(path)
     text = path.read_text()
@@ -638,7 +633,7 @@ def test_a_non_finite_literal_in_a_state_file_is_a_state_error(tmp_path: Path) -
 def test_a_stray_that_cannot_be_deleted_is_kept_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    router = Router([A], policy="cheapest", clock=Clock())
+    router = Router([A], policy="cheapest", clock=ManualClock())
     stray_file = tmp_path / ".state.json.old.tmp"
     stray_file.write_text("left by a crash")
     stray_dir = tmp_path / ".state.json.dir.tmp"
@@ -678,7 +673,7 @@ def test_policy_config_round_trips_list_parameters() -> None:
 
 # ================================================================ history and sync
 def test_the_saved_history_names_each_learned_model_in_order() -> None:
-    router = Router([A, B], policy="thompson", seed=0, clock=Clock())
+    router = Router([A, B], policy="thompson", seed=0, clock=ManualClock())
     learned = []
     for name, quality in (("a", 1.0), ("b", 0.0), ("a", 0.5)):
         d = router.route("q", pin=name)
@@ -687,8 +682,8 @@ def test_the_saved_history_names_each_learned_model_in_order() -> None:
 
 
 def test_sync_is_none_without_a_store_and_a_status_with_one() -> None:
-    assert Router([A], policy="cheapest", clock=Clock()).sync() is None
-    router = Router([A], policy="cheapest", clock=Clock(), store=MemoryStore(name="t"))
+    assert Router([A], policy="cheapest", clock=ManualClock()).sync() is None
+    router = Router([A], policy="cheapest", clock=ManualClock(), store=MemoryStore(name="t"))
     status = router.sync()
     assert status is not None
     assert status.connected
@@ -699,7 +694,7 @@ def test_the_reward_prices_the_cost_against_the_pool() -> None:
     # Cost only: a call of 1M prompt tokens costing 2 USD; the pool's bounds for that
     # prompt are 1 USD (the lowest input price) and 3 USD + 256 tokens at 4 USD/1M.
     objective = Objective(quality=0.0, cost=1.0, latency=0.0)
-    router = Router([A, B], policy="cheapest", objective=objective, clock=Clock())
+    router = Router([A, B], policy="cheapest", objective=objective, clock=ManualClock())
     reward = router.record(
         router.route("q"), Feedback(input_tokens=1_000_000, cost_usd=2.0, quality=1.0)
     )
@@ -711,7 +706,7 @@ def test_the_reasons_of_the_latest_closed_decisions_are_remembered() -> None:
     from pickllm import router as router_module
 
     memory = router_module._CLOSED_MEMORY
-    router = Router([A], policy="cheapest", clock=Clock(), max_pending=0)
+    router = Router([A], policy="cheapest", clock=ManualClock(), max_pending=0)
     ids = []
     for _ in range(memory + 1):
         d = router.route("q")
@@ -723,7 +718,7 @@ def test_the_reasons_of_the_latest_closed_decisions_are_remembered() -> None:
 
 
 def test_each_update_is_logged_with_names_and_numbers(caplog: pytest.LogCaptureFixture) -> None:
-    router = Router([A], policy="cheapest", clock=Clock(), breaker_failures=None)
+    router = Router([A], policy="cheapest", clock=ManualClock(), breaker_failures=None)
     ok, failed = router.route("q"), router.route("q")
     with caplog.at_level(logging.DEBUG, logger="pickllm.router"):
         # The only model at no cost and no latency with quality 1: reward 1.
@@ -745,7 +740,7 @@ def test_a_model_that_answers_again_leaves_the_other_open_circuits_open(
     cheap = Candidate(name="cheap", input_price=0.1, output_price=0.1)
     mid = Candidate(name="mid", input_price=1.0, output_price=1.0)
     dear = Candidate(name="dear", input_price=5.0, output_price=5.0)
-    router = Router([cheap, mid, dear], policy="cheapest", clock=Clock(), breaker_failures=1)
+    router = Router([cheap, mid, dear], policy="cheapest", clock=ManualClock(), breaker_failures=1)
     router.record(router.route("q", pin="cheap"), Feedback(error="Boom"))
     router.record(router.route("q", pin="dear"), Feedback(error="Boom"))
     with caplog.at_level(logging.INFO, logger="pickllm.router"):
@@ -760,7 +755,7 @@ def test_a_model_that_answers_again_leaves_the_other_open_circuits_open(
 def test_a_pinned_model_that_cannot_serve_says_what_the_call_needs() -> None:
     small = Candidate(name="small", tool_calling=False, structured_output=False)
     short = Candidate(name="short", max_context_tokens=100)
-    router = Router([small, short, A], policy="cheapest", clock=Clock())
+    router = Router([small, short, A], policy="cheapest", clock=ManualClock())
     cases: list[tuple[dict[str, Any], str, str]] = [
         ({"pin": "small", "needs_tool_calling": True}, "small", "it needs tool calling"),
         (
@@ -789,7 +784,7 @@ def test_a_trained_scorer_is_wrapped_with_the_seed() -> None:
     from pickllm.testing import TEST_POOL, tiny_scorer_dir
 
     scorer = load_trained(tiny_scorer_dir())
-    router = Router(TEST_POOL, policy=scorer, seed=3, clock=Clock())
+    router = Router(TEST_POOL, policy=scorer, seed=3, clock=ManualClock())
     assert isinstance(router.policy, LearnedPolicy)
     assert router.policy.scorer is scorer
     assert router.policy.seed == 3
@@ -800,7 +795,9 @@ def test_the_spend_of_the_latest_charged_keys_is_remembered() -> None:
     from pickllm import router as router_module
 
     keys = router_module._MAX_SPEND_KEYS
-    router = Router([A], policy="cheapest", clock=Clock(), max_pending=0, budget_per_key_usd=1.0)
+    router = Router(
+        [A], policy="cheapest", clock=ManualClock(), max_pending=0, budget_per_key_usd=1.0
+    )
     for i in range(keys + 1):
         router.record(router.route("q", key=f"k{i}"), Feedback(cost_usd=0.5))
     assert router.spend("k0").spent_usd == 0.0  # the least recently charged is dropped
@@ -809,7 +806,7 @@ def test_the_spend_of_the_latest_charged_keys_is_remembered() -> None:
 
 
 def test_a_score_awaited_within_max_pending_is_not_dropped() -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock(), max_pending=2)
+    router = Router([A, B], policy="cheapest", clock=ManualClock(), max_pending=2)
     first, _ = router.route("q"), router.route("q")  # two pending: the table is full
     assert router.record(first, Feedback(), await_score=True) is None
     assert router.pending() == 2
@@ -818,11 +815,11 @@ def test_a_score_awaited_within_max_pending_is_not_dropped() -> None:
 
 # ================================================================ record refusals
 def test_record_refusals_name_the_problem() -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     with pytest.raises(TypeError) as wrong:
         router.record("d", Feedback())  # type: ignore[arg-type]
     assert str(wrong.value) == "decision must be a Decision, got str"
-    other = Router([A, B], policy="cheapest", clock=Clock())
+    other = Router([A, B], policy="cheapest", clock=ManualClock())
     foreign = other.route("q")
     with pytest.raises(UnknownDecisionError) as info:
         router.record(foreign, Feedback())
@@ -834,7 +831,7 @@ def test_record_refusals_name_the_problem() -> None:
 
 
 def test_an_opening_circuit_is_logged_with_its_cause(caplog: pytest.LogCaptureFixture) -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock(), breaker_failures=2)
+    router = Router([A, B], policy="cheapest", clock=ManualClock(), breaker_failures=2)
     with caplog.at_level(logging.WARNING, logger="pickllm.router"):
         for _ in range(2):
             router.record(router.route("q", pin="a"), Feedback(error="Boom"))
@@ -843,21 +840,21 @@ def test_an_opening_circuit_is_logged_with_its_cause(caplog: pytest.LogCaptureFi
 
 # ================================================================ routing details
 def test_knows_context_limits_when_a_candidate_declares_its_window() -> None:
-    assert not Router([A, B], clock=Clock()).knows_context_limits
+    assert not Router([A, B], clock=ManualClock()).knows_context_limits
     windowed = Candidate(name="w", max_context_tokens=1000)
-    assert Router([A, windowed], clock=Clock()).knows_context_limits
+    assert Router([A, windowed], clock=ManualClock()).knows_context_limits
 
 
 def test_a_call_without_a_query_is_logged_with_the_empty_query(tmp_path: Path) -> None:
     path = tmp_path / "log.jsonl"
     log = DecisionLog(path, include_query=True)
-    router = Router([A, B], policy="cheapest", clock=Clock(), decision_log=log)
+    router = Router([A, B], policy="cheapest", clock=ManualClock(), decision_log=log)
     router.record(router.route(), Feedback(quality=1.0))
     assert json.loads(path.read_text())["query"] == ""
 
 
 def test_each_route_is_logged_with_names_and_numbers(caplog: pytest.LogCaptureFixture) -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     with caplog.at_level(logging.DEBUG, logger="pickllm.router"):
         d = router.route("q")
     assert caplog.messages == [
@@ -868,13 +865,13 @@ def test_each_route_is_logged_with_names_and_numbers(caplog: pytest.LogCaptureFi
 def test_budget_refusals_name_the_limit_and_its_period() -> None:
     for period, shown in ((None, ""), (60.0, " per 60 s")):
         router = Router(
-            [A], policy="cheapest", clock=Clock(), budget_usd=1.0, budget_period_s=period
+            [A], policy="cheapest", clock=ManualClock(), budget_usd=1.0, budget_period_s=period
         )
         router.record(router.route("q"), Feedback(cost_usd=1.0))
         with pytest.raises(BudgetExceededError) as info:
             router.route("q")
         assert str(info.value) == f"the router's budget of 1.0 USD{shown} is spent (1.0 USD)"
-    keyed = Router([A], policy="cheapest", clock=Clock(), budget_per_key_usd=1.0)
+    keyed = Router([A], policy="cheapest", clock=ManualClock(), budget_per_key_usd=1.0)
     keyed.record(keyed.route("q", key="k"), Feedback(cost_usd=1.0))
     keyed.route("q", key="other")  # another key has its own budget
     with pytest.raises(BudgetExceededError) as info:
@@ -883,19 +880,19 @@ def test_budget_refusals_name_the_limit_and_its_period() -> None:
 
 
 def test_keys_route_freely_without_a_per_key_limit() -> None:
-    router = Router([A], policy="cheapest", clock=Clock(), budget_usd=10.0)
+    router = Router([A], policy="cheapest", clock=ManualClock(), budget_usd=10.0)
     router.record(router.route("q", key="k"), Feedback(cost_usd=1.0))
     assert router.route("q", key="k").candidate.name == "a"
 
 
 def test_breaker_failures_must_be_at_least_one() -> None:
     with pytest.raises(ConfigError) as info:
-        Router([A], clock=Clock(), breaker_failures=0)
+        Router([A], clock=ManualClock(), breaker_failures=0)
     assert str(info.value) == "breaker_failures must be an int >= 1, got 0"
 
 
 def test_the_documented_defaults() -> None:
-    router = Router([A], clock=Clock())
+    router = Router([A], clock=ManualClock())
     assert router.policy.name == "thompson"  # "The default, Thompson sampling"
     assert (router.max_pending, router.latency_window) == (100_000, 1024)
 
@@ -920,18 +917,18 @@ def test_the_documented_defaults() -> None:
 )
 def test_guard_arguments_are_checked_by_name(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        Router([A], clock=Clock(), **kwargs)
+        Router([A], clock=ManualClock(), **kwargs)
     assert str(info.value) == message
 
 
 def test_an_empty_pool_is_refused() -> None:
     with pytest.raises(ConfigError) as info:
-        Router([], clock=Clock())
+        Router([], clock=ManualClock())
     assert str(info.value) == "candidates must hold at least one Candidate, got none"
 
 
 def test_the_history_keeps_the_latest_history_length_calls() -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock(), max_pending=0)
+    router = Router([A, B], policy="cheapest", clock=ManualClock(), max_pending=0)
     for i in range(HISTORY_LENGTH + 1):
         name = "a" if i == 0 else "b"  # the first call is the one forgotten
         router.record(router.route("q", pin=name), Feedback(quality=1.0))
@@ -941,7 +938,7 @@ def test_the_history_keeps_the_latest_history_length_calls() -> None:
 
 
 def test_a_decision_for_a_model_the_router_never_had_is_refused() -> None:
-    router = Router([A, B], policy="cheapest", clock=Clock())
+    router = Router([A, B], policy="cheapest", clock=ManualClock())
     ghost = dataclasses.replace(router.route("q"), candidate=Candidate(name="ghost"))
     with pytest.raises(ConfigError) as info:
         router.record(ghost, Feedback())

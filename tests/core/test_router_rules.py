@@ -28,6 +28,7 @@ from pickllm import (
 )
 from pickllm.policies import UCB1, Fixed, PerContext
 from pickllm.router import policy_config, policy_from_config
+from pickllm.testing import ManualClock
 
 A = Candidate(name="a", input_price=1.0, output_price=2.0)
 B = Candidate(name="b", input_price=0.5, output_price=1.0, tool_calling=False)
@@ -35,14 +36,6 @@ C = Candidate(name="c", input_price=3.0, output_price=6.0, structured_output=Tru
 POOL = (A, B, C)
 # The reward is the quality score; an unscored call gets 0.5 (or missing_quality).
 QUALITY_ONLY = Objective(quality=1.0, cost=0.0, latency=0.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def fixed_router(model: str = "a", **kwargs: Any) -> Router:
@@ -327,7 +320,7 @@ def test_an_awaiting_record_without_pending_room_is_learned_at_once() -> None:
 
 # ---------------------------------------------------------------------------- expiry
 def test_expiry_is_inclusive_of_the_ttl_and_automatic_on_route() -> None:
-    clock = Clock()
+    clock = ManualClock()
     router = fixed_router(clock=clock, pending_ttl_s=10.0)
     first = router.route("q")
     clock.now = 9.5
@@ -346,7 +339,7 @@ def test_expiry_is_inclusive_of_the_ttl_and_automatic_on_route() -> None:
 
 
 def test_route_keeps_expiring_once_the_queue_emptied() -> None:
-    clock = Clock()
+    clock = ManualClock()
     router = fixed_router(clock=clock, pending_ttl_s=5.0)
     router.record(router.route("q"), Feedback(quality=1.0))  # closes its entry
     clock.now = 100.0
@@ -367,7 +360,7 @@ def test_route_keeps_expiring_once_the_queue_emptied() -> None:
 
 
 def test_expired_awaiting_calls_are_learned_with_the_missing_quality_rule() -> None:
-    clock = Clock()
+    clock = ManualClock()
     obj = Objective(quality=1.0, cost=0.0, latency=0.0, missing_quality=0.3)
     router, policy = ucb_router(clock=clock, pending_ttl_s=10.0, objective=obj)
     d = router.route("q")
@@ -379,7 +372,7 @@ def test_expired_awaiting_calls_are_learned_with_the_missing_quality_rule() -> N
 
 
 def test_an_expired_early_score_teaches_nothing() -> None:
-    clock = Clock()
+    clock = ManualClock()
     router, policy = ucb_router(clock=clock, pending_ttl_s=10.0)
     d = router.route("q")
     router.feedback(d.decision_id, 1.0)
@@ -391,7 +384,7 @@ def test_an_expired_early_score_teaches_nothing() -> None:
 
 
 def test_awaiting_since_the_record_time_when_no_route_entry_is_left() -> None:
-    clock = Clock()
+    clock = ManualClock()
     router = fixed_router(clock=clock, pending_ttl_s=10.0)
     d = router.route("q")
     router.record(d, Feedback(quality=1.0))  # closes the route entry
@@ -467,7 +460,7 @@ def test_release_of_an_early_score_learns_nothing() -> None:
 def test_save_writes_a_checksummed_document_and_load_restores_the_settings(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     router = fixed_router(model="b", max_pending=7, pending_ttl_s=12.5, latency_window=3)
     for latency in (0.1, 0.5, 0.2, 0.4):
         router.record(router.route("q"), Feedback(quality=0.5, latency_s=latency))
@@ -509,7 +502,7 @@ def test_save_writes_a_checksummed_document_and_load_restores_the_settings(
 
 
 def test_load_uses_the_given_clock_for_expiry(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = ManualClock()
     path = tmp_path / "state.json"
     fixed_router(pending_ttl_s=5.0).save(path)
     loaded = Router.load(path, clock=clock)

@@ -24,6 +24,7 @@ from pickllm.policies.per_context import PerContext
 from pickllm.policies.thompson_sampling import ThompsonSampling
 from pickllm.state import MemoryStore, RedisStore, StateStore
 from pickllm.state.store import Batch, BreakerEvent, Shared
+from pickllm.testing import ManualClock
 
 POOL = [Candidate(name=n) for n in ("a", "b", "c")]
 RATES = {"a": 0.2, "b": 0.8, "c": 0.5}
@@ -35,14 +36,6 @@ SHARED = [
     "lin_ucb",
     "linear_thompson",
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FlakyStore(MemoryStore):
@@ -171,7 +164,7 @@ def test_the_same_batch_is_applied_once() -> None:
 
 
 def test_store_down_routing_goes_on_warns_rate_limited_and_loses_nothing() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = FlakyStore(name="t", sync_interval_s=1.0, warn_interval_s=30.0)
     router = Router(POOL, "thompson", seed=0, store=store, clock=clock)
     store.down = True
@@ -284,7 +277,7 @@ def test_non_learning_policies_share_statistics_only() -> None:
 
 
 def test_syncs_follow_the_interval_on_the_routers_clock() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryStore(name="t", sync_interval_s=10.0)
     router = Router(POOL, "thompson", seed=0, store=store, clock=clock)
     syncs = router.sync()
@@ -311,7 +304,7 @@ def test_linear_decisions_keep_their_features_across_a_sync() -> None:
 
 
 def test_circuit_opened_by_one_router_is_skipped_by_the_others() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryStore(name="t", sync_every=1, wall_clock=clock)
     first = Router(POOL, "thompson", seed=0, store=store, clock=clock, breaker_failures=2)
     second = Router(POOL, "thompson", seed=1, store=store, clock=clock, breaker_failures=2)
@@ -327,7 +320,7 @@ def test_circuit_opened_by_one_router_is_skipped_by_the_others() -> None:
 
 
 def test_spend_is_shared_within_a_period() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryStore(name="t", sync_every=1, wall_clock=clock)
     routers = [
         Router(POOL, "thompson", seed=i, store=store, clock=clock, budget_usd=1.0) for i in range(2)
@@ -425,7 +418,7 @@ def test_sample_mean_q_learning_merges_exactly() -> None:
 
 
 def test_background_syncs_leave_the_record_to_a_worker_thread() -> None:
-    clock = Clock()
+    clock = ManualClock()
     store = MemoryStore(name="t", sync_interval_s=1.0, background=True)
     router = Router(POOL, "thompson", seed=0, store=store, clock=clock)
     _run([router], 5)

@@ -85,6 +85,19 @@ def _run(routers: list[Router], calls: int, seed: int = 0) -> dict[str, int]:
     return made
 
 
+def _rewards_round_robin(routers: list[Router], calls: int, seed: int) -> dict[str, list[float]]:
+    """Round-robin ``calls`` route+record with fair-coin quality; the rewards per model."""
+    rewards: dict[str, list[float]] = {n: [] for n in RATES}
+    rng = np.random.default_rng(seed)
+    for t in range(calls):
+        router = routers[t % len(routers)]
+        decision = router.route("q")
+        reward = router.record(decision, Feedback(quality=float(rng.random() < 0.5)))
+        assert reward is not None
+        rewards[decision.candidate.name].append(reward)
+    return rewards
+
+
 def _flush(routers: list[Router]) -> None:
     for router in routers:
         router.sync()
@@ -113,14 +126,7 @@ def test_routers_sharing_a_store_count_every_call_once(policy: str) -> None:
 def test_thompson_totals_are_exactly_the_sums_of_every_reward() -> None:
     store = MemoryStore(name="t", sync_every=5)
     routers = [Router(POOL, "thompson", seed=i, store=store) for i in range(4)]
-    rewards: dict[str, list[float]] = {n: [] for n in RATES}
-    rng = np.random.default_rng(3)
-    for t in range(400):
-        router = routers[t % 4]
-        decision = router.route("q")
-        reward = router.record(decision, Feedback(quality=float(rng.random() < 0.5)))
-        assert reward is not None
-        rewards[decision.candidate.name].append(reward)
+    rewards = _rewards_round_robin(routers, 400, seed=3)
     _flush(routers)
     policy = routers[0].policy
     assert isinstance(policy, ThompsonSampling)
@@ -400,14 +406,7 @@ def test_sample_mean_q_learning_merges_exactly() -> None:
         Router(POOL, EpsilonGreedyQ(alpha=None, epsilon_decay=0.99, seed=i), store=store)
         for i in range(3)
     ]
-    rewards: dict[str, list[float]] = {n: [] for n in RATES}
-    rng = np.random.default_rng(5)
-    for t in range(200):
-        router = routers[t % 3]
-        decision = router.route("q")
-        reward = router.record(decision, Feedback(quality=float(rng.random() < 0.5)))
-        assert reward is not None
-        rewards[decision.candidate.name].append(reward)
+    rewards = _rewards_round_robin(routers, 200, seed=5)
     _flush(routers)
     policy = routers[1].policy
     assert isinstance(policy, EpsilonGreedyQ)

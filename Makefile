@@ -4,12 +4,13 @@
 #               two steps: the default run (`-m "not slow"`, from pyproject's addopts) and the
 #               long convergence runs (`-m slow`); CI runs both. It installs redis-server first
 #               if missing: the Redis integration tests start their own server.
+#   make test-latest  the same checks against the newest releases (own venv, not CI)
 #   make mutation  mutation testing of the engine, router, objective and policies (mutmut; not in CI)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test mutation lock bench-overhead clean
+.PHONY: demo test test-latest mutation lock bench-overhead clean
 
 $(BIN)/python:
 	@echo "Creating $(VENV) with $(PYTHON)..."
@@ -37,6 +38,22 @@ test: $(VENV)/.installed-dev
 	scripts/ensure-redis-server.sh
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q -m slow
+
+# The same checks against the newest releases within pyproject's ranges, in a venv of their
+# own (not CI's: the lock keeps `make test` reproducible). A failure here is what the next
+# `make lock` would bring in.
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet --upgrade -e ".[dev]"
+	$(LATEST)/bin/python -m pip list --format=freeze | grep -iE "^(langchain|llama-index-core|pydantic|numpy|mypy|ruff)"
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/mypy
+	scripts/ensure-redis-server.sh
+	$(LATEST)/bin/python -m pytest -q
+	$(LATEST)/bin/python -m pytest -q -m slow
 
 bench-overhead: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py

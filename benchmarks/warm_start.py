@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -90,18 +92,48 @@ def _scored(
     return Scored
 
 
-def warm(name: str, data: str, rows: str, *, scored: bool, weight: float = 1.0) -> object:
+@functools.cache
+def _prior(data: str, rows: str) -> Callable[[Context], dict[str, float]]:
+    """The scorer's predicted reward per model of a context's query, as a reward prior."""
+    _, _, models, by_query = _predicted(data, rows)
+    table = {q: dict(zip(models, p.tolist(), strict=True)) for q, p in by_query.items()}
+
+    def prior(context: Context) -> dict[str, float]:
+        return table[context.query]
+
+    return prior
+
+
+def warm(
+    name: str,
+    data: str,
+    rows: str,
+    *,
+    scored: bool = False,
+    weight: float = 1.0,
+    prior: bool = False,
+    params: dict[str, Any] | None = None,
+) -> object:
+    """A factory of ``name`` warm-started from the scorer (``weight`` 0: no pseudo-rewards).
+
+    ``prior``: the scorer's predictions are the heads' prior mean (``set_prior``) before
+    the warm start, so the pseudo-rewards (equal to the prior) only add confidence.
+    """
+
     def build(setup: PolicySetup) -> Policy:
         contexts, predicted, models, by_query = _predicted(data, rows)
         if scored:
             base: type[LinUCB | LinearThompson] = LinUCB if name == "lin_ucb" else LinearThompson
-            policy: Policy = _scored(base, by_query)(seed=setup.seed)
+            policy: Policy = _scored(base, by_query)(seed=setup.seed, **(params or {}))
         else:
-            policy = make_policy(name, seed=setup.seed)
+            policy = make_policy(name, seed=setup.seed, **(params or {}))
         if not isinstance(policy, LinearPolicy):
             msg = f"{name} is not a linear contextual policy"
             raise TypeError(msg)
-        policy.warm_start(contexts, predicted, models, weight=weight)
+        if prior:
+            policy.set_prior(_prior(data, rows))
+        if weight > 0:
+            policy.warm_start(contexts, predicted, models, weight=weight)
         return policy
 
     return build
@@ -114,15 +146,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="test", choices=("test", "train"))
     parser.add_argument("--weight", type=float, default=1.0, help="of a pseudo-observation")
     parser.add_argument("--warm-only", action="store_true", help="no cold policies")
+    parser.add_argument(
+        "--variants",
+        default="warm,warm_scored,warm_prior",
+        help="comma-separated warm starts to run: warm, warm_scored, warm_prior",
+    )
+    parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=0.0,
+        help="warm_prior's pseudo-observation weight (0: the prior alone, no warm start)",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="POLICY.NAME=VALUE",
+        help="a hyperparameter of the warm policies (linear_thompson.exploration=0.05)",
+    )
     args = parser.parse_args(argv)
+    params: dict[str, dict[str, Any]] = {"linear_thompson": {}, "lin_ucb": {}}
+    for raw in args.param:
+        key, _, value = raw.partition("=")
+        policy_name, _, param = key.partition(".")
+        params[policy_name][param] = float(value)
     names = ["zooter"] if args.warm_only else ["zooter", "linear_thompson", "lin_ucb"]
+    variants = args.variants.split(",")
     for name in ("linear_thompson", "lin_ucb"):
-        for scored, suffix in ((False, "_warm"), (True, "_warm_scored")):
-            register_online_policy(
-                f"{name}{suffix}",
-                warm(name, args.data, args.rows, scored=scored, weight=args.weight),  # type: ignore[arg-type]
+        for suffix in variants:
+            factory = warm(
+                name,
+                args.data,
+                args.rows,
+                scored=suffix == "warm_scored",
+                prior=suffix == "warm_prior",
+                weight=args.prior_weight if suffix == "warm_prior" else args.weight,
+                params=params[name],
             )
-            names.append(f"{name}{suffix}")
+            register_online_policy(f"{name}_{suffix}", factory)  # type: ignore[arg-type]
+            names.append(f"{name}_{suffix}")
     report = run_bench(_table(args.data, args.rows), policies=names, seeds=args.seeds)
     print(render_report(report), end="")
     return 0

@@ -273,3 +273,51 @@ def test_a_state_saved_before_reward_priors_still_loads() -> None:
     saved["state"]["prior_used"] = 1
     with pytest.raises(StateError, match="prior_used must be a bool"):
         restored.load_state_dict(saved)
+
+
+# ================================================================ a trained scorer as the prior
+def _trained_scorer() -> Any:
+    from pickllm.learn import SelectLLM
+
+    texts = ["add 2 and 3", "sum 4 and 5", "write a poem", "write a haiku"] * 10
+    quality = np.array([[1, 0, 0.5], [1, 0, 0.5], [0, 1, 0.5], [0, 1, 0.5]] * 10, dtype=float)
+    return SelectLLM(learner="logistic", learning_rate=0.1, seed=0).fit(
+        texts, quality, ["a", "b", "c"]
+    )
+
+
+def test_scorer_prior_is_the_weighted_predicted_quality_plus_the_offsets() -> None:
+    from pickllm.learn import scorer_prior
+
+    scorer = _trained_scorer()
+    prior = scorer_prior(scorer, quality_weight=0.6, offsets={"a": 0.3, "c": -0.1})
+    for query in ("add 7 and 8", "write a sonnet", ""):
+        q = scorer.predict_quality([query])[0]
+        expected = np.clip(0.6 * q + np.array([0.3, 0.0, -0.1]), 0.0, 1.0)
+        got = prior(Context(query=query))
+        assert list(got) == ["a", "b", "c"]
+        assert list(got.values()) == pytest.approx(expected.tolist())
+    policy = LinUCB(seed=0)
+    policy.set_prior(scorer_prior(scorer))
+    for query in ("add 7 and 8", "write a sonnet"):
+        q = scorer.predict_quality([query])[0]
+        pick = policy.select(Context(query=query, candidates=POOL)).candidate.name
+        assert pick == "abc"[int(np.argmax(q))]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"quality_weight": 0.0}, "quality_weight must be a finite number > 0, got 0.0"),
+        ({"quality_weight": True}, "quality_weight"),
+        ({"offsets": {"z": 0.1}}, r"models the scorer does not know: \['z'\]"),
+        ({"offsets": {"a": math.inf}}, "offsets must be finite"),
+    ],
+)
+def test_scorer_prior_checks_its_arguments(kwargs: dict[str, Any], match: str) -> None:
+    from pickllm.learn import SelectLLM, scorer_prior
+
+    with pytest.raises(ConfigError, match=match):
+        scorer_prior(_trained_scorer(), **kwargs)
+    with pytest.raises(ConfigError, match="trained QueryScorer"):
+        scorer_prior(SelectLLM())

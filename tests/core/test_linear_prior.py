@@ -321,3 +321,32 @@ def test_scorer_prior_checks_its_arguments(kwargs: dict[str, Any], match: str) -
         scorer_prior(_trained_scorer(), **kwargs)
     with pytest.raises(ConfigError, match="trained QueryScorer"):
         scorer_prior(SelectLLM())
+
+
+def test_routers_sharing_a_store_share_what_they_learned_against_the_prior() -> None:
+    from pickllm import Feedback, Router
+    from pickllm.state import MemoryStore
+
+    pool = [Candidate(name=n) for n in ("a", "b", "c")]
+    scorer = {"a short question?": {"a": 0.7, "b": 0.5, "c": 0.2}, "Why? Why?": {"a": 0.6}}
+    store = MemoryStore(name="t", sync_every=10_000)  # syncs only when told
+    routers = [Router(pool, LinUCB(seed=i), store=store, seed=i) for i in range(2)]
+    for router in routers:
+        router.policy.set_prior(table_prior(scorer))  # type: ignore[attr-defined]
+    rng = np.random.default_rng(6)
+    for t in range(60):
+        router = routers[t % 2]
+        decision = router.route(("a short question?", "Why? Why?")[t % 3 % 2])
+        router.record(decision, Feedback(quality=float(rng.random() < 0.4)))
+    for _ in range(2):
+        for router in routers:
+            router.sync()
+    probe = Context(query="a short question?", candidates=tuple(pool))
+    first, second = (r.policy.predict(probe) for r in routers)  # type: ignore[attr-defined]
+    assert flat(first) == pytest.approx(flat(second), abs=1e-9)
+    assert first["a"][0] != pytest.approx(0.7)  # learned something: 'a' earned about 0.4
+    # The merged heads still hold residuals of the prior: 'a' (always in the prior) was
+    # never centred, 'b' (not in the prior of the second query) was there.
+    merged = routers[0].policy.state_dict()["state"]
+    np.testing.assert_allclose(merged["s"][merged["models"].index("a")], 0.0)
+    assert np.asarray(merged["s"][merged["models"].index("b")]).any()

@@ -281,8 +281,9 @@ class LinearPolicy(Policy):
 
         The prior is code, not state: it is not saved with ``state_dict()`` nor copied
         by ``clone()``. A policy that learned against a prior refuses to route without
-        one (set it again after loading a saved state). Not with ``shared_prior``: both
-        would set the heads' prior mean.
+        one (set it again after loading a saved state). Routers sharing a state store
+        share the heads' sums, which hold the residuals: give each the same prior. Not
+        with ``shared_prior``: both would set the heads' prior mean.
 
         Args:
             prior: the per-query prior; None removes it.

@@ -370,8 +370,9 @@ class LinearPolicy(Policy):
                 break
         # The prior's value per context and model (NaN where it gives none).
         pv = np.full(r.shape, math.nan)
-        if self._reward_prior is not None:
-            pv = np.array([self._prior_of(c, models) for c in contexts])
+        prior = self._reward_prior
+        if prior is not None:
+            pv = np.array([self._prior_of(prior, c, models) for c in contexts])
         gram = w * (x.T @ x)
         for col, i in enumerate(heads):
             covered = ~np.isnan(pv[:, col])
@@ -455,12 +456,10 @@ class LinearPolicy(Policy):
                 )
                 raise ConfigError(msg)
             return None
-        return self._prior_of(context, [c.name for c in context.candidates])
+        return self._prior_of(self._reward_prior, context, [c.name for c in context.candidates])
 
-    def _prior_of(self, context: Context, names: Sequence[str]) -> np.ndarray:
-        """The prior's predicted reward of each of ``names`` (NaN where it gives none)."""
-        prior = self._reward_prior
-        assert prior is not None  # noqa: S101  # callers check
+    def _prior_of(self, prior: RewardPrior, context: Context, names: Sequence[str]) -> np.ndarray:
+        """``prior``'s predicted reward of each of ``names`` (NaN where it gives none)."""
         given = prior(context)
         if not isinstance(given, Mapping):
             msg = (

@@ -245,6 +245,7 @@ def test_public_api_is_pinned() -> None:
         "number",
         "offline_routers",
         "save_router",
+        "scorer_prior",
         "select_subset",
         "soft_labels",
         "train",

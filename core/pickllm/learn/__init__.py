@@ -39,6 +39,7 @@ from pickllm.learn.models import MLP, LogisticRegression
 from pickllm.learn.offline import LearnedOffline, offline_routers
 from pickllm.learn.persist import load_router, save_router
 from pickllm.learn.policy import LearnedPolicy
+from pickllm.learn.prior import scorer_prior
 from pickllm.learn.selectllm import SELECTION_POLICIES, SelectLLM, select_subset
 from pickllm.learn.zooter import Zooter, soft_labels
 
@@ -72,6 +73,7 @@ __all__ = [
     "number",
     "offline_routers",
     "save_router",
+    "scorer_prior",
     "select_subset",
     "soft_labels",
     "train",

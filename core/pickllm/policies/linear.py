@@ -30,6 +30,18 @@ like this one at its price, not by the bare centre, and a head learns only how i
 departs from the shared fit: 11 heads need not each learn the queries' difficulty and the
 cost of a price from scratch.
 
+With a reward prior (:meth:`LinearPolicy.set_prior`, a callable giving each offered
+candidate's predicted reward for a context, e.g. a trained query scorer's), the prior is
+every head's prior mean, query by query: a model whose prediction is ``p(x)`` is predicted at
+
+    mean(x) = p(x) + x^T A^-1 (b - c s)
+
+where a reward learned with a prior adds ``x (r - p(x))`` to ``b`` and nothing to ``s``:
+the heads learn only the prior's error. With no evidence the policy's mean is the prior
+exactly (LinUCB then picks the prior's best model), its width the ridge prior's, and
+``regularization`` sets how much evidence it takes to override the prior. Learned rewards
+without a prior value (a candidate the prior leaves out) are centred on ``c`` as above.
+
 With ``change_threshold`` set, a Page-Hinkley test per model watches its residuals
 (predicted minus observed reward, minus the tolerance ``change_delta``); when a model's
 cumulative drop exceeds the threshold, its head is reset to the prior (or, with
@@ -49,7 +61,7 @@ from __future__ import annotations
 import math
 import zlib
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,7 +78,15 @@ from pickllm.policies.base import (
 from pickllm.policies.features import structural_values
 from pickllm.types import Context, Decision, SeedLike
 
-__all__ = ["LinearPolicy"]
+__all__ = ["LinearPolicy", "RewardPrior"]
+
+RewardPrior = Callable[[Context], Mapping[str, float]]
+"""A per-query prior: a context's predicted reward per candidate name, each in [0, 1].
+
+For example a trained query scorer's predicted reward of each model on the context's
+query (see :meth:`LinearPolicy.set_prior`). A candidate it leaves out is predicted at the
+centre, as without a prior.
+"""
 
 _Offer = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 """The offered candidates' head indices (None: all heads), prior offsets, relative prices."""
@@ -164,6 +184,7 @@ class LinearPolicy(Policy):
             msg = f"{owner} max_pending must be >= 1, got {max_pending!r}"
             raise ConfigError(msg)
         self.max_pending = max_pending
+        self._reward_prior: RewardPrior | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -174,6 +195,10 @@ class LinearPolicy(Policy):
         self._a_inv = np.zeros((0, 0, 0))
         self._b = np.zeros((0, 0))
         self._s = np.zeros((0, 0))
+        # Per head, the features of the rewards learned against a prior value (summed
+        # like s): what a change_shift marks down besides s.
+        self._sp = np.zeros((0, 0))
+        self._prior_used = False  # some reward was learned against a prior value
         self._n = np.zeros(0)
         self._price = np.zeros(0)  # relative price per model, as last offered
         self._ph = np.zeros(0)  # Page-Hinkley statistic per model
@@ -193,7 +218,8 @@ class LinearPolicy(Policy):
         self._x_sum = np.zeros(0)
         self._x_n = 0.0
         self._changes = 0
-        self._pending: dict[str, tuple[np.ndarray, float]] = {}
+        # Decision id -> (features, predicted mean, prior value of the chosen model or NaN).
+        self._pending: dict[str, tuple[np.ndarray, float, float]] = {}
         # Offered names -> head indices; None when they are all heads in order (the usual
         # case), so the heads' arrays are used without a gathering copy.
         self._offer_cache: dict[tuple[str, ...], _Offer] = {}
@@ -229,11 +255,72 @@ class LinearPolicy(Policy):
         """
         x = self._features(context)
         offer = self._offer(context)
-        mean, width = self._predict(x, offer)
+        mean, width = self._predict(x, offer, self._prior_values(context))
         return {
             c.name: (float(m), float(w))
             for c, m, w in zip(context.candidates, mean, width, strict=True)
         }
+
+    @property
+    def prior(self) -> RewardPrior | None:
+        """The reward prior set by :meth:`set_prior`, if any."""
+        return self._reward_prior
+
+    def set_prior(self, prior: RewardPrior | None) -> None:
+        """Make ``prior``'s predicted rewards every head's prior mean, query by query.
+
+        ``prior(context)`` gives the predicted reward (in [0, 1]) of the context's
+        candidates by name, e.g. a trained query scorer's prediction for its query. With
+        no evidence, a candidate is predicted at exactly that value (so LinUCB picks the
+        prior's best candidate, and Thompson sampling draws around it); each reward then
+        learned teaches the head only the prior's error on it, ``reward - prior``, so
+        online feedback corrects the prior where it is wrong and leaves it where it is
+        right. ``regularization`` is how many rewards per feature it takes to move a
+        head's prediction halfway from the prior; :meth:`warm_start` with the prior's
+        own predictions adds confidence in it (narrower widths) without moving it.
+
+        The prior is code, not state: it is not saved with ``state_dict()`` nor copied
+        by ``clone()``. A policy that learned against a prior refuses to route without
+        one (set it again after loading a saved state). Routers sharing a state store
+        share the heads' sums, which hold the residuals: give each the same prior. Not
+        with ``shared_prior``: both would set the heads' prior mean.
+
+        Args:
+            prior: the per-query prior; None removes it.
+
+        Raises:
+            TypeError: ``prior`` is not callable.
+            ConfigError: the policy has ``shared_prior=True``.
+
+        Examples:
+            >>> from pickllm.types import Candidate, Context
+            >>> from pickllm.policies import LinUCB
+            >>> pool = (Candidate(name="coder"), Candidate(name="writer"))
+            >>> scorer = {"def f(x): return x;": {"coder": 0.8, "writer": 0.3},
+            ...           "Write a poem.": {"coder": 0.6, "writer": 0.5}}
+            >>> policy = LinUCB(regularization=5.0, seed=0)
+            >>> policy.set_prior(lambda context: scorer[context.query])
+            >>> poem = Context(query="Write a poem.", candidates=pool)
+            >>> policy.predict(poem)["writer"][0]  # no evidence: the prior's prediction
+            0.5
+            >>> policy.select(poem).candidate.name  # the prior's best
+            'coder'
+            >>> for _ in range(20):  # the prior is wrong about poems
+            ...     decision = policy.select(poem)
+            ...     policy.update(decision, 0.9 if decision.candidate.name == "writer" else 0.2)
+            >>> policy.select(poem).candidate.name
+            'writer'
+        """
+        if prior is not None and not callable(prior):
+            msg = f"{type(self).__name__} prior must be callable or None, got {prior!r}"
+            raise TypeError(msg)
+        if prior is not None and self.shared_prior:
+            msg = (
+                f"{type(self).__name__} with shared_prior=True cannot take a reward prior: "
+                "both set the heads' prior mean (use shared_prior=False)"
+            )
+            raise ConfigError(msg)
+        self._reward_prior = prior
 
     def warm_start(
         self,
@@ -248,7 +335,8 @@ class LinearPolicy(Policy):
         Every (context, model) pair adds a pseudo-observation of weight ``weight`` to the
         model's head, as if the model had been called on the context and earned the
         predicted reward. Online rewards then refine (and, with ``discount``, replace)
-        them. A ``weight`` below 1 trusts the predictions less than real rewards.
+        them. A ``weight`` below 1 trusts the predictions less than real rewards. With a
+        reward prior (:meth:`set_prior`), the heads learn the rewards' departures from it.
 
         Args:
             contexts: the contexts to learn from (their query, key or features).
@@ -280,18 +368,27 @@ class LinearPolicy(Policy):
             if c.candidates:
                 self._offer(c)  # the models' relative prices, for the shared head
                 break
+        # The prior's value per context and model (NaN where it gives none).
+        pv = np.full(r.shape, math.nan)
+        prior = self._reward_prior
+        if prior is not None:
+            pv = np.array([self._prior_of(prior, c, models) for c in contexts])
         gram = w * (x.T @ x)
         for col, i in enumerate(heads):
+            covered = ~np.isnan(pv[:, col])
+            target = r[:, col] - np.where(covered, pv[:, col], 0.0)
             self._a[i] += gram
             self._a_inv[i] = np.linalg.inv(self._a[i])
-            self._b[i] += w * (x.T @ r[:, col])
-            self._s[i] += w * x.sum(axis=0)
+            self._b[i] += w * (x.T @ target)
+            self._s[i] += w * x[~covered].sum(axis=0)
+            self._sp[i] += w * x[covered].sum(axis=0)
             self._n[i] += w * len(contexts)
             if self.shared_prior:
                 z = np.column_stack((x, np.full(len(contexts), self._price[i])))
                 self._a0 += w * (z.T @ z)
                 self._b0 += w * (z.T @ r[:, col])
                 self._s0 += w * z.sum(axis=0)
+        self._prior_used = self._prior_used or bool((~np.isnan(pv)).any())
         self._reward_sum += w * float(r.sum())
         self._reward_n += w * r.size
         self._x_sum += x.sum(axis=0)
@@ -308,13 +405,15 @@ class LinearPolicy(Policy):
     def _select(self, context: Context) -> Choice:
         x = self._features(context)
         offer = self._offer(context)
-        mean, width = self._predict(x, offer)
+        prior = self._prior_values(context)
+        mean, width = self._predict(x, offer, prior)
         choice = self._choose(mean, width, context)
         pending = self._pending
         if len(pending) >= self.max_pending:
             del pending[next(iter(pending))]
         decision_id = new_decision_id()
-        pending[decision_id] = (x, float(mean[choice.index]))
+        prior_value = math.nan if prior is None else float(prior[choice.index])
+        pending[decision_id] = (x, float(mean[choice.index]), prior_value)
         return Choice(
             choice.index,
             choice.probability,
@@ -328,19 +427,64 @@ class LinearPolicy(Policy):
         found = self._pending.pop(decision.decision_id, None)
         if found is None:
             # Nothing seen yet: the features of an empty query.
+            # Nor is the query, so the prior's value: learned against the centre.
             x = self._x_sum / self._x_n if self._x_n > 0 else self._features(Context())
             predicted = None
+            prior_value = math.nan
         else:
-            x, predicted = found
+            x, predicted, prior_value = found
         i = self._head(decision.candidate.name)
         if predicted is None:
             offer = (np.array([i], dtype=np.intp), np.zeros(1), self._price[[i]])
             predicted = float(self._predict(x, offer)[0][0])
-        self._learn(i, x, reward)
+        self._learn(i, x, reward, prior_value)
         if self._threshold is not None:
             self._page_hinkley(i, predicted - reward)
 
     # ------------------------------------------------------------------ internals
+    def _prior_values(self, context: Context) -> np.ndarray | None:
+        """The prior's value per offered candidate (NaN where none); None without a prior.
+
+        Raises:
+            ConfigError: the heads learned against a prior and none is set.
+        """
+        if self._reward_prior is None:
+            if self._prior_used:
+                msg = (
+                    f"{type(self).__name__} learned against a reward prior: set it again "
+                    "with set_prior() before routing (a prior is not saved with the state)"
+                )
+                raise ConfigError(msg)
+            return None
+        return self._prior_of(self._reward_prior, context, [c.name for c in context.candidates])
+
+    def _prior_of(self, prior: RewardPrior, context: Context, names: Sequence[str]) -> np.ndarray:
+        """``prior``'s predicted reward of each of ``names`` (NaN where it gives none)."""
+        given = prior(context)
+        if not isinstance(given, Mapping):
+            msg = (
+                f"{type(self).__name__} prior must return a mapping of candidate names to "
+                f"predicted rewards, got {type(given).__name__}"
+            )
+            raise ConfigError(msg)
+        out = np.full(len(names), math.nan)
+        for j, name in enumerate(names):
+            v = given.get(name)
+            if v is None:
+                continue
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float | np.number)
+                or not 0.0 <= float(v) <= 1.0  # NaN fails too
+            ):
+                msg = (
+                    f"{type(self).__name__} prior: the predicted reward of {name!r} must be "
+                    f"a number in [0, 1], got {v!r}"
+                )
+                raise ConfigError(msg)
+            out[j] = float(v)
+        return out
+
     def _features(self, context: Context) -> np.ndarray:
         x = self._context_features(context)
         self._ensure_dim(x.shape[0])
@@ -367,6 +511,7 @@ class LinearPolicy(Policy):
             self._a_inv = np.broadcast_to(np.eye(dim) / self._reg, (k, dim, dim)).copy()
             self._b = np.zeros((k, dim))
             self._s = np.zeros((k, dim))
+            self._sp = np.zeros((k, dim))
             self._x_sum = np.zeros(dim)
             self._a0 = np.eye(dim + 1) * self._reg
             self._a0_inv = np.eye(dim + 1) / self._reg
@@ -392,6 +537,7 @@ class LinearPolicy(Policy):
         self._a_inv = np.concatenate((self._a_inv, (np.eye(d) / self._reg)[None]))
         self._b = np.concatenate((self._b, np.zeros((1, d))))
         self._s = np.concatenate((self._s, np.zeros((1, d))))
+        self._sp = np.concatenate((self._sp, np.zeros((1, d))))
         self._n = np.append(self._n, 0.0)
         self._price = np.append(self._price, 0.0)
         self._ph = np.append(self._ph, 0.0)
@@ -423,9 +569,14 @@ class LinearPolicy(Policy):
         cache[names] = found = (idx, offset, relative)
         return found
 
-    def _predict(self, x: np.ndarray, offer: _Offer) -> tuple[np.ndarray, np.ndarray]:
+    def _predict(
+        self, x: np.ndarray, offer: _Offer, prior: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         idx, offset, price = offer
         c = self.centre + offset  # the prior mean of each offered candidate
+        # A reward prior's value replaces the centre as the prediction's base (the heads'
+        # rewards learned against it are residuals; those learned without, centred on c).
+        base = c if prior is None else np.where(np.isnan(prior), c, prior)
         if idx is None:
             a_inv, b, s = self._a_inv, self._b, self._s
         else:
@@ -437,23 +588,31 @@ class LinearPolicy(Policy):
             c = c + w0[-1] * price
             mean = c + ((b - c[:, None] * s) * q).sum(axis=1) + self._reg * (q @ w0[:-1])
         else:
-            mean = c + ((b - c[:, None] * s) * q).sum(axis=1)
+            mean = base + ((b - c[:, None] * s) * q).sum(axis=1)
         return mean, self._alpha * np.sqrt(np.maximum(var, 0.0))
 
     def _refresh_shared(self) -> None:
         """The shared head's weights, for the current centre."""
         self._w0 = self._a0_inv @ (self._b0 - self.centre * self._s0)
 
-    def _learn(self, i: int, x: np.ndarray, reward: float) -> None:
+    def _learn(self, i: int, x: np.ndarray, reward: float, prior: float = math.nan) -> None:
+        """Learn ``reward`` for head ``i``, against the prior's value ``prior`` if not NaN."""
         g = self._gamma
         xx = x[:, None] * x  # the outer product x x^T
+        with_prior = not math.isnan(prior)
+        # Against a prior value the head learns the residual, and x goes to sp, not s.
+        target = reward - prior if with_prior else reward
+        self._prior_used = self._prior_used or with_prior
+        sums = self._sp if with_prior else self._s
         if g < 1.0:
             a = g * self._a[i] + xx
             a.flat[:: self._dim + 1] += (1.0 - g) * self._reg  # the prior's share of the past
             self._a[i] = a
             self._a_inv[i] = np.linalg.inv(a)
-            self._b[i] = g * self._b[i] + reward * x
-            self._s[i] = g * self._s[i] + x
+            self._b[i] = g * self._b[i] + target * x
+            self._s[i] *= g
+            self._sp[i] *= g
+            sums[i] += x
             self._n[i] = g * self._n[i] + 1.0
         else:
             # Sherman-Morrison: (A + x x^T)^-1 = A^-1 - (A^-1 x)(A^-1 x)^T / (1 + x^T A^-1 x).
@@ -461,8 +620,8 @@ class LinearPolicy(Policy):
             u = a_inv @ x
             a_inv -= u[:, None] * (u / (1.0 + float(u @ x)))
             self._a[i] += xx
-            self._b[i] += reward * x
-            self._s[i] += x
+            self._b[i] += target * x
+            sums[i] += x
             self._n[i] += 1.0
         self._reward_sum += reward
         self._reward_n += 1.0
@@ -505,7 +664,7 @@ class LinearPolicy(Policy):
             # The changed model's past rewards are marked down by the measured drop: its
             # head keeps its evidence (what it learned of the queries) at the new level.
             shortfall = float(self._run_sum[i] / self._run_n[i])
-            self._b[i] -= shortfall * self._s[i]
+            self._b[i] -= shortfall * (self._s[i] + self._sp[i])
             if self.shared_prior:
                 # The shared head learned from the changed model too: it starts again.
                 self._a0 = np.eye(d + 1) * self._reg
@@ -519,6 +678,7 @@ class LinearPolicy(Policy):
             self._a_inv[i] = np.eye(d) / self._reg
             self._b[i] = 0.0
             self._s[i] = 0.0
+            self._sp[i] = 0.0
             self._n[i] = 0.0
         # ... and every other model keeps a share of its evidence: exploration re-opens.
         for j in range(len(self._names) if self._keep < 1.0 else 0):
@@ -527,6 +687,7 @@ class LinearPolicy(Policy):
                 self._a_inv[j] = np.linalg.inv(self._a[j])
                 self._b[j] *= self._keep
                 self._s[j] *= self._keep
+                self._sp[j] *= self._keep
                 self._n[j] *= self._keep
         if self.shared_prior and self._keep < 1.0:
             eye0 = np.eye(d + 1) * self._reg
@@ -548,6 +709,8 @@ class LinearPolicy(Policy):
             "A_inv": self._a_inv.tolist(),
             "b": self._b.tolist(),
             "s": self._s.tolist(),
+            "prior_s": self._sp.tolist(),
+            "prior_used": self._prior_used,
             "n": self._n.tolist(),
             "page_hinkley": self._ph.tolist(),
             "run_sum": self._run_sum.tolist(),
@@ -587,6 +750,7 @@ class LinearPolicy(Policy):
             "run_sum": np.zeros(k),
             "run_n": np.zeros(k),
             "price": np.zeros(k),
+            "prior_s": np.zeros((k, dim)),
             "shared_A": np.eye(d0) * self._reg,
             "shared_A_inv": np.eye(d0) / self._reg,
             "shared_b": np.zeros(d0),
@@ -601,6 +765,7 @@ class LinearPolicy(Policy):
         x_sum = _array(pol, state, "x_sum", (dim,))
         scalars = {f: _array(pol, state, f, ()) for f in ("reward_sum", "reward_n", "x_n")}
         changes = state_count(pol, "changes", state_field(pol, state, "changes"))
+        prior_used = _flag(pol, state, "prior_used")  # absent before reward priors
         if (n < 0).any() or (ph < 0).any() or scalars["reward_n"] < 0 or scalars["x_n"] < 0:
             msg = f"state of policy {pol!r}: counts must be >= 0"
             raise StateError(msg)
@@ -614,6 +779,7 @@ class LinearPolicy(Policy):
         self._index = {name: i for i, name in enumerate(names)}
         self._a, self._a_inv, self._b, self._s, self._n, self._ph = a, a_inv, b, s, n, ph
         self._price = shared["price"]
+        self._sp, self._prior_used = shared["prior_s"], prior_used
         self._run_sum, self._run_n = shared["run_sum"], shared["run_n"]
         self._a0, self._a0_inv = shared["shared_A"], shared["shared_A_inv"]
         self._b0, self._s0 = shared["shared_b"], shared["shared_s"]
@@ -625,6 +791,15 @@ class LinearPolicy(Policy):
         self._w0 = np.zeros(d0)
         if d0:
             self._refresh_shared()
+
+
+def _flag(pol: str, state: Mapping[str, Any], field: str) -> bool:
+    """A boolean state field, False when absent."""
+    value = state.get(field, False)
+    if not isinstance(value, bool):
+        msg = f"state of policy {pol!r}: {field} must be a bool, got {value!r}"
+        raise StateError(msg)
+    return value
 
 
 def _array(pol: str, state: Mapping[str, Any], field: str, shape: tuple[int, ...]) -> np.ndarray:

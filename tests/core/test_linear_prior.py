@@ -350,3 +350,28 @@ def test_routers_sharing_a_store_share_what_they_learned_against_the_prior() -> 
     merged = routers[0].policy.state_dict()["state"]
     np.testing.assert_allclose(merged["s"][merged["models"].index("a")], 0.0)
     assert np.asarray(merged["s"][merged["models"].index("b")]).any()
+
+
+def test_a_store_shares_the_sums_learned_against_the_prior_and_that_one_was_used() -> None:
+    from pickllm import Feedback, Router
+    from pickllm.state import MemoryStore
+
+    pool = [Candidate(name=n) for n in ("a", "b")]
+    scorer = {"q?": {"a": 0.7, "b": 0.4}}
+    store = MemoryStore(name="t", sync_every=10_000)
+    learner, idle = (Router(pool, LinUCB(seed=i), store=store, seed=i) for i in range(2))
+    for router in (learner, idle):
+        router.policy.set_prior(table_prior(scorer))  # type: ignore[attr-defined]
+    for _ in range(5):
+        learner.record(learner.route("q?"), Feedback(quality=0.5))
+    learned = learner.policy.state_dict()["state"]
+    learner.sync()
+    idle.sync()
+    adopted = idle.policy.state_dict()["state"]
+    assert adopted["prior_used"] is True
+    assert adopted["models"] == learned["models"]
+    np.testing.assert_allclose(adopted["prior_s"], learned["prior_s"])
+    assert np.asarray(adopted["prior_s"]).any()
+    idle.policy.set_prior(None)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="learned against a reward prior"):
+        idle.route("q?")

@@ -27,9 +27,10 @@ policy                                      merge   consistency
 ``epsilon_greedy_q`` with a constant alpha  replay  ``Q += a (r - Q)`` depends on the order:
                                                     serialised by sync, within one interval
 ``learning_automaton`` (probabilities)      replay  serialised by sync, within one interval
-``lin_ucb``, ``linear_thompson``            sums    exact (A, b, s, n, the running means and
-                                                    the ``shared_prior`` head are sums; ``A^-1``
-                                                    recomputed on adoption)
+``lin_ucb``, ``linear_thompson``            sums    exact (A, b, s, n, the running means,
+                                                    the ``shared_prior`` head and the sums
+                                                    learned against a reward prior are sums;
+                                                    ``A^-1`` recomputed on adoption)
 ``fixed``, ``random``, ``cheapest``,        none    nothing is learned (statistics, spend and
 trained query scorers                               breakers are still shared)
 ==========================================  ======  ===========================================
@@ -219,9 +220,14 @@ class _LinearMerge(SumsMerge):
                 out[f"p|b|{j}|{name}"] = v
             for j, v in enumerate(state["s"][i]):
                 out[f"p|s|{j}|{name}"] = v
+            for j, v in enumerate(state["prior_s"][i]):
+                out[f"p|sp|{j}|{name}"] = v
             out[f"p|n|{name}"] = float(state["n"][i])
         if policy.shared_prior:
             out.update(_shared_sums(state, dim + 1, reg))
+        # Whether some reward was learned against a reward prior (a count: > 0 when any
+        # router's was), so the merged policy too refuses to route without its prior.
+        out["p|pu"] = 1.0 if state["prior_used"] else 0.0
         out["p|rs"] = float(state["reward_sum"])
         out["p|rn"] = float(state["reward_n"])
         out["p|xn"] = float(state["x_n"])
@@ -242,6 +248,7 @@ class _LinearMerge(SumsMerge):
         a = np.broadcast_to(np.eye(dim) * reg, (k, dim, dim)).copy()
         b = np.zeros((k, dim))
         s = np.zeros((k, dim))
+        sp = np.zeros((k, dim))
         n = np.zeros(k)
         index = {name: i for i, name in enumerate(names)}
         x_sum = np.zeros(dim)
@@ -253,8 +260,8 @@ class _LinearMerge(SumsMerge):
                 a[i, j, m] += value
                 if j != m:
                     a[i, m, j] += value
-            elif field in ("b", "s") and (name := key.split(SEP, 3)[3]) in index:
-                (b if field == "b" else s)[index[name], int(parts[2])] = value
+            elif field in ("b", "s", "sp") and (name := key.split(SEP, 3)[3]) in index:
+                {"b": b, "s": s, "sp": sp}[field][index[name], int(parts[2])] = value
             elif field == "n" and (name := key.split(SEP, 2)[2]) in index:
                 n[index[name]] = max(value, 0.0)
             elif field == "xs":
@@ -266,6 +273,8 @@ class _LinearMerge(SumsMerge):
             "A_inv": np.linalg.inv(a).tolist(),
             "b": b.tolist(),
             "s": s.tolist(),
+            "prior_s": sp.tolist(),
+            "prior_used": sums.get("p|pu", 0.0) > 0.0,
             "n": n.tolist(),
             "page_hinkley": [0.0] * k,
             "reward_sum": sums.get("p|rs", 0.0),

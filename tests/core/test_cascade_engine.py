@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,10 +14,11 @@ import pytest
 
 from pickllm import Candidate, ConfigError, ExecutionError, Router
 from pickllm.cascade import CascadeStrategy, factory
-from pickllm.engine import Engine, Request, RetryConfig, RoutingSettings
+from pickllm.engine import Engine, Executor, MemoryRecorder, Request, RetryConfig, RoutingSettings
 from pickllm.engine.settings import split_seed
 from pickllm.errors import DeadlineExceededError
-from pickllm.testing import EchoCalls
+from pickllm.pricing import Usage, estimate_tokens
+from pickllm.testing import EchoCalls, ManualClock
 from tests.core.cascade_fakes import PriceOrderCascade
 
 CHEAP = Candidate(name="cheap", input_price=0.1, output_price=0.4)
@@ -469,3 +472,120 @@ def test_settings_refuse_bad_cascade_settings(settings: dict[str, Any], message:
 def test_engine_refuses_a_strategy_that_is_not_one() -> None:
     with pytest.raises(TypeError, match="strategy must implement"):
         Engine(Router([CHEAP]), strategy="cascade_routing")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- pinned details
+class Timed(EchoCalls):
+    """EchoCalls whose every model call takes ``seconds`` on a manual clock."""
+
+    def __init__(self, clock: ManualClock, seconds: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clock = clock
+        self.seconds = seconds
+
+    def _answer(self, candidate: Candidate) -> str:
+        self.clock.now += self.seconds
+        return super()._answer(candidate)
+
+
+@pytest.mark.parametrize("seconds", [0.25, 2.0])
+def test_a_streamed_cascades_first_token_waits_exactly_for_every_step(seconds: float) -> None:
+    clock = ManualClock(100.0)
+    e = make_engine(PriceOrderCascade(), evaluator=good_if("mid"), clock=clock)
+    calls = Timed(clock, seconds, query="Hi")
+    finished: list[Any] = []
+    chunks = list(e.stream(Request(query="Hi"), calls, on_finish=finished.append))
+    (answer,) = finished
+    assert answer.value == chunks == ["mid: ", "Hi"]
+    assert answer.info()["time_to_first_token_s"] == pytest.approx(2 * seconds)
+
+
+def test_a_streamed_answer_without_usage_is_counted_from_its_text_and_the_prompt() -> None:
+    @dataclass(frozen=True)
+    class Chunk:  # a framework's chunk: not a str, its text read by chunks_text
+        text: str
+
+    class NoUsage(EchoCalls):
+        def as_chunks(self, answer: str) -> list[Any]:
+            return [Chunk(c) for c in super().as_chunks(answer)]
+
+        def chunks_text(self, chunks: list[Any]) -> str:
+            return "".join(c.text for c in chunks)
+
+        def chunks_usage(self, candidate: Candidate, chunks: list[Any]) -> Usage:
+            del candidate, chunks
+            return Usage()
+
+    e = make_engine(None, pool=(CHEAP,), await_feedback=False)
+    request = Request(query="what is two plus two, in words")
+    finished: list[Any] = []
+    calls = NoUsage(query=request.query)
+    chunks = list(e.stream(request, calls, on_finish=finished.append))
+    used = finished[0].result.feedback
+    assert used.input_tokens == estimate_tokens(request.prompt_text) > 0
+    assert used.output_tokens == estimate_tokens(calls.chunks_text(chunks)) > 0
+
+
+async def test_async_cascade_steps_are_judged_with_the_query_model_and_decision() -> None:
+    seen: list[tuple[str, str, str, str]] = []
+
+    async def judge(prompt: str, answer: str, *, model: str, decision_id: str) -> float:
+        seen.append((prompt, answer, model, decision_id))
+        return 0.0
+
+    e = make_engine(PriceOrderCascade(), evaluator=judge)
+    answer = await e.arun(Request(query="Hi"), EchoCalls(query="Hi"))
+    did = answer.decision.decision_id
+    assert seen == [("Hi", f"{m}: Hi", m, did) for m in ("cheap", "mid", "dear")]
+
+
+async def test_an_async_judge_that_fails_is_logged_with_the_decision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(prompt: str, answer: str) -> float:
+        raise RuntimeError("judge down")
+
+    e = make_engine(PriceOrderCascade(estimate=lambda text: 0.7), evaluator=broken)
+    with caplog.at_level(logging.WARNING, logger="pickllm"):
+        answer = await e.arun(Request(query="Hi"), EchoCalls())
+    assert answer.model == "cheap"
+    assert e.evaluation is not None
+    assert e.evaluation.errors == 1
+    assert f"failed for decision {answer.decision.decision_id}: RuntimeError" in caplog.text
+
+
+async def test_executor_arun_runs_a_strategy_cascade_with_awaited_scores() -> None:
+    strategy = PriceOrderCascade()
+    decision = make_engine(strategy).route(Request(query="Hi"))
+    recorder = MemoryRecorder()
+    executor = Executor(recorder, retry=RetryConfig(max_attempts=1), clock=Ticker())
+
+    async def score(candidate: Candidate, value: str) -> float:
+        del value
+        return 1.0 if candidate.name == "mid" else 0.0
+
+    calls = EchoCalls(query="Hi")
+    result = await executor.arun(
+        decision, calls.acall, calls.usage, strategy=strategy, query="the query", score=score
+    )
+    session = strategy.sessions[-1]
+    assert session.query == "the query"
+    assert [(o.model, o.score) for o in session.observed] == [("cheap", 0.0), ("mid", 1.0)]
+    assert result.decision.candidate.name == "mid"
+    assert [s.model for s in result.steps] == ["cheap", "mid"]
+    assert sorted((d.candidate.name, f.quality) for d, f, _ in recorder.records) == [
+        ("cheap", 0.0),
+        ("mid", 1.0),
+    ]
+
+
+def test_the_engines_repr_names_its_evaluators_type() -> None:
+    class Judge:
+        def __call__(self, prompt: str, answer: str) -> float:
+            return 1.0
+
+    router = Router([CHEAP], policy="cheapest")
+    assert repr(Engine(router)) == (
+        f"Engine(router={router!r}, evaluator=None, await_feedback=False)"
+    )
+    assert "evaluator=Judge, await_feedback=False)" in repr(Engine(router, evaluator=Judge()))

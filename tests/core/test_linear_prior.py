@@ -375,3 +375,29 @@ def test_a_store_shares_the_sums_learned_against_the_prior_and_that_one_was_used
     idle.policy.set_prior(None)  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="learned against a reward prior"):
         idle.route("q?")
+
+
+async def test_with_a_prior_async_routing_leaves_the_event_loop() -> None:
+    import threading
+
+    from pickllm import Router
+    from pickllm.engine import Engine, Request
+    from pickllm.testing import EchoCalls
+
+    threads: list[threading.Thread] = []
+
+    def prior(context: Context) -> dict[str, float]:
+        threads.append(threading.current_thread())
+        return {"a": 0.9, "b": 0.1}
+
+    policy = LinUCB(seed=0)
+    assert policy.blocking is False
+    policy.set_prior(prior)
+    assert policy.blocking is True
+    engine = Engine(Router([Candidate(name="a"), Candidate(name="b")], policy=policy))
+    answer = await engine.arun(Request(query="q"), EchoCalls(query="q"))
+    assert answer.model == "a"
+    assert threads
+    assert threading.current_thread() not in threads
+    policy.set_prior(None)
+    assert policy.blocking is False

@@ -62,7 +62,7 @@ class LearnedPolicy(Policy):
     name: ClassVar[str] = "learned"
     contextual: ClassVar[bool] = True
     learning: ClassVar[bool] = False
-    blocking: ClassVar[bool] = True
+    blocking = True
 
     def __init__(
         self,

@@ -89,9 +89,14 @@ class Policy(ABC):
     ``cheapest``) set it to False, and the conformance suite then does not ask them to
     beat random choice."""
 
-    blocking: ClassVar[bool] = False
-    """Whether ``select`` runs a model (a trained query scorer): async callers then route
-    in a worker thread, so the event loop is not held."""
+    @property
+    def blocking(self) -> bool:
+        """Whether ``select`` runs a model: async callers then route in a worker thread.
+
+        True for a trained query scorer and a linear policy with a reward prior, so the
+        event loop is not held. A subclass that always runs one sets ``blocking = True``.
+        """
+        return False
 
     def __init__(self, *, seed: SeedLike = None) -> None:
         _check_seed(seed)

@@ -262,6 +262,11 @@ class LinearPolicy(Policy):
         }
 
     @property
+    def blocking(self) -> bool:
+        """True with a reward prior: it may run a model (a trained scorer) on each query."""
+        return self._reward_prior is not None
+
+    @property
     def prior(self) -> RewardPrior | None:
         """The reward prior set by :meth:`set_prior`, if any."""
         return self._reward_prior
@@ -279,7 +284,9 @@ class LinearPolicy(Policy):
         head's prediction halfway from the prior; :meth:`warm_start` with the prior's
         own predictions adds confidence in it (narrower widths) without moving it.
 
-        The prior is code, not state: it is not saved with ``state_dict()`` nor copied
+        The prior is called on every routed query; as it may run a model, async callers
+        route in a worker thread while a prior is set (:attr:`blocking`). The prior is
+        code, not state: it is not saved with ``state_dict()`` nor copied
         by ``clone()``. A policy that learned against a prior refuses to route without
         one (set it again after loading a saved state). Routers sharing a state store
         share the heads' sums, which hold the residuals: give each the same prior. Not

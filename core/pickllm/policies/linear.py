@@ -154,19 +154,9 @@ class LinearPolicy(Policy):
         self.change_delta = change_delta
         self._keep = check_number(owner, "change_keep", change_keep, low=0.0, high=1.0)
         self.change_keep = change_keep
-        if not isinstance(change_shift, bool):
-            msg = f"{owner} change_shift must be a bool, got {change_shift!r}"
-            raise TypeError(msg)
-        self.change_shift = change_shift
-        for flag, value in (
-            ("change_standardized", change_standardized),
-            ("change_two_sided", change_two_sided),
-        ):
-            if not isinstance(value, bool):
-                msg = f"{owner} {flag} must be a bool, got {value!r}"
-                raise TypeError(msg)
-        self.change_standardized = change_standardized
-        self.change_two_sided = change_two_sided
+        self.change_shift = _check_bool(owner, "change_shift", change_shift)
+        self.change_standardized = _check_bool(owner, "change_standardized", change_standardized)
+        self.change_two_sided = _check_bool(owner, "change_two_sided", change_two_sided)
         self._price_prior = check_number(owner, "price_prior", price_prior, low=0.0, high=1.0)
         self.price_prior = price_prior
         if isinstance(key_buckets, bool) or not isinstance(key_buckets, int):
@@ -176,10 +166,7 @@ class LinearPolicy(Policy):
             msg = f"{owner} key_buckets must be >= 0, got {key_buckets!r}"
             raise ConfigError(msg)
         self.key_buckets = key_buckets
-        if not isinstance(shared_prior, bool):
-            msg = f"{owner} shared_prior must be a bool, got {shared_prior!r}"
-            raise TypeError(msg)
-        self.shared_prior = shared_prior
+        self.shared_prior = _check_bool(owner, "shared_prior", shared_prior)
         if isinstance(max_pending, bool) or not isinstance(max_pending, int):
             msg = f"{owner} max_pending must be an int, got {max_pending!r}"
             raise TypeError(msg)
@@ -258,9 +245,11 @@ class LinearPolicy(Policy):
 
     @property
     def residual_sd(self) -> float:
-        """The pooled standard deviation of the centred residuals (the standardized
-        change test's unit), from a prior of ``1/12`` (a uniform reward's variance)
-        weighing as much as ten residuals."""
+        """The pooled standard deviation of the centred residuals (the standardized test's unit).
+
+        It starts from a prior of ``1/12`` (a uniform reward's variance) that weighs as
+        much as ten residuals.
+        """
         prior = _RESIDUAL_PRIOR_N * _RESIDUAL_PRIOR_VAR
         return math.sqrt((self._res_sq + prior) / (self._res_sq_n + _RESIDUAL_PRIOR_N))
 
@@ -660,6 +649,38 @@ class LinearPolicy(Policy):
             "changes": self._changes,
         }
 
+    def _optional_state(self, state: Mapping[str, Any], k: int, d0: int) -> dict[str, np.ndarray]:
+        """The shared head and the change tests' runs and residuals, checked.
+
+        States saved before these existed lack them: they start fresh.
+        """
+        pol = self.name
+        fields = {
+            "run_sum": np.zeros(k),
+            "run_n": np.zeros(k),
+            "page_hinkley_up": np.zeros(k),
+            "up_sum": np.zeros(k),
+            "up_n": np.zeros(k),
+            "residual_sum": np.zeros(k),
+            "residual_n": np.zeros(k),
+            "residual_sq": np.zeros(()),
+            "residual_sq_n": np.zeros(()),
+            "price": np.zeros(k),
+            "shared_A": np.eye(d0) * self._reg,
+            "shared_A_inv": np.eye(d0) / self._reg,
+            "shared_b": np.zeros(d0),
+            "shared_s": np.zeros(d0),
+            "shared_s_model": np.zeros((k, d0)),
+        }
+        for f, fresh in fields.items():
+            if f in state:
+                fields[f] = _array(pol, state, f, fresh.shape)
+        counts = ("run_n", "page_hinkley_up", "up_n", "residual_n", "residual_sq", "residual_sq_n")
+        if any((fields[f] < 0).any() for f in counts):
+            msg = f"state of policy {pol!r}: counts must be >= 0"
+            raise StateError(msg)
+        return fields
+
     def _set_state(self, state: Mapping[str, Any]) -> None:
         pol = self.name
         dim = state_count(pol, "dim", state_field(pol, state, "dim"))
@@ -677,33 +698,8 @@ class LinearPolicy(Policy):
         s = _array(pol, state, "s", (k, dim))
         n = _array(pol, state, "n", (k,))
         ph = _array(pol, state, "page_hinkley", (k,))
-        # The shared head and the change tests' runs and residuals (absent from states
-        # saved before they existed: fresh ones).
         d0 = dim + 1 if dim else 0
-        shared = {
-            "run_sum": np.zeros(k),
-            "run_n": np.zeros(k),
-            "page_hinkley_up": np.zeros(k),
-            "up_sum": np.zeros(k),
-            "up_n": np.zeros(k),
-            "residual_sum": np.zeros(k),
-            "residual_n": np.zeros(k),
-            "residual_sq": np.zeros(()),
-            "residual_sq_n": np.zeros(()),
-            "price": np.zeros(k),
-            "shared_A": np.eye(d0) * self._reg,
-            "shared_A_inv": np.eye(d0) / self._reg,
-            "shared_b": np.zeros(d0),
-            "shared_s": np.zeros(d0),
-            "shared_s_model": np.zeros((k, d0)),
-        }
-        for f, fresh in shared.items():
-            if f in state:
-                shared[f] = _array(pol, state, f, fresh.shape)
-        counts = ("run_n", "page_hinkley_up", "up_n", "residual_n", "residual_sq", "residual_sq_n")
-        if any((shared[f] < 0).any() for f in counts):
-            msg = f"state of policy {pol!r}: counts must be >= 0"
-            raise StateError(msg)
+        shared = self._optional_state(state, k, d0)
         x_sum = _array(pol, state, "x_sum", (dim,))
         scalars = {f: _array(pol, state, f, ()) for f in ("reward_sum", "reward_n", "x_n")}
         changes = state_count(pol, "changes", state_field(pol, state, "changes"))
@@ -740,6 +736,13 @@ class LinearPolicy(Policy):
         self._w0 = np.zeros(d0)
         if d0:
             self._refresh_shared()
+
+
+def _check_bool(owner: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        msg = f"{owner} {name} must be a bool, got {value!r}"
+        raise TypeError(msg)
+    return value
 
 
 def _array(pol: str, state: Mapping[str, Any], field: str, shape: tuple[int, ...]) -> np.ndarray:

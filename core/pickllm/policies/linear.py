@@ -31,13 +31,32 @@ departs from the shared fit: 11 heads need not each learn the queries' difficult
 cost of a price from scratch.
 
 With ``change_threshold`` set, a Page-Hinkley test per model watches its residuals
-(predicted minus observed reward, minus the tolerance ``change_delta``); when a model's
-cumulative drop exceeds the threshold, its head is reset to the prior (or, with
+``e = predicted - observed``: its statistic ``g <- max(0, g + e - change_delta)`` sums the
+drops beyond the tolerance, and a change is detected when ``g`` exceeds the threshold.
+What a change does: the changed model's head is reset to the prior (or, with
 ``change_shift``, its past rewards are marked down by the mean shortfall of the run that
-set off the test, so it is at once predicted at its new level, and the shared head, which
-learned from it too, starts again) and every other
-head keeps the share ``change_keep`` of its evidence (half by default), which re-opens
-exploration.
+set off the test, the calls since ``g`` last stood at 0, so it is at once predicted at
+its new level; the shared head, which learned from it too, marks its rewards down the
+same way), and every other head keeps the share ``change_keep`` of its evidence (half by
+default), which re-opens exploration.
+
+The raw test assumes unbiased predictions and measures in reward units. Neither holds
+well: the model a policy picks is the one whose prediction came out high (its residuals
+lean positive), and 0/1-like rewards (a graded answer) make a failure of a good model a
+large residual, so a few failures in a row set the raw test off on a stationary stream.
+With ``change_standardized`` the test runs on
+
+    z = (e - m_i) / sd,   m_i = sum(e_i) / (n_i + 10)
+
+where ``m_i`` is the model's mean residual since its last change (shrunk towards 0 while
+it has few: a bias that does not change is not a change) and ``sd`` the residuals'
+pooled standard deviation (``residual_sd``, from a prior of 1/12 weighing ten
+residuals); ``change_threshold`` and ``change_delta`` are then in standard deviations, a
+rule that does not depend on the reward's scale, and the shortfall a change measures is
+the run's mean of ``e - m_i``. With ``change_two_sided`` a second statistic
+``u <- max(0, u - z - change_delta)`` detects rises the same way (a model that got
+better or cheaper is re-explored; with ``change_shift`` it is marked up). On any change
+every test starts again, and the changed model's mean residual too.
 
 The features of a decision are kept (by decision id, at most ``max_pending`` of them)
 until its reward arrives; a reward for an unknown decision (one made by a clone, or

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         for t in range(at + window):
             if args.oracle is not None and t == at and table.models[old] in policy.models:
                 policy._on_change(policy.models.index(table.models[old]), args.oracle)  # noqa: SLF001
+                detections.append(at)
             i = int(order[t])
             decision = policy.select(contexts[i])
             j = column[decision.candidate.name]
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     r = np.array(rows)
+    share_old = np.nanmean(r[:, 6]) if (~np.isnan(r[:, 6])).any() else np.nan
+    share_weak = np.nanmean(r[:, 7]) if (~np.isnan(r[:, 7])).any() else np.nan
     print(
         f"{args.policy} on {table.name} ({args.stream} rows, {args.seeds} orders): gap "
         f"{r[:, 0].mean():+.4f} = -{r[:, 1].mean():.4f} before detection "
@@ -129,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"detected in {int(found.sum())}/{len(r)} orders, after a median "
         f"{np.nanmedian(r[:, 5]) if found.any() else float('nan'):.0f} calls of the "
-        f"degraded model; after detection its share {np.nanmean(r[:, 6]):.3f}, models "
-        f"more than 0.04 below the new best {np.nanmean(r[:, 7]):.3f}"
+        f"degraded model; after detection its share {share_old:.3f}, models "
+        f"more than 0.04 below the new best {share_weak:.3f}"
     )
     return 0
 

@@ -282,17 +282,28 @@ def test_the_change_run_round_trips_through_state() -> None:
         fresh.load_state_dict(state)
 
 
-def test_a_shifted_change_restarts_the_shared_head() -> None:
+def test_a_shifted_change_marks_the_models_rewards_down_in_the_shared_head_too() -> None:
     policy = LinUCB(
         shared_prior=True, change_threshold=1.0, change_keep=1.0, change_shift=True, seed=0
     )
     ctx = Context(query="q", candidates=POOL[:1])
     for t in range(400):
+        before = policy.state_dict()["state"]
         decision = policy.select(ctx)
         policy.update(decision, 0.9 if t < 200 else 0.3)
         if policy.changes:
             break
     assert policy.changes == 1
     state = policy.state_dict()["state"]
-    assert not np.any(state["shared_b"])
-    np.testing.assert_allclose(state["shared_A"], np.eye(len(state["shared_b"])) * 1.0)
+    # Only one model: its share of the shared head's sum of z is all of it ...
+    np.testing.assert_allclose(state["shared_s_model"][0], state["shared_s"])
+    # ... and the shared head keeps its evidence, its rewards marked down (by a drop in
+    # (0, 0.6]: the run that set the test off mixes rewards of 0.9 and 0.3).
+    z_sum = np.asarray(state["shared_s"])
+    learned = np.asarray(before["shared_b"]) + 0.3 * z_sum / (t + 1)  # plus the last reward
+    lowered = learned - np.asarray(state["shared_b"])
+    k = np.flatnonzero(z_sum)[0]
+    shortfall = lowered[k] / z_sum[k]
+    assert 0.0 < shortfall <= 0.6
+    np.testing.assert_allclose(lowered, shortfall * z_sum, atol=1e-9)
+    assert np.asarray(state["shared_A"]).trace() > 100

@@ -68,6 +68,8 @@ def test_subclasses_pass_every_argument_on(cls: type[LinUCB | LinearThompson]) -
         "change_delta": 0.2,
         "change_keep": 0.25,
         "change_shift": True,
+        "change_standardized": True,
+        "change_two_sided": True,
         "price_prior": 0.5,
         "key_buckets": 3,
         "shared_prior": True,

@@ -155,7 +155,7 @@ def test_page_hinkley_accumulates_drops_and_a_change_does_what_is_documented(
         assert ph > threshold
         assert after["changes"] == before["changes"] + 1
         learned = _expected_after_learning(before, i, x, reward)
-        eye, eye0 = reg * np.eye(3), reg * np.eye(4)
+        eye = reg * np.eye(3)
         for j, name in enumerate(after["models"]):
             if j == i and shift:
                 # Marked down by the mean drop since the test last stood at 0; evidence kept.
@@ -177,15 +177,19 @@ def test_page_hinkley_accumulates_drops_and_a_change_does_what_is_documented(
                 np.testing.assert_allclose(after["b"][j], keep * learned["b"][j], atol=1e-9)
                 np.testing.assert_allclose(after["s"][j], keep * learned["s"][j], atol=1e-9)
                 assert after["n"][j] == pytest.approx(keep * learned["n"][j])
-        # The shared head learned from the changed model too: with the shift it starts
-        # again, else it keeps `keep` of its evidence.
-        a0 = eye0 if shift else eye0 + keep * (learned["shared_A"] - eye0)
+        # The shared head keeps `keep` of its evidence; with the shift, the changed model's
+        # rewards there (t + 1 of them, all at z = (x, its relative price 0)) are first
+        # marked down by the same shortfall.
+        eye0 = reg * np.eye(4)
+        a0 = eye0 + keep * (learned["shared_A"] - eye0)
         np.testing.assert_allclose(after["shared_A"], a0, atol=1e-9)
         np.testing.assert_allclose(after["shared_A_inv"], np.linalg.inv(a0), atol=1e-9)
-        b0 = 0.0 * learned["shared_b"] if shift else keep * learned["shared_b"]
-        np.testing.assert_allclose(after["shared_b"], b0, atol=1e-9)
-        s0 = 0.0 * learned["shared_s"] if shift else keep * learned["shared_s"]
-        np.testing.assert_allclose(after["shared_s"], s0, atol=1e-9)
+        b0 = learned["shared_b"]
+        if shift:
+            shortfall = (before["run_sum"][i] + drop) / (before["run_n"][i] + 1)
+            b0 = b0 - shortfall * (t + 1) * np.append(x, RELATIVE["cheap"])
+        np.testing.assert_allclose(after["shared_b"], keep * b0, atol=1e-9)
+        np.testing.assert_allclose(after["shared_s"], keep * learned["shared_s"], atol=1e-9)
         # Every test starts again.
         assert not after["page_hinkley"].any()
         assert not after["run_sum"].any()

@@ -47,6 +47,10 @@ class LinUCB(LinearPolicy):
         change_shift: on a detected change, mark the changed model's past rewards down
             by the mean shortfall that set off the test (its head keeps its evidence;
             the shared head starts again) rather than restarting its head from the prior.
+        change_standardized: the change test runs on each model's residuals minus its
+            mean residual, over their pooled standard deviation; ``change_threshold``
+            and ``change_delta`` are then in standard deviations.
+        change_two_sided: the change test also detects rises.
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
@@ -83,6 +87,8 @@ class LinUCB(LinearPolicy):
         change_delta: float = 0.05,
         change_keep: float = 0.5,
         change_shift: bool = False,
+        change_standardized: bool = False,
+        change_two_sided: bool = False,
         price_prior: float = 0.0,
         key_buckets: int = 16,
         shared_prior: bool = False,
@@ -98,6 +104,8 @@ class LinUCB(LinearPolicy):
             change_delta=change_delta,
             change_keep=change_keep,
             change_shift=change_shift,
+            change_standardized=change_standardized,
+            change_two_sided=change_two_sided,
             price_prior=price_prior,
             key_buckets=key_buckets,
             shared_prior=shared_prior,

@@ -43,13 +43,32 @@ exactly (LinUCB then picks the prior's best model), its width the ridge prior's,
 without a prior value (a candidate the prior leaves out) are centred on ``c`` as above.
 
 With ``change_threshold`` set, a Page-Hinkley test per model watches its residuals
-(predicted minus observed reward, minus the tolerance ``change_delta``); when a model's
-cumulative drop exceeds the threshold, its head is reset to the prior (or, with
+``e = predicted - observed``: its statistic ``g <- max(0, g + e - change_delta)`` sums the
+drops beyond the tolerance, and a change is detected when ``g`` exceeds the threshold.
+What a change does: the changed model's head is reset to the prior (or, with
 ``change_shift``, its past rewards are marked down by the mean shortfall of the run that
-set off the test, so it is at once predicted at its new level, and the shared head, which
-learned from it too, starts again) and every other
-head keeps the share ``change_keep`` of its evidence (half by default), which re-opens
-exploration.
+set off the test, the calls since ``g`` last stood at 0, so it is at once predicted at
+its new level; the shared head, which learned from it too, marks its rewards down the
+same way), and every other head keeps the share ``change_keep`` of its evidence (half by
+default), which re-opens exploration.
+
+The raw test assumes unbiased predictions and measures in reward units. Neither holds
+well: the model a policy picks is the one whose prediction came out high (its residuals
+lean positive), and 0/1-like rewards (a graded answer) make a failure of a good model a
+large residual, so a few failures in a row set the raw test off on a stationary stream.
+With ``change_standardized`` the test runs on
+
+    z = (e - m_i) / sd,   m_i = sum(e_i) / (n_i + 10)
+
+where ``m_i`` is the model's mean residual since its last change (shrunk towards 0 while
+it has few: a bias that does not change is not a change) and ``sd`` the residuals'
+pooled standard deviation (``residual_sd``, from a prior of 1/12 weighing ten
+residuals); ``change_threshold`` and ``change_delta`` are then in standard deviations, a
+rule that does not depend on the reward's scale, and the shortfall a change measures is
+the run's mean of ``e - m_i``. With ``change_two_sided`` a second statistic
+``u <- max(0, u - z - change_delta)`` detects rises the same way (a model that got
+better or cheaper is re-explored; with ``change_shift`` it is marked up). On any change
+every test starts again, and the changed model's mean residual too.
 
 The features of a decision are kept (by decision id, at most ``max_pending`` of them)
 until its reward arrives; a reward for an unknown decision (one made by a clone, or
@@ -88,6 +107,11 @@ query (see :meth:`LinearPolicy.set_prior`). A candidate it leaves out is predict
 centre, as without a prior.
 """
 
+_RESIDUAL_PRIOR_N = 10.0
+"""Weight, in residuals, of the standardized change test's priors (a model's mean
+residual 0, the residuals' variance ``_RESIDUAL_PRIOR_VAR``)."""
+_RESIDUAL_PRIOR_VAR = 1.0 / 12.0
+
 _Offer = tuple[np.ndarray | None, np.ndarray, np.ndarray]
 """The offered candidates' head indices (None: all heads), prior offsets, relative prices."""
 
@@ -109,6 +133,13 @@ class LinearPolicy(Policy):
         change_shift: on a detected change, mark the changed model's past rewards down
             by the mean shortfall that set off the test (its head keeps its evidence;
             the shared head starts again) rather than restarting its head from the prior.
+        change_standardized: run the change test on standardized residuals: each
+            model's residual minus its own mean residual, divided by the pooled
+            residual standard deviation; ``change_threshold`` and ``change_delta`` are
+            then in units of that standard deviation.
+        change_two_sided: also detect rises (a model whose rewards climb above its
+            predictions), with the same threshold; the response is the same as to a
+            drop (with ``change_shift``, the model is marked up by the rise measured).
         price_prior: how much lower the prior mean of the dearest offered candidate is
             than the cheapest one's (linear in price between them), in [0, 1].
         key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
@@ -132,6 +163,8 @@ class LinearPolicy(Policy):
         change_delta: float = 0.05,
         change_keep: float = 0.5,
         change_shift: bool = False,
+        change_standardized: bool = False,
+        change_two_sided: bool = False,
         price_prior: float = 0.0,
         key_buckets: int = 16,
         shared_prior: bool = False,
@@ -160,10 +193,9 @@ class LinearPolicy(Policy):
         self.change_delta = change_delta
         self._keep = check_number(owner, "change_keep", change_keep, low=0.0, high=1.0)
         self.change_keep = change_keep
-        if not isinstance(change_shift, bool):
-            msg = f"{owner} change_shift must be a bool, got {change_shift!r}"
-            raise TypeError(msg)
-        self.change_shift = change_shift
+        self.change_shift = _check_bool(owner, "change_shift", change_shift)
+        self.change_standardized = _check_bool(owner, "change_standardized", change_standardized)
+        self.change_two_sided = _check_bool(owner, "change_two_sided", change_two_sided)
         self._price_prior = check_number(owner, "price_prior", price_prior, low=0.0, high=1.0)
         self.price_prior = price_prior
         if isinstance(key_buckets, bool) or not isinstance(key_buckets, int):
@@ -173,10 +205,7 @@ class LinearPolicy(Policy):
             msg = f"{owner} key_buckets must be >= 0, got {key_buckets!r}"
             raise ConfigError(msg)
         self.key_buckets = key_buckets
-        if not isinstance(shared_prior, bool):
-            msg = f"{owner} shared_prior must be a bool, got {shared_prior!r}"
-            raise TypeError(msg)
-        self.shared_prior = shared_prior
+        self.shared_prior = _check_bool(owner, "shared_prior", shared_prior)
         if isinstance(max_pending, bool) or not isinstance(max_pending, int):
             msg = f"{owner} max_pending must be an int, got {max_pending!r}"
             raise TypeError(msg)
@@ -206,12 +235,24 @@ class LinearPolicy(Policy):
         # model's statistic was last 0: their mean is the drop a detected change measures.
         self._run_sum = np.zeros(0)
         self._run_n = np.zeros(0)
+        # The same for rises (the two-sided test): statistic, and its run's residuals.
+        self._ph_up = np.zeros(0)
+        self._up_sum = np.zeros(0)
+        self._up_n = np.zeros(0)
+        # Residuals per model since its last change (sum and count: its mean residual,
+        # the standardized test's reference), and the centred residuals' squares pooled
+        # over the models (their standard deviation, the test's unit).
+        self._res_sum = np.zeros(0)
+        self._res_n = np.zeros(0)
+        self._res_sq = 0.0
+        self._res_sq_n = 0.0
         # The shared head over (x, relative price): A, its inverse, sum z r, sum z, and
         # its weights (derived from the others and the centre, refreshed on each update).
         self._a0: np.ndarray = np.zeros((0, 0))
         self._a0_inv: np.ndarray = np.zeros((0, 0))
         self._b0 = np.zeros(0)
         self._s0 = np.zeros(0)
+        self._s0_model = np.zeros((0, 0))  # each model's share of the shared head's s
         self._w0 = np.zeros(0)
         self._reward_sum = 0.0
         self._reward_n = 0.0
@@ -246,6 +287,16 @@ class LinearPolicy(Policy):
         if self._prior is not None:
             return self._prior
         return self._reward_sum / self._reward_n if self._reward_n > 0 else 0.5
+
+    @property
+    def residual_sd(self) -> float:
+        """The pooled standard deviation of the centred residuals (the standardized test's unit).
+
+        It starts from a prior of ``1/12`` (a uniform reward's variance) that weighs as
+        much as ten residuals.
+        """
+        prior = _RESIDUAL_PRIOR_N * _RESIDUAL_PRIOR_VAR
+        return math.sqrt((self._res_sq + prior) / (self._res_sq_n + _RESIDUAL_PRIOR_N))
 
     def predict(self, context: Context) -> dict[str, tuple[float, float]]:
         """``(mean, width)`` of the predicted reward of every offered candidate.
@@ -395,6 +446,7 @@ class LinearPolicy(Policy):
                 self._a0 += w * (z.T @ z)
                 self._b0 += w * (z.T @ r[:, col])
                 self._s0 += w * z.sum(axis=0)
+                self._s0_model[i] += w * z.sum(axis=0)
         self._prior_used = self._prior_used or bool((~np.isnan(pv)).any())
         self._reward_sum += w * float(r.sum())
         self._reward_n += w * r.size
@@ -524,6 +576,7 @@ class LinearPolicy(Policy):
             self._a0_inv = np.eye(dim + 1) / self._reg
             self._b0 = np.zeros(dim + 1)
             self._s0 = np.zeros(dim + 1)
+            self._s0_model = np.zeros((k, dim + 1))
             self._w0 = np.zeros(dim + 1)
         elif dim != self._dim:
             msg = (
@@ -546,10 +599,16 @@ class LinearPolicy(Policy):
         self._s = np.concatenate((self._s, np.zeros((1, d))))
         self._sp = np.concatenate((self._sp, np.zeros((1, d))))
         self._n = np.append(self._n, 0.0)
+        self._s0_model = np.concatenate((self._s0_model, np.zeros((1, d + 1 if d else 0))))
         self._price = np.append(self._price, 0.0)
         self._ph = np.append(self._ph, 0.0)
         self._run_sum = np.append(self._run_sum, 0.0)
         self._run_n = np.append(self._run_n, 0.0)
+        self._ph_up = np.append(self._ph_up, 0.0)
+        self._up_sum = np.append(self._up_sum, 0.0)
+        self._up_n = np.append(self._up_n, 0.0)
+        self._res_sum = np.append(self._res_sum, 0.0)
+        self._res_n = np.append(self._res_n, 0.0)
         self._offer_cache.clear()
         return i
 
@@ -635,9 +694,9 @@ class LinearPolicy(Policy):
         self._x_sum += x
         self._x_n += 1.0
         if self.shared_prior:
-            self._learn_shared(np.append(x, self._price[i]), reward)
+            self._learn_shared(i, np.append(x, self._price[i]), reward)
 
-    def _learn_shared(self, z: np.ndarray, reward: float) -> None:
+    def _learn_shared(self, i: int, z: np.ndarray, reward: float) -> None:
         g = self._gamma
         if g < 1.0:
             a = g * self._a0 + z[:, None] * z
@@ -646,38 +705,69 @@ class LinearPolicy(Policy):
             self._a0_inv = np.linalg.inv(a)
             self._b0 = g * self._b0 + reward * z
             self._s0 = g * self._s0 + z
+            self._s0_model *= g
         else:
             u = self._a0_inv @ z
             self._a0_inv -= u[:, None] * (u / (1.0 + float(u @ z)))
             self._a0 += z[:, None] * z
             self._b0 += reward * z
             self._s0 += z
+        self._s0_model[i] += z
         self._refresh_shared()
 
     def _page_hinkley(self, i: int, drop: float) -> None:
-        ph = max(0.0, float(self._ph[i]) + drop - self._delta)
+        """Feed model ``i``'s residual (predicted minus observed) to its change test."""
+        if self.change_standardized:
+            # Centred on the model's own mean residual (shrunk towards 0 while it has few):
+            # a model's predictions may be biased (a chosen model's are optimistic), and
+            # a bias that does not change is not a change.
+            centred = drop - self._res_sum[i] / (self._res_n[i] + _RESIDUAL_PRIOR_N)
+            z = centred / self.residual_sd
+            self._res_sum[i] += drop
+            self._res_n[i] += 1.0
+            self._res_sq += centred * centred
+            self._res_sq_n += 1.0
+        else:
+            centred = z = drop
+        ph = max(0.0, float(self._ph[i]) + z - self._delta)
         self._ph[i] = ph
         if ph == 0.0:
             self._run_sum[i] = self._run_n[i] = 0.0
         else:
-            self._run_sum[i] += drop
+            self._run_sum[i] += centred
             self._run_n[i] += 1.0
-        if self._threshold is None or ph <= self._threshold:
+        up = 0.0
+        if self.change_two_sided:
+            up = max(0.0, float(self._ph_up[i]) - z - self._delta)
+            self._ph_up[i] = up
+            if up == 0.0:
+                self._up_sum[i] = self._up_n[i] = 0.0
+            else:
+                self._up_sum[i] += centred
+                self._up_n[i] += 1.0
+        if self._threshold is None:
             return
+        if ph > self._threshold:
+            shift = float(self._run_sum[i] / self._run_n[i])
+        elif up > self._threshold:
+            shift = float(self._up_sum[i] / self._up_n[i])  # negative: a rise
+        else:
+            return
+        self._on_change(i, shift)
+
+    def _on_change(self, i: int, shift: float) -> None:
+        """Model ``i`` changed by ``shift`` (its mean shortfall, negative for a rise)."""
         self._changes += 1
         d = self._dim
         eye = np.eye(d) * self._reg
         if self.change_shift:
             # The changed model's past rewards are marked down by the measured drop: its
             # head keeps its evidence (what it learned of the queries) at the new level.
-            shortfall = float(self._run_sum[i] / self._run_n[i])
-            self._b[i] -= shortfall * (self._s[i] + self._sp[i])
+            self._b[i] -= shift * (self._s[i] + self._sp[i])
             if self.shared_prior:
-                # The shared head learned from the changed model too: it starts again.
-                self._a0 = np.eye(d + 1) * self._reg
-                self._a0_inv = np.eye(d + 1) / self._reg
-                self._b0[:] = 0.0
-                self._s0[:] = 0.0
+                # The shared head learned from the changed model too: its rewards there
+                # are marked down the same way.
+                self._b0 -= shift * self._s0_model[i]
                 self._refresh_shared()
         else:
             # The degraded model starts again from the prior ...
@@ -702,10 +792,16 @@ class LinearPolicy(Policy):
             self._a0_inv = np.linalg.inv(self._a0)
             self._b0 *= self._keep
             self._s0 *= self._keep
+            self._s0_model *= self._keep
             self._refresh_shared()
         self._ph[:] = 0.0
         self._run_sum[:] = 0.0
         self._run_n[:] = 0.0
+        self._ph_up[:] = 0.0
+        self._up_sum[:] = 0.0
+        self._up_n[:] = 0.0
+        # The changed model's residuals start again (its head is at its new level).
+        self._res_sum[i] = self._res_n[i] = 0.0
 
     # ------------------------------------------------------------------ state
     def _get_state(self) -> dict[str, Any]:
@@ -722,17 +818,58 @@ class LinearPolicy(Policy):
             "page_hinkley": self._ph.tolist(),
             "run_sum": self._run_sum.tolist(),
             "run_n": self._run_n.tolist(),
+            "page_hinkley_up": self._ph_up.tolist(),
+            "up_sum": self._up_sum.tolist(),
+            "up_n": self._up_n.tolist(),
+            "residual_sum": self._res_sum.tolist(),
+            "residual_n": self._res_n.tolist(),
+            "residual_sq": self._res_sq,
+            "residual_sq_n": self._res_sq_n,
             "price": self._price.tolist(),
             "shared_A": self._a0.tolist(),
             "shared_A_inv": self._a0_inv.tolist(),
             "shared_b": self._b0.tolist(),
             "shared_s": self._s0.tolist(),
+            "shared_s_model": self._s0_model.tolist(),
             "reward_sum": self._reward_sum,
             "reward_n": self._reward_n,
             "x_sum": self._x_sum.tolist(),
             "x_n": self._x_n,
             "changes": self._changes,
         }
+
+    def _optional_state(self, state: Mapping[str, Any], k: int, d0: int) -> dict[str, np.ndarray]:
+        """The shared head, the change tests' runs and residuals and the prior sums, checked.
+
+        States saved before these existed lack them: they start fresh.
+        """
+        pol = self.name
+        fields = {
+            "run_sum": np.zeros(k),
+            "run_n": np.zeros(k),
+            "page_hinkley_up": np.zeros(k),
+            "up_sum": np.zeros(k),
+            "up_n": np.zeros(k),
+            "residual_sum": np.zeros(k),
+            "residual_n": np.zeros(k),
+            "residual_sq": np.zeros(()),
+            "residual_sq_n": np.zeros(()),
+            "price": np.zeros(k),
+            "prior_s": np.zeros((k, max(d0 - 1, 0))),  # the heads' dim
+            "shared_A": np.eye(d0) * self._reg,
+            "shared_A_inv": np.eye(d0) / self._reg,
+            "shared_b": np.zeros(d0),
+            "shared_s": np.zeros(d0),
+            "shared_s_model": np.zeros((k, d0)),
+        }
+        for f, fresh in fields.items():
+            if f in state:
+                fields[f] = _array(pol, state, f, fresh.shape)
+        counts = ("run_n", "page_hinkley_up", "up_n", "residual_n", "residual_sq", "residual_sq_n")
+        if any((fields[f] < 0).any() for f in counts):
+            msg = f"state of policy {pol!r}: counts must be >= 0"
+            raise StateError(msg)
+        return fields
 
     def _set_state(self, state: Mapping[str, Any]) -> None:
         pol = self.name
@@ -751,24 +888,8 @@ class LinearPolicy(Policy):
         s = _array(pol, state, "s", (k, dim))
         n = _array(pol, state, "n", (k,))
         ph = _array(pol, state, "page_hinkley", (k,))
-        # The shared head (absent from states saved before it existed: a fresh one).
         d0 = dim + 1 if dim else 0
-        shared = {
-            "run_sum": np.zeros(k),
-            "run_n": np.zeros(k),
-            "price": np.zeros(k),
-            "prior_s": np.zeros((k, dim)),
-            "shared_A": np.eye(d0) * self._reg,
-            "shared_A_inv": np.eye(d0) / self._reg,
-            "shared_b": np.zeros(d0),
-            "shared_s": np.zeros(d0),
-        }
-        for f, fresh in shared.items():
-            if f in state:
-                shared[f] = _array(pol, state, f, fresh.shape)
-        if (shared["run_n"] < 0).any():
-            msg = f"state of policy {pol!r}: counts must be >= 0"
-            raise StateError(msg)
+        shared = self._optional_state(state, k, d0)
         x_sum = _array(pol, state, "x_sum", (dim,))
         scalars = {f: _array(pol, state, f, ()) for f in ("reward_sum", "reward_n", "x_n")}
         changes = state_count(pol, "changes", state_field(pol, state, "changes"))
@@ -788,8 +909,17 @@ class LinearPolicy(Policy):
         self._price = shared["price"]
         self._sp, self._prior_used = shared["prior_s"], prior_used
         self._run_sum, self._run_n = shared["run_sum"], shared["run_n"]
+        self._ph_up, self._up_sum, self._up_n = (
+            shared["page_hinkley_up"],
+            shared["up_sum"],
+            shared["up_n"],
+        )
+        self._res_sum, self._res_n = shared["residual_sum"], shared["residual_n"]
+        self._res_sq = float(shared["residual_sq"])
+        self._res_sq_n = float(shared["residual_sq_n"])
         self._a0, self._a0_inv = shared["shared_A"], shared["shared_A_inv"]
         self._b0, self._s0 = shared["shared_b"], shared["shared_s"]
+        self._s0_model = shared["shared_s_model"]
         self._x_sum = x_sum
         self._reward_sum = float(scalars["reward_sum"])
         self._reward_n = float(scalars["reward_n"])
@@ -806,6 +936,13 @@ def _flag(pol: str, state: Mapping[str, Any], field: str) -> bool:
     if not isinstance(value, bool):
         msg = f"state of policy {pol!r}: {field} must be a bool, got {value!r}"
         raise StateError(msg)
+    return value
+
+
+def _check_bool(owner: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        msg = f"{owner} {name} must be a bool, got {value!r}"
+        raise TypeError(msg)
     return value
 
 

@@ -24,10 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from pickllm import make_policy
-from pickllm.bench.run import _candidates, _rewards, _setup
+from pickllm.bench.drift import drift_scenario
 from pickllm.data import load_outcomes
 from pickllm.policies.linear import LinearPolicy
-from pickllm.types import Context
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from benchmarks.drift import AWARE
@@ -49,34 +48,17 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         settings[key] = json.loads(value)
     table = load_outcomes(args.data)
-    setup = _setup(
-        table,
-        objective=None,
-        split_column="split",
-        test_split="test",
-        seed=0,
-        latency_model=None,
-        stream=args.stream,
+    scenario = drift_scenario(table, stream=args.stream, drop=0.5)
+    ts, degraded, contexts, column, old = (
+        scenario.ts,
+        scenario.degraded,
+        scenario.contexts,
+        scenario.column,
+        scenario.old,
     )
-    ts = setup.ts
     m = ts.reward.shape[0]
     at, window = m // 2, args.window
     change = at if args.change is None else args.change
-    old = int(ts.reward.mean(axis=0).argmax())
-    quality = ts.quality.copy()
-    quality[:, old] *= 0.5
-    degraded = _rewards(setup.objective, quality, ts.cost, ts.latency)
-    cands = _candidates(table, setup.train, setup.cost)
-    contexts = [
-        Context(
-            query=table.prompts[i],
-            key=table.tasks[i],
-            candidates=cands,
-            input_tokens=int(table.input_tokens[i]),
-        )
-        for i in setup.test.tolist()
-    ]
-    column = {model: j for j, model in enumerate(table.models)}
     rows: list[tuple[float, ...]] = []
     for s in range(args.seeds):
         order = np.random.default_rng([0, s, 3]).permutation(m)

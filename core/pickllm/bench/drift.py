@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pickllm.bench.run import StreamRows, _candidates, _rewards, _setup
+from pickllm.bench.run import StreamRows, _candidates, _rewards, _setup, _TestSet
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError
 from pickllm.policies.base import Policy
 from pickllm.types import Context
 
-__all__ = ["DriftResult", "render_drift", "run_drift"]
+__all__ = ["DriftResult", "DriftScenario", "drift_scenario", "render_drift", "run_drift"]
 
 PolicyBuilder = Callable[[int], Policy]
 """Builds a fresh policy from a seed."""
@@ -56,6 +56,68 @@ class DriftResult:
     recovery: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class DriftScenario:
+    """The streamed prompts of a drift scenario and their rewards before and after it.
+
+    Args:
+        ts: the stream's recorded outcomes (``ts.reward``: the rewards before the change).
+        degraded: the rewards after the change, ``(prompts, models)``.
+        contexts: the context of each streamed prompt.
+        column: each model's column in the reward arrays.
+        old: the column of the model that degrades (the best on the stream).
+    """
+
+    ts: _TestSet
+    degraded: np.ndarray
+    contexts: list[Context]
+    column: dict[str, int]
+    old: int
+
+
+def drift_scenario(
+    table: OutcomeTable, *, stream: StreamRows = "all", drop: float = 0.5, seed: int = 0
+) -> DriftScenario:
+    """The stream of :func:`run_drift`: its contexts, and its rewards before and after.
+
+    Raises:
+        ConfigError: ``drop`` out of (0, 1].
+    """
+    if not 0.0 < drop <= 1.0:
+        msg = f"drop must be in (0, 1], got {drop!r}"
+        raise ConfigError(msg)
+    setup = _setup(
+        table,
+        objective=None,
+        split_column="split",
+        test_split="test",
+        seed=seed,
+        latency_model=None,
+        stream=stream,
+    )
+    ts = setup.ts
+    old = int(ts.reward.mean(axis=0).argmax())
+    quality = ts.quality.copy()
+    quality[:, old] *= 1.0 - drop
+    cands = _candidates(table, setup.train, setup.cost)
+    contexts = [
+        Context(
+            query=table.prompts[i],
+            key=table.tasks[i],
+            candidates=cands,
+            input_tokens=int(table.input_tokens[i]),
+        )
+        for i in setup.test.tolist()
+    ]
+    return DriftScenario(
+        ts=ts,
+        degraded=_rewards(setup.objective, quality, ts.cost, ts.latency),
+        contexts=contexts,
+        column={model: j for j, model in enumerate(table.models)},
+        old=old,
+    )
+
+
 def run_drift(
     table: OutcomeTable,
     policies: Mapping[str, PolicyBuilder],
@@ -82,40 +144,19 @@ def run_drift(
     Raises:
         ConfigError: ``drop``, ``at`` or ``window`` out of range.
     """
-    setup = _setup(
-        table,
-        objective=None,
-        split_column="split",
-        test_split="test",
-        seed=seed,
-        latency_model=None,
-        stream=stream,
+    scenario = drift_scenario(table, stream=stream, drop=drop, seed=seed)
+    ts, degraded, contexts, column, old = (
+        scenario.ts,
+        scenario.degraded,
+        scenario.contexts,
+        scenario.column,
+        scenario.old,
     )
-    ts = setup.ts
     m = ts.reward.shape[0]
     at = m // 2 if at is None else at
-    if not 0.0 < drop <= 1.0:
-        msg = f"drop must be in (0, 1], got {drop!r}"
-        raise ConfigError(msg)
     if not 0 < at < m or window < 1 or at + window > m:
         msg = f"need 0 < at and at + window <= {m}, got at={at!r}, window={window!r}"
         raise ConfigError(msg)
-    old = int(ts.reward.mean(axis=0).argmax())
-    quality = ts.quality.copy()
-    quality[:, old] *= 1.0 - drop
-    degraded = _rewards(setup.objective, quality, ts.cost, ts.latency)
-    cands = _candidates(table, setup.train, setup.cost)
-    rows = setup.test.tolist()
-    contexts = [
-        Context(
-            query=table.prompts[i],
-            key=table.tasks[i],
-            candidates=cands,
-            input_tokens=int(table.input_tokens[i]),
-        )
-        for i in rows
-    ]
-    column = {model: j for j, model in enumerate(table.models)}
     orders = [np.random.default_rng([seed, s, 3]).permutation(m) for s in range(seeds)]
     results = []
     for name, build in policies.items():

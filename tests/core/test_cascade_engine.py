@@ -372,6 +372,7 @@ async def test_async_run_and_stream_follow_the_same_path() -> None:
     calls = EchoCalls(query="Hi")
     chunks = [c async for c in e.astream(Request(query="Hi"), calls, on_finish=finished.append)]
     assert "".join(chunks) == "dear: Hi"
+    assert finished[0].value == chunks
     assert [s["model"] for s in finished[0].info()["steps"]] == ["cheap", "mid", "dear"]
     assert e.router.stats()["dear"].calls == 2
     assert len(strategy.settled) == 2

@@ -840,6 +840,8 @@ def test_settings_messages() -> None:
         "no price for model(s) ['b']: prices must give (input, output) USD per 1M tokens for "
         "every model when the cost weight is not zero (got cost=0.5)"
     )
+    # A model with no detected identity is looked up, and named, by its own name.
+    assert "no per-token price for 'b' (model 'b', provider None);" in str(info.value)
 
 
 # ================================================================ drivers

@@ -57,7 +57,10 @@ def test_feedback_each_skips_what_waits_for_nothing() -> None:
     reward = e.feedback_each([scored, waiting], 0.9)
     assert reward is not None
     assert e.router.pending() == 0
-    with pytest.raises(UnknownDecisionError, match="none was made"):
+    with pytest.raises(
+        UnknownDecisionError,
+        match=r"^no routed call to give feedback to: none was made in this block$",
+    ):
         e.feedback_each([], 0.9)
 
 
@@ -78,10 +81,11 @@ def test_track_collects_the_decisions_of_its_engine_only() -> None:
         with e.track() as inner:
             run(e, "two")
         run(other, "another engine")
+    run(e, "after")  # the blocks are closed: neither collects it
     assert len(outer) == 2
     assert inner.decision_ids == outer.decision_ids[1:]
     assert outer.feedback(0.5) is not None
-    assert e.router.pending() == 1  # "before"
+    assert e.router.pending() == 2  # "before" and "after"
     assert other.router.pending() == 1
 
 
@@ -132,7 +136,8 @@ def test_failed_calls_in_a_block_are_left_out() -> None:
 
 def test_a_block_cannot_be_entered_twice() -> None:
     block = engine().track()
-    with block, pytest.raises(ConfigError, match="already open"), block:
+    message = r"^this track\(\) block is already open; call track\(\) again for another block$"
+    with block, pytest.raises(ConfigError, match=message), block:
         pass
 
 

@@ -9,6 +9,8 @@ that is not counted. Prints instructions per call for:
 
 * ``router``: ``Router.route`` + ``Router.record`` with 4 candidates (like
   ``benchmarks/overhead.py``), for the policies given;
+* ``contextual``: ``Router.route`` + ``Router.record`` with 11 models and the four
+  queries of ``benchmarks/contextual_overhead.py``, for the contextual policies given;
 * ``direct`` and ``routed``: a direct ``invoke`` of the offline fake chat model, and
   ``ChatPickLLM.invoke`` over two of them (like ``benchmarks/langchain_overhead.py``), and
   their ratio.
@@ -54,6 +56,23 @@ def _router_step(policy: str) -> Callable[[object, int], None]:
     return step
 
 
+def _contextual_step(policy: str) -> Callable[[object, int], None]:
+    # The set-up of benchmarks/contextual_overhead.py: 11 models, its four queries, a key.
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from benchmarks.contextual_overhead import QUERIES, _feedbacks, _pool
+    from pickllm import Objective, Router, make_policy
+
+    router = Router(_pool(11), make_policy(policy, seed=0), Objective())
+    feedbacks = _feedbacks()
+    for j in range(300):
+        router.record(router.route(QUERIES[j % 4], key="task"), feedbacks[j % 16])
+
+    def step(_: object, j: int) -> None:
+        router.record(router.route(QUERIES[j & 3], key="task"), feedbacks[j & 15])
+
+    return step
+
+
 def _langchain_step(side: str, policy: str) -> Callable[[object, int], None]:
     from langchain_core.messages import HumanMessage
 
@@ -82,7 +101,12 @@ def _langchain_step(side: str, policy: str) -> Callable[[object, int], None]:
 
 def _child(scenario: str, policy: str, calls: int) -> None:
     """The measured process: warm up, then ``calls`` steps inside one ``reduce``."""
-    step = _router_step(policy) if scenario == "router" else _langchain_step(scenario, policy)
+    if scenario == "router":
+        step = _router_step(policy)
+    elif scenario == "contextual":
+        step = _contextual_step(policy)
+    else:
+        step = _langchain_step(scenario, policy)
     functools.reduce(step, range(calls), None)
 
 
@@ -114,6 +138,11 @@ def count(scenario: str, policy: str, calls: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", default="fixed,thompson")
+    parser.add_argument(
+        "--contextual",
+        default="lin_ucb,linear_thompson",
+        help="policies measured as benchmarks/contextual_overhead.py does ('' for none)",
+    )
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "POLICY", "CALLS"))
     args = parser.parse_args(argv)
@@ -127,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     for policy in args.policies.split(","):
         per_call = count("router", policy, args.calls)
         print(f"router route+record, {policy}, 4 candidates: {per_call:,.0f}")
+    for policy in filter(None, args.contextual.split(",")):
+        per_call = count("contextual", policy, args.calls)
+        print(f"contextual route+record, {policy}, 11 models: {per_call:,.0f}")
     policy = args.policies.split(",")[-1]
     direct = count("direct", policy, args.calls)
     routed = count("routed", policy, args.calls)

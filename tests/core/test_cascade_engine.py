@@ -118,6 +118,22 @@ def test_a_bad_cheap_answer_escalates_and_every_step_is_recorded() -> None:
     assert e.router.pending() == 0
     assert answer.result.reward is not None
     assert answer.info()["members"] == ["cheap", "mid", "dear"]
+    # The metadata lists every step; "chosen" is the model the cascade started with.
+    info = answer.info()
+    assert info["chosen"] == "cheap"
+    assert info["steps"] == [
+        {
+            "model": model,
+            "cost_usd": step.cost_usd,
+            "latency_s": session_step.latency_s,
+            "estimate": score,
+            "ex_ante": None,  # the fake strategy estimates nothing before a step
+            "error": None,
+        }
+        for model, score, step, session_step in zip(
+            ("cheap", "mid", "dear"), (0.0, 0.0, 1.0), steps, session.observed, strict=True
+        )
+    ]
 
 
 def test_without_evaluator_the_estimate_is_the_quality_and_the_evaluator_gets_each_step() -> None:
@@ -528,16 +544,18 @@ def test_a_streamed_answer_without_usage_is_counted_from_its_text_and_the_prompt
 
 
 async def test_async_cascade_steps_are_judged_with_the_query_model_and_decision() -> None:
-    seen: list[tuple[str, str, str, str]] = []
+    seen: list[tuple[str, str, str, str, Any]] = []
 
-    async def judge(prompt: str, answer: str, *, model: str, decision_id: str) -> float:
-        seen.append((prompt, answer, model, decision_id))
+    async def judge(
+        prompt: str, answer: str, *, model: str, decision_id: str, raw_answer: Any
+    ) -> float:
+        seen.append((prompt, answer, model, decision_id, raw_answer))
         return 0.0
 
     e = make_engine(PriceOrderCascade(), evaluator=judge)
     answer = await e.arun(Request(query="Hi"), EchoCalls(query="Hi"))
     did = answer.decision.decision_id
-    assert seen == [("Hi", f"{m}: Hi", m, did) for m in ("cheap", "mid", "dear")]
+    assert seen == [("Hi", f"{m}: Hi", m, did, f"{m}: Hi") for m in ("cheap", "mid", "dear")]
 
 
 async def test_an_async_judge_that_fails_is_logged_with_the_decision(
@@ -578,6 +596,14 @@ async def test_executor_arun_runs_a_strategy_cascade_with_awaited_scores() -> No
         ("cheap", 0.0),
         ("mid", 1.0),
     ]
+    # Without a query the session is told of none.
+    await executor.arun(
+        make_engine(strategy).route(Request(query="Hi")),
+        calls.acall,
+        calls.usage,
+        strategy=strategy,
+    )
+    assert strategy.sessions[-1].query == ""
 
 
 def test_the_engines_repr_names_its_evaluators_type() -> None:

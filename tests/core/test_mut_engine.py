@@ -501,9 +501,9 @@ def test_settings_refuse_routing_fields_next_to_a_router(field: str, value: Any)
     settings = RoutingSettings(router=router, **{field: value})
     with pytest.raises(ConfigError) as info:
         settings.build_engine(["a"], {})
-    assert str(info.value).startswith(
+    assert str(info.value) == (
         f"['{field}'] cannot be given together with router: the router already has its "
-        "prices, policy"
+        "prices, policy, objective, circuit breaker, budget, pending bounds and decision log"
     )
 
 

@@ -17,6 +17,7 @@ from pickllm.cascade import CascadeStrategy, factory
 from pickllm.engine import Engine, Executor, MemoryRecorder, Request, RetryConfig, RoutingSettings
 from pickllm.engine.settings import split_seed
 from pickllm.errors import DeadlineExceededError
+from pickllm.policies import Fixed
 from pickllm.pricing import Usage, estimate_tokens
 from pickllm.testing import EchoCalls, ManualClock
 from tests.core.cascade_fakes import PriceOrderCascade
@@ -616,3 +617,13 @@ def test_the_engines_repr_names_its_evaluators_type() -> None:
         f"Engine(router={router!r}, evaluator=None, await_feedback=False)"
     )
     assert "evaluator=Judge, await_feedback=False)" in repr(Engine(router, evaluator=Judge()))
+
+
+def test_chosen_is_the_model_the_cascade_started_with_not_the_policys_pick() -> None:
+    strategy = PriceOrderCascade()
+    router = Router([CHEAP, MID, DEAR], Fixed(model="dear"), clock=Ticker())
+    e = Engine(router, clock=Ticker(), sleep=lambda _: None, strategy=strategy)
+    answer = e.run(Request(query="Hi"), EchoCalls(query="Hi"))
+    assert answer.decision.candidate.name == "dear"  # the policy's pick
+    info = answer.info()
+    assert info["steps"][0]["model"] == info["chosen"] == "cheap"

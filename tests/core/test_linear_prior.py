@@ -238,7 +238,19 @@ def test_set_prior_checks_its_argument() -> None:
     prior = table_prior({})
     policy.set_prior(prior)
     assert policy.prior is prior
-    assert policy.clone().prior is None  # code, not a hyperparameter
+    assert policy.clone().prior is prior  # a fresh copy starts from the same prior
+    assert policy.clone(seed=3).models == []
+
+
+def test_per_context_learners_start_from_the_prior() -> None:
+    from pickllm.policies import PerContext
+
+    scorer = {"q": {"a": 0.2, "b": 0.9, "c": 0.1}}
+    base = LinUCB(key_buckets=0, seed=0)
+    base.set_prior(table_prior(scorer))
+    policy = PerContext(policy=base, seed=0)
+    context = Context(query="q", key="topic", candidates=ctx(0.0, "q").candidates)
+    assert policy.select(context).candidate.name == "b"  # the prior's best, untried
 
 
 def test_a_state_learned_against_a_prior_needs_it_back_to_route() -> None:

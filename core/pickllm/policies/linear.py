@@ -81,7 +81,7 @@ import math
 import zlib
 from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
@@ -317,6 +317,12 @@ class LinearPolicy(Policy):
         """True with a reward prior: it may run a model (a trained scorer) on each query."""
         return self._reward_prior is not None
 
+    def clone(self, **overrides: Any) -> Self:
+        """A fresh copy with the same hyperparameters and the same reward prior."""
+        twin = super().clone(**overrides)
+        twin.set_prior(self._reward_prior)
+        return twin
+
     @property
     def prior(self) -> RewardPrior | None:
         """The reward prior set by :meth:`set_prior`, if any."""
@@ -337,11 +343,12 @@ class LinearPolicy(Policy):
 
         The prior is called on every routed query; as it may run a model, async callers
         route in a worker thread while a prior is set (:attr:`blocking`). The prior is
-        code, not state: it is not saved with ``state_dict()`` nor copied
-        by ``clone()``. A policy that learned against a prior refuses to route without
-        one (set it again after loading a saved state). Routers sharing a state store
-        share the heads' sums, which hold the residuals: give each the same prior. Not
-        with ``shared_prior``: both would set the heads' prior mean.
+        code, not state: it is not saved with ``state_dict()`` (``clone()`` keeps it, so a
+        ``per_context`` learner per key starts from it too). A policy that learned against
+        a prior refuses to route without one (set it again after loading a saved state).
+        Routers sharing a state store share the heads' sums, which hold the residuals:
+        give each the same prior. Not with ``shared_prior``: both would set the heads'
+        prior mean.
 
         Args:
             prior: the per-query prior; None removes it.

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pytest
 
 from pickllm import Candidate, ConfigError, ExecutionError, Router
-from pickllm.cascade import CascadeStrategy, factory
+from pickllm.cascade import CascadeSession, CascadeStep, CascadeStrategy, factory
 from pickllm.engine import Engine, Executor, MemoryRecorder, Request, RetryConfig, RoutingSettings
 from pickllm.engine.settings import split_seed
 from pickllm.errors import DeadlineExceededError
@@ -383,7 +383,7 @@ async def test_async_run_and_stream_follow_the_same_path() -> None:
     strategy = PriceOrderCascade()
     e = make_engine(strategy, evaluator=judge)
     answer = await e.arun(Request(query="Hi"), EchoCalls())
-    assert answer.model == "dear"
+    assert (answer.model, answer.value) == ("dear", "dear: Hi")
     assert scored == ["cheap: Hi", "mid: Hi", "dear: Hi"]
     finished: list[Any] = []
     calls = EchoCalls(query="Hi")
@@ -627,3 +627,358 @@ def test_chosen_is_the_model_the_cascade_started_with_not_the_policys_pick() -> 
     assert answer.decision.candidate.name == "dear"  # the policy's pick
     info = answer.info()
     assert info["steps"][0]["model"] == info["chosen"] == "cheap"
+
+
+# ---------------------------------------------------------------------- scripted strategy
+@dataclass(frozen=True)
+class Reply:
+    """A framework's answer object: not a str, its text read by ``completion_text``."""
+
+    text: str
+
+
+@dataclass(eq=False)
+class ScriptedSession:
+    """Runs ``order``; ``observe`` returns ``estimates[model]``; ``final`` returns ``final``.
+
+    ``steps`` reports ``revised[model]`` (else the estimate) as an answer's quality and
+    ``ex_ante[model]`` as its ex-ante estimate, and leaves out the models of ``hidden``.
+    """
+
+    order: list[str]
+    estimates: dict[str, Any]
+    final_model: str | None
+    revised: dict[str, Any]
+    ex_ante: dict[str, float]
+    hidden: tuple[str, ...]
+    texts: list[str] = field(default_factory=list)
+    _steps: list[CascadeStep] = field(default_factory=list)
+
+    def next_model(self) -> str | None:
+        return self.order.pop(0) if self.order else None
+
+    def observe(
+        self,
+        model: str,
+        text: str,
+        *,
+        cost_usd: float,
+        latency_s: float,
+        score: float | None = None,
+    ) -> Any:
+        del score
+        self.texts.append(text)
+        quality = self.revised.get(model, self.estimates[model])
+        self._steps.append(
+            CascadeStep(
+                model=model,
+                cost_usd=cost_usd,
+                latency_s=latency_s,
+                quality=quality,
+                ex_ante=self.ex_ante.get(model),
+            )
+        )
+        return self.estimates[model]
+
+    def failed(self, model: str, *, error: str, latency_s: float) -> None:
+        self._steps.append(
+            CascadeStep(
+                model=model,
+                cost_usd=0.0,
+                latency_s=latency_s,
+                quality=None,
+                ex_ante=self.ex_ante.get(model),
+                error=error,
+            )
+        )
+
+    def final(self) -> str:
+        if self.final_model is not None:
+            return self.final_model
+        return [s.model for s in self._steps if s.quality is not None][-1]
+
+    @property
+    def steps(self) -> tuple[CascadeStep, ...]:
+        return tuple(s for s in self._steps if s.model not in self.hidden)
+
+
+class ScriptedCascade:
+    """A strategy whose every session follows the same script (see ScriptedSession)."""
+
+    name = "scripted"
+
+    def __init__(
+        self,
+        order: tuple[str, ...],
+        *,
+        estimates: dict[str, Any] | None = None,
+        final: str | None = None,
+        revised: dict[str, Any] | None = None,
+        ex_ante: dict[str, float] | None = None,
+        hidden: tuple[str, ...] = (),
+    ) -> None:
+        self.order = order
+        self.estimates = estimates or {}
+        self.final = final
+        self.revised = revised or {}
+        self.ex_ante = ex_ante or {}
+        self.hidden = hidden
+        self.sessions: list[ScriptedSession] = []
+        self.settled: list[CascadeSession] = []
+
+    def start(
+        self, query: str, candidates: Sequence[Candidate], *, prompt_tokens: int
+    ) -> ScriptedSession:
+        del query, candidates, prompt_tokens
+        session = ScriptedSession(
+            order=list(self.order),
+            estimates=self.estimates,
+            final_model=self.final,
+            revised=self.revised,
+            ex_ante=self.ex_ante,
+            hidden=self.hidden,
+        )
+        self.sessions.append(session)
+        return session
+
+    def settle(self, session: CascadeSession) -> None:
+        self.settled.append(session)
+
+
+class TimedReplies:
+    """Each model call takes ``seconds`` on ``clock`` and answers ``Reply("<model> said")``.
+
+    The models of ``fail`` raise ConnectionError; ``usage`` reports input tokens, and
+    output tokens only for the models of ``reported`` (the others are estimated).
+    """
+
+    def __init__(
+        self,
+        clock: ManualClock,
+        seconds: float,
+        *,
+        fail: tuple[str, ...] = (),
+        reported: tuple[str, ...] = ("cheap", "mid", "dear"),
+    ) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.fail = fail
+        self.reported = reported
+
+    def call(self, candidate: Candidate) -> Reply:
+        self.clock.now += self.seconds
+        if candidate.name in self.fail:
+            msg = f"{candidate.name} is down"
+            raise ConnectionError(msg)
+        return Reply(f"{candidate.name} said")
+
+    def usage(self, candidate: Candidate, answer: Reply) -> Usage:
+        del answer
+        output = 7 if candidate.name in self.reported else None
+        return Usage(input_tokens=len(candidate.name), output_tokens=output)
+
+
+def run_scripted(
+    strategy: ScriptedCascade,
+    *,
+    score: Callable[[Candidate, Reply], float | None] | None = None,
+    fail: tuple[str, ...] = (),
+    reported: tuple[str, ...] = ("cheap", "mid", "dear"),
+) -> tuple[Any, MemoryRecorder, ManualClock]:
+    """Run one cascade call of ``strategy`` with an Executor; every call takes 0.25 s."""
+    clock = ManualClock(10.0)
+    decision = make_engine(PriceOrderCascade()).route(Request(query="Hi"))
+    recorder = MemoryRecorder()
+    executor = Executor(recorder, retry=RetryConfig(max_attempts=1), clock=clock)
+    calls = TimedReplies(clock, 0.25, fail=fail, reported=reported)
+    result = executor.run(
+        decision,
+        calls.call,
+        calls.usage,
+        completion_text=lambda reply: reply.text,
+        strategy=strategy,
+        score=score,
+    )
+    return result, recorder, clock
+
+
+def test_a_cascades_result_lists_every_step_and_sums_the_answering_ones() -> None:
+    strategy = ScriptedCascade(
+        ("cheap", "mid", "dear"),
+        estimates={"mid": 0.3, "dear": 0.6},
+        revised={"mid": 0.35},  # the session revised mid's estimate once dear answered
+        ex_ante={"cheap": 0.7, "mid": 0.5, "dear": 0.8},
+        final="mid",
+    )
+    scores = {"mid": 0.9, "dear": 0.2}
+    result, recorder, clock = run_scripted(
+        strategy,
+        score=lambda candidate, reply: scores[candidate.name],
+        fail=("cheap",),
+        reported=("mid",),
+    )
+    assert clock.now == 10.75
+    by_model = {f.candidate: f for f in result.attempts}
+    assert result.steps == (
+        CascadeStep(
+            model="cheap",
+            cost_usd=0.0,
+            latency_s=0.25,
+            quality=None,
+            ex_ante=0.7,
+            error="ConnectionError",
+        ),
+        CascadeStep(
+            model="mid",
+            cost_usd=by_model["mid"].cost_usd,
+            latency_s=0.25,
+            quality=0.35,
+            ex_ante=0.5,
+        ),
+        CascadeStep(
+            model="dear",
+            cost_usd=by_model["dear"].cost_usd,
+            latency_s=0.25,
+            quality=0.6,
+            ex_ante=0.8,
+        ),
+    )
+    # The session read each answer's text with completion_text.
+    assert strategy.sessions[0].texts == ["mid said", "dear said"]
+    # The answer returned is final()'s; every answer is in values, in order.
+    assert result.value == Reply("mid said")
+    assert result.decision.candidate.name == "mid"
+    assert result.values == (Reply("mid said"), Reply("dear said"))
+    assert result.served_by == ("mid", "dear")
+    # The call's feedback: its wall time, the answering steps' tokens summed, the returned
+    # step's evaluator score as quality (the estimate is kept in each step's extra).
+    mid, dear = by_model["mid"], by_model["dear"]
+    assert (mid.output_tokens, mid.tokens_estimated) == (7, False)
+    assert (dear.output_tokens, dear.tokens_estimated) == (estimate_tokens("dear said"), True)
+    assert result.feedback.latency_s == 0.75
+    assert result.feedback.input_tokens == len("mid") + len("dear")
+    assert result.feedback.output_tokens == 7 + dear.output_tokens
+    assert result.feedback.tokens_estimated is True
+    assert result.feedback.cost_usd == mid.cost_usd + dear.cost_usd
+    assert result.feedback.quality == 0.9
+    recorded = {d.candidate.name: f for d, f, _ in recorder.records if f.error is None}
+    assert (recorded["mid"].quality, dict(recorded["mid"].extra)["cascade_estimate"]) == (
+        0.9,
+        0.35,
+    )
+    assert (recorded["dear"].quality, dict(recorded["dear"].extra)["cascade_estimate"]) == (
+        0.2,
+        0.6,
+    )
+
+
+def test_without_a_score_the_calls_quality_is_the_returned_steps_estimate() -> None:
+    strategy = ScriptedCascade(
+        ("cheap", "mid"), estimates={"cheap": 0.4, "mid": 0.2}, revised={"cheap": 0.45}
+    )
+    result, recorder, _ = run_scripted(strategy)
+    assert result.decision.candidate.name == "mid"
+    assert result.feedback.quality == 0.2
+    assert result.feedback.tokens_estimated is False
+    assert [(d.candidate.name, f.quality) for d, f, _ in recorder.records] == [
+        ("mid", 0.2),
+        ("cheap", 0.45),
+    ]
+
+
+def test_a_step_the_sessions_steps_leave_out_keeps_its_observed_estimate() -> None:
+    strategy = ScriptedCascade(
+        ("cheap", "mid"), estimates={"cheap": 0.4, "mid": 0.3}, hidden=("mid",)
+    )
+    result, recorder, _ = run_scripted(strategy, fail=())
+    assert [(s.model, s.quality) for s in result.steps] == [("cheap", 0.4), ("mid", 0.3)]
+    assert dict(recorder.feedbacks[0].extra)["cascade_estimate"] == 0.3
+
+
+def test_a_final_model_that_did_not_answer_is_refused_with_the_models_that_did() -> None:
+    strategy = ScriptedCascade(
+        ("cheap", "mid", "dear"), estimates={"mid": 0.3, "dear": 0.6}, final="cheap"
+    )
+    with pytest.raises(ConfigError) as raised:
+        run_scripted(strategy, fail=("cheap",))
+    assert str(raised.value) == (
+        "the cascade strategy 'scripted' returned model 'cheap' as final, "
+        "but only ['dear', 'mid'] answered in this call"
+    )
+    assert strategy.settled == strategy.sessions
+
+
+def test_a_model_proposed_twice_is_refused() -> None:
+    strategy = ScriptedCascade(("mid", "mid"), estimates={"mid": 0.3})
+    with pytest.raises(ConfigError) as raised:
+        run_scripted(strategy)
+    assert str(raised.value) == (
+        "the cascade strategy 'scripted' proposed model 'mid', which is not among the models "
+        "offered for this call ['cheap', 'dear', 'mid'] or has already run in it"
+    )
+    assert strategy.settled == strategy.sessions
+
+
+@pytest.mark.parametrize("estimate", ["0.5", True, 1.5, -0.1, float("nan")])
+def test_an_estimate_that_is_not_a_number_in_0_1_is_refused(estimate: Any) -> None:
+    strategy = ScriptedCascade(("cheap", "mid"), estimates={"cheap": 0.2, "mid": estimate})
+    with pytest.raises(ConfigError) as raised:
+        run_scripted(strategy)
+    assert str(raised.value) == (
+        f"the cascade strategy 'scripted' estimated {estimate!r} for 'mid'; "
+        "observe() must return a number in [0, 1]"
+    )
+    # The same rule holds for an estimate the session revises once the steps are over.
+    strategy = ScriptedCascade(
+        ("cheap", "mid"), estimates={"cheap": 0.2, "mid": 0.3}, revised={"cheap": estimate}
+    )
+    with pytest.raises(ConfigError) as raised:
+        run_scripted(strategy)
+    assert str(raised.value) == (
+        f"the cascade strategy 'scripted' estimated {estimate!r} for 'cheap'; "
+        "observe() must return a number in [0, 1]"
+    )
+
+
+def test_an_estimate_may_be_an_int_or_a_numpy_float() -> None:
+    strategy = ScriptedCascade(("cheap", "mid"), estimates={"cheap": 1, "mid": np.float32(0.5)})
+    result, _, _ = run_scripted(strategy)
+    assert [s.quality for s in result.steps] == [1.0, 0.5]
+
+
+def test_when_every_step_fails_the_error_is_chained_to_the_last_failure() -> None:
+    strategy = ScriptedCascade(("dear", "cheap"))
+    with pytest.raises(ExecutionError) as raised:
+        run_scripted(strategy, fail=("cheap", "dear"))
+    assert [f.candidate for f in raised.value.attempts] == ["dear", "cheap"]
+    assert isinstance(raised.value.__cause__, ConnectionError)
+    assert str(raised.value.__cause__) == "cheap is down"
+    # A session that runs no model at all: the call fails the same way, with no attempt.
+    strategy = ScriptedCascade(())
+    with pytest.raises(ExecutionError) as raised:
+        run_scripted(strategy)
+    assert raised.value.attempts == ()
+    assert raised.value.__cause__ is None
+    assert strategy.settled == strategy.sessions
+
+
+def test_executor_run_starts_the_session_with_the_query_it_is_given() -> None:
+    strategy = PriceOrderCascade()
+    executor = Executor(MemoryRecorder(), retry=RetryConfig(max_attempts=1), clock=Ticker())
+    calls = EchoCalls(query="Hi")
+    decision = make_engine(strategy).route(Request(query="Hi"))
+    executor.run(decision, calls.call, calls.usage, strategy=strategy, query="the query")
+    executor.run(decision, calls.call, calls.usage, strategy=strategy)
+    assert [s.query for s in strategy.sessions] == ["the query", ""]
+
+
+def test_a_sync_judge_that_fails_is_logged_with_the_decision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(prompt: str, answer: str) -> float:
+        raise RuntimeError("judge down")
+
+    e = make_engine(PriceOrderCascade(estimate=lambda text: 0.7), evaluator=broken)
+    with caplog.at_level(logging.WARNING, logger="pickllm"):
+        answer = e.run(Request(query="Hi"), EchoCalls())
+    assert f"failed for decision {answer.decision.decision_id}: RuntimeError" in caplog.text

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pytest
 
 from pickllm import (
@@ -1185,3 +1186,43 @@ def test_a_memory_recorder_keeps_what_it_is_given() -> None:
         ("e", fb, True),
     ]
     assert rec.feedbacks == (fb, fb)
+
+
+class Gatekeeper(MemoryRecorder):
+    """A recorder with a circuit breaker (like ``Router.admits``) that admits ``open``."""
+
+    def __init__(self, *, admit: bool) -> None:
+        super().__init__()
+        self.admit = admit
+        self.asked: list[str] = []
+
+    def admits(self, name: str) -> bool:
+        self.asked.append(name)
+        return self.admit
+
+
+@pytest.mark.parametrize(("admit", "attempts"), [(False, 1), (True, 3)])
+def test_a_transient_error_is_retried_only_while_the_recorder_admits_the_model(
+    admit: bool, attempts: int
+) -> None:
+    a = Candidate(name="a")
+    recorder = Gatekeeper(admit=admit)
+    executor = Executor(
+        recorder, retry=RetryConfig(max_attempts=3, jitter_s=0.0), sleep=lambda _: None
+    )
+
+    def call(candidate: Candidate) -> str:
+        raise ConnectionError(candidate.name)
+
+    with pytest.raises(ExecutionError):
+        executor.run(decide(a), call, usage)
+    assert [fb.candidate for fb in recorder.feedbacks] == ["a"] * attempts
+    # Asked after each failure that could be retried (not after the last allowed one).
+    assert recorder.asked == ["a"] * min(attempts, 2)
+
+
+def test_backoff_without_jitter_draws_nothing_from_the_injected_generator() -> None:
+    rng = np.random.default_rng(5)
+    executor = Executor(MemoryRecorder(), retry=RetryConfig(jitter_s=0.0), seed=rng)
+    assert executor.backoff(1) == RetryConfig(jitter_s=0.0).initial_wait_s
+    assert rng.random() == np.random.default_rng(5).random()

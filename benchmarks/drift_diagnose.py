@@ -49,13 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         settings[key] = json.loads(value)
     table = load_outcomes(args.data)
     scenario = drift_scenario(table, stream=args.stream, drop=0.5)
-    ts, degraded, contexts, column, old = (
-        scenario.ts,
-        scenario.degraded,
-        scenario.contexts,
-        scenario.column,
-        scenario.old,
-    )
+    ts, degraded = scenario.ts, scenario.degraded
+    contexts, column, old = scenario.contexts, scenario.column, scenario.old
     m = ts.reward.shape[0]
     at, window = m // 2, args.window
     change = at if args.change is None else args.change

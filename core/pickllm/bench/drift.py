@@ -145,13 +145,8 @@ def run_drift(
         ConfigError: ``drop``, ``at`` or ``window`` out of range.
     """
     scenario = drift_scenario(table, stream=stream, drop=drop, seed=seed)
-    ts, degraded, contexts, column, old = (
-        scenario.ts,
-        scenario.degraded,
-        scenario.contexts,
-        scenario.column,
-        scenario.old,
-    )
+    ts, degraded = scenario.ts, scenario.degraded
+    contexts, column, old = scenario.contexts, scenario.column, scenario.old
     m = ts.reward.shape[0]
     at = m // 2 if at is None else at
     if not 0 < at < m or window < 1 or at + window > m:

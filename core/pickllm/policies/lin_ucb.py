@@ -34,30 +34,13 @@ class LinUCB(LinearPolicy):
     evaluation of other policies from a LinUCB log is then not possible; log a
     Thompson policy for that). The decision's scores are the bounds.
 
+    The other hyperparameters (prior, forgetting, change detection, price prior, key
+    buckets, shared prior, pending bound) are documented once, on
+    :class:`~pickllm.policies.linear.LinearPolicy`; the defaults are the same.
+
     Args:
         exploration: the width's multiplier, ``> 0``.
         regularization: ridge penalty ``> 0``, the prior's precision per feature.
-        prior_mean: the reward of an untried model; None uses the running mean reward.
-        discount: weight of the past at each update of a head, in ``(0, 1]``.
-        change_threshold: Page-Hinkley threshold on a model's cumulative reward drop;
-            None disables change detection.
-        change_delta: the drop per call the change test tolerates, ``>= 0``.
-        change_keep: the share of their evidence the other heads keep when a model's
-            change is detected, in [0, 1] (1: only the changed model starts again).
-        change_shift: on a detected change, mark the changed model's past rewards down
-            by the mean shortfall that set off the test (its head keeps its evidence;
-            the shared head starts again) rather than restarting its head from the prior.
-        change_standardized: the change test runs on each model's residuals minus its
-            mean residual, over their pooled standard deviation; ``change_threshold``
-            and ``change_delta`` are then in standard deviations.
-        change_two_sided: the change test also detects rises.
-        price_prior: how much lower the prior mean of the dearest offered candidate is
-            than the cheapest one's (linear in price between them), in [0, 1].
-        key_buckets: one-hot features of ``Context.key`` (hashed into this many buckets),
-            a per-key intercept for every model; 0 ignores the key.
-        shared_prior: each head's prior mean is a shared head fitted on every reward
-            (features and relative price); False centres every head on the centre alone.
-        max_pending: the most decisions whose features are kept for their reward.
         seed: unused by the choice (kept for the common interface).
 
     Examples:

@@ -131,8 +131,9 @@ class LinearPolicy(Policy):
         change_keep: the share of their evidence the other heads keep when a model's
             change is detected, in [0, 1] (1: only the changed model starts again).
         change_shift: on a detected change, mark the changed model's past rewards down
-            by the mean shortfall that set off the test (its head keeps its evidence;
-            the shared head starts again) rather than restarting its head from the prior.
+            by the mean shortfall that set off the test (its head keeps its evidence,
+            and its rewards in the shared head are marked down the same way) rather
+            than restarting its head from the prior.
         change_standardized: run the change test on standardized residuals: each
             model's residual minus its own mean residual, divided by the pooled
             residual standard deviation; ``change_threshold`` and ``change_delta`` are

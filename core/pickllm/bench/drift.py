@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pickllm.bench.run import StreamRows, _candidates, _rewards, _setup, _TestSet
+from pickllm.bench.run import StreamRows, _rewards, _setup, _stream_contexts, _TestSet
 from pickllm.data.table import OutcomeTable
 from pickllm.errors import ConfigError
 from pickllm.policies.base import Policy
@@ -99,16 +99,7 @@ def drift_scenario(
     old = int(ts.reward.mean(axis=0).argmax())
     quality = ts.quality.copy()
     quality[:, old] *= 1.0 - drop
-    cands = _candidates(table, setup.train, setup.cost)
-    contexts = [
-        Context(
-            query=table.prompts[i],
-            key=table.tasks[i],
-            candidates=cands,
-            input_tokens=int(table.input_tokens[i]),
-        )
-        for i in setup.test.tolist()
-    ]
+    contexts = _stream_contexts(setup)
     return DriftScenario(
         ts=ts,
         degraded=_rewards(setup.objective, quality, ts.cost, ts.latency),

@@ -742,6 +742,21 @@ def _offline_result(name: str, setup: _Setup, per_segment: int) -> MethodResult:
     )
 
 
+def _stream_contexts(setup: _Setup) -> list[Context]:
+    """The context of every streamed prompt (``setup.test``), offering the whole pool."""
+    table = setup.table
+    cands = _candidates(table, setup.train, setup.cost)
+    return [
+        Context(
+            query=table.prompts[i],
+            key=table.tasks[i],
+            candidates=cands,
+            input_tokens=int(table.input_tokens[i]),
+        )
+        for i in setup.test.tolist()
+    ]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Streams:
     """The test prompts as contexts, and the orders and policy seeds of every stream."""
@@ -752,17 +767,7 @@ class _Streams:
 
     @classmethod
     def build(cls, setup: _Setup, *, seeds: int, seed: int) -> _Streams:
-        table = setup.table
-        cands = _candidates(table, setup.train, setup.cost)
-        contexts = tuple(
-            Context(
-                query=table.prompts[i],
-                key=table.tasks[i],
-                candidates=cands,
-                input_tokens=int(table.input_tokens[i]),
-            )
-            for i in setup.test.tolist()
-        )
+        contexts = tuple(_stream_contexts(setup))
         m = len(contexts)
         # Every policy sees the same orders and the same seeds: differences between
         # policies are then not differences of luck.

@@ -12,8 +12,8 @@ that is not counted. Prints instructions per call for:
 * ``contextual``: ``Router.route`` + ``Router.record`` with 11 models and the four
   queries of ``benchmarks/contextual_overhead.py``, for the contextual policies given;
 * ``direct`` and ``routed``: a direct ``invoke`` of the offline fake chat model, and
-  ``ChatPickLLM.invoke`` over two of them (like ``benchmarks/langchain_overhead.py``), and
-  their ratio.
+  ``ChatPickLLM.invoke`` over two of them (like ``benchmarks/langchain_overhead.py``,
+  with ``--chat-policy``, Thompson sampling by default), and their ratio.
 
 A few hundred instructions of the loop itself are included in every figure.
 """
@@ -143,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         default="lin_ucb,linear_thompson",
         help="policies measured as benchmarks/contextual_overhead.py does ('' for none)",
     )
+    parser.add_argument(
+        "--chat-policy",
+        default="thompson",
+        help="the policy of the ChatPickLLM measured against a direct invoke",
+    )
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "POLICY", "CALLS"))
     args = parser.parse_args(argv)
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for policy in filter(None, args.contextual.split(",")):
         per_call = count("contextual", policy, args.calls)
         print(f"contextual route+record, {policy}, 11 models: {per_call:,.0f}")
-    policy = args.policies.split(",")[-1]
+    policy = args.chat_policy
     direct = count("direct", policy, args.calls)
     routed = count("routed", policy, args.calls)
     print(f"direct invoke of the fake chat model: {direct:,.0f}")

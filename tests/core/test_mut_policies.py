@@ -115,6 +115,12 @@ def test_ucb1_tries_untried_candidates_cheapest_then_first_name() -> None:
     assert [c.name for c in decision.ranking] == ["k", "m", "d"]
 
 
+def test_ucb1_exploration_error_names_the_policy() -> None:
+    with pytest.raises(ConfigError) as info:
+        UCB1(exploration=-1.0)
+    assert str(info.value) == "UCB1 exploration must be a finite number in [0, inf), got -1.0"
+
+
 def test_ucb1_bounds_follow_the_formula() -> None:
     policy = UCB1(exploration=0.5)
     pool = (A, B)
@@ -287,6 +293,14 @@ def test_automaton_updates_follow_reward_inaction() -> None:
         {"a": p["a"] + 0.5 * (mass - p["a"]), "b": p["b"], "c": p["c"] * 0.5}
     )
     assert policy.locked is None
+
+
+def test_automaton_learns_a_chosen_candidate_missing_from_the_ranking() -> None:
+    # A decision made elsewhere (a fallback) may name a candidate its ranking leaves out.
+    policy = LearningAutomaton(learning_rate=0.5, lock_in=None, seed=0)
+    policy.select(ctx(A, B))
+    policy.update(over(A, B), 1.0)
+    assert policy.probabilities == {"a": 0.75, "b": 0.25}
 
 
 def test_automaton_locks_and_unlocks_above_half() -> None:
@@ -480,6 +494,7 @@ def test_egq_greedy_choice_ties_and_probabilities() -> None:
     assert decision.probability == 1.0
     assert decision.scores == (0.5, 0.5, 0.5)
     assert policy.select(ctx(dear, A, twin)).candidate == A
+    assert policy.select(ctx(dear, A)).candidate == A  # two tied: the later, cheaper one
     egq_state(policy, q_values={"a2": 0.9}, counts={"a2": 1}, epsilon=0.0)
     assert policy.select(ctx(A, dear)).candidate == dear
 
@@ -491,6 +506,12 @@ def test_egq_explores_with_probability_epsilon_over_k() -> None:
     for _ in range(60):
         d = policy.select(ctx(A, B, C))
         seen.setdefault(d.candidate.name, set()).add(round(d.probability, 9))
+        assert d.scores is not None  # an explored decision keeps the Q-values too
+        assert dict(zip([c.name for c in d.ranking], d.scores, strict=True)) == {
+            "a": 0.9,
+            "b": policy.initial_q,
+            "c": policy.initial_q,
+        }
     assert seen == {"a": {round(0.4 + 0.2, 9)}, "b": {0.2}, "c": {0.2}}
 
 
@@ -767,3 +788,70 @@ def test_select_without_candidates_and_update_with_a_bad_reward_say_why() -> Non
     with pytest.raises(TypeError) as not_a_number:
         policy.update(decision, "1")  # type: ignore[arg-type]
     assert str(not_a_number.value) == "Policy.update reward must be a number, got '1'"
+
+
+def test_per_context_state_messages_name_the_policy_and_the_field() -> None:
+    shared = PerContext(policy=UCB1(), seed=0)
+    shared.update(shared.select(ctx(A, key="x")), 0.5)
+    good = json.loads(json.dumps(shared.state_dict()))["state"]
+    cases: list[tuple[PerContext, dict[str, Any], str]] = [
+        (
+            shared,
+            {k: v for k, v in good.items() if k != "keys"},
+            "state of policy 'per_context' has no 'keys' (it has ['default', 'global'])",
+        ),
+        (
+            shared,
+            {k: v for k, v in good.items() if k != "global"},
+            "state of policy 'per_context' has no 'global' (it has ['default', 'keys'])",
+        ),
+        (
+            shared,
+            {k: v for k, v in good.items() if k != "default"},
+            "state of policy 'per_context' has no 'default' (it has ['global', 'keys'])",
+        ),
+        (
+            shared,
+            {**good, "global": None},
+            "state of policy 'per_context': a global learner is missing but shared_prior=True",
+        ),
+        (
+            PerContext(policy=UCB1(), shared_prior=False, seed=0),
+            good,
+            "state of policy 'per_context': a global learner is present but shared_prior=False",
+        ),
+    ]
+    for policy, state, message in cases:
+        with pytest.raises(StateError) as info:
+            policy.load_state_dict({**policy.state_dict(), "state": state})
+        assert str(info.value) == message
+
+
+def test_thompson_chance_of_two_is_the_normal_approximation_of_their_beta_draws() -> None:
+    # Two Beta draws: the chance is Phi(gap of the means / sd of the difference), with the
+    # Beta moments m = a / (a + b) and v = a b / ((a + b)^2 (a + b + 1)).
+    def moments(a: float, b: float) -> tuple[float, float]:
+        return a / (a + b), a * b / ((a + b) ** 2 * (a + b + 1.0))
+
+    policy = ThompsonSampling(seed=0)
+    ts_state(policy, alpha={"a": 3.0, "b": 1.0}, beta={"a": 1.0, "b": 1.0})
+    (m_a, v_a), (m_b, v_b) = moments(3.0, 1.0), moments(1.0, 1.0)
+    p_a = 0.5 * math.erfc(-(m_a - m_b) / math.sqrt(v_a + v_b) / math.sqrt(2.0))
+    seen = {}
+    for _ in range(40):
+        d = policy.select(ctx(A, B))
+        seen[d.candidate.name] = d.probability
+    assert seen == {"a": pytest.approx(p_a, abs=1e-12), "b": pytest.approx(1.0 - p_a, abs=1e-12)}
+
+
+def test_generator_states_are_written_with_builtin_types() -> None:
+    # numpy's own bit generators hold ints and arrays; another BitGenerator may hold numpy
+    # scalars or sequences, which json cannot write.
+    from pickllm.policies.base import _jsonable
+
+    value = {1: (np.int64(2), [np.float32(0.5), np.arange(2)]), "s": "t"}
+    out = _jsonable(value)
+    assert out == {"1": [2, [0.5, [0, 1]]], "s": "t"}
+    assert [type(v) for v in out["1"][1]] == [float, list]
+    assert type(out["1"][0]) is int
+    assert json.loads(json.dumps(out)) == out

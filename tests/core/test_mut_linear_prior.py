@@ -112,6 +112,15 @@ def test_change_keep_is_checked_by_name(bad: float) -> None:
         assert LinUCB(change_keep=edge).change_keep == edge
 
 
+@pytest.mark.parametrize("flag", ["change_shift", "shared_prior"])
+@pytest.mark.parametrize("cls", [LinUCB, LinearThompson])
+def test_the_flags_must_be_bools_by_name(cls: type[LinUCB | LinearThompson], flag: str) -> None:
+    bad: dict[str, Any] = {flag: 1}
+    with pytest.raises(TypeError) as info:
+        cls(**bad)
+    assert str(info.value) == f"{cls.__name__} {flag} must be a bool, got 1"
+
+
 def test_the_unit_test_parameters_are_the_documented_ones() -> None:
     # LinUCB's conformance checks run at its default exploration; Thompson's draw wider
     # than its default (the checks' rewards are 0 or 1).

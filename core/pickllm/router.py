@@ -1619,8 +1619,6 @@ def _no_candidate_message(ctx: Context, pool: Sequence[Candidate]) -> str:
         needs.append("structured output")
     if ctx.min_context_tokens is not None:
         needs.append(f"a context window of {ctx.min_context_tokens} tokens")
-    if not pool:
-        return "the router's pool is empty: add a candidate first"
     return (
         f"no candidate can serve this call, which needs {' and '.join(needs)}; "
         f"the pool is {[c.name for c in pool]}"

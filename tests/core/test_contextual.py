@@ -396,3 +396,33 @@ def test_a_warm_start_from_a_trained_query_scorer() -> None:
         "writer",
         "writer",
     ]
+
+
+@pytest.mark.parametrize("cls", [LinUCB, LinearThompson])
+def test_the_shared_head_learns_each_reward_at_the_price_of_its_own_offer(
+    cls: type[LinUCB | LinearThompson],
+) -> None:
+    # The same model is the cheapest of one offer and the dearest of another; offers
+    # repeat (the cache) and come between a choice and its reward.
+    a = Candidate(name="a", input_price=1.0, output_price=1.0)
+    b = Candidate(name="b", input_price=2.0, output_price=2.0)
+    z = Candidate(name="z", input_price=0.5, output_price=0.5)
+    dearer_z = Candidate(name="z", input_price=5.0, output_price=5.0)  # z's price rose
+    policy = cls(shared_prior=True, key_buckets=0, prior_mean=0.5, seed=0)
+    offers = [(a, b), (z, a), (a, b), (z, a), (dearer_z, a), (z, a, b)]
+    rng = np.random.default_rng(3)
+    expected = 0.0
+    waiting = []
+    for step in range(60):
+        pool = offers[step % len(offers)]
+        decision = policy.select(Context(features=(float(step % 3),), candidates=pool))
+        totals = [c.input_price + c.output_price for c in pool]
+        mine = decision.candidate.input_price + decision.candidate.output_price
+        expected += (mine - min(totals)) / (max(totals) - min(totals))
+        waiting.append(decision)
+        if step % 2:  # rewards come late, in another order
+            for d in reversed(waiting):
+                policy.update(d, float(rng.random()))
+            waiting.clear()
+    shared_s = policy.state_dict()["state"]["shared_s"]
+    assert shared_s[-1] == pytest.approx(expected)

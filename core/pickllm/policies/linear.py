@@ -260,11 +260,13 @@ class LinearPolicy(Policy):
         self._x_sum = np.zeros(0)
         self._x_n = 0.0
         self._changes = 0
-        # Decision id -> (features, predicted mean, prior value of the chosen model or NaN).
-        self._pending: dict[str, tuple[np.ndarray, float, float]] = {}
-        # Offered names -> head indices; None when they are all heads in order (the usual
-        # case), so the heads' arrays are used without a gathering copy.
-        self._offer_cache: dict[tuple[str, ...], _Offer] = {}
+        # Decision id -> (features, predicted mean, prior value of the chosen model or NaN,
+        # the chosen model's relative price in that offer).
+        self._pending: dict[str, tuple[np.ndarray, float, float, float]] = {}
+        # Offered (name, price) pairs -> the offer. Head indices are None when the offered
+        # are all heads in order (the usual case): the heads' arrays are used without a
+        # gathering copy.
+        self._offer_cache: dict[tuple[tuple[str, float], ...], _Offer] = {}
 
     # ------------------------------------------------------------------ read-only views
     @property
@@ -480,7 +482,8 @@ class LinearPolicy(Policy):
             del pending[next(iter(pending))]
         decision_id = new_decision_id()
         prior_value = math.nan if prior is None else float(prior[choice.index])
-        pending[decision_id] = (x, float(mean[choice.index]), prior_value)
+        price = float(offer[2][choice.index])
+        pending[decision_id] = (x, float(mean[choice.index]), prior_value, price)
         return Choice(
             choice.index,
             choice.probability,
@@ -499,12 +502,13 @@ class LinearPolicy(Policy):
             predicted = None
             prior_value = math.nan
         else:
-            x, predicted, prior_value = found
+            x, predicted, prior_value, price = found
         i = self._head(decision.candidate.name)
         if predicted is None:
+            price = float(self._price[i])  # the price it was last offered at
             offer = (np.array([i], dtype=np.intp), np.zeros(1), self._price[[i]])
             predicted = float(self._predict(x, offer)[0][0])
-        self._learn(i, x, reward, prior_value)
+        self._learn(i, x, reward, prior_value, price)
         if self._threshold is not None:
             self._page_hinkley(i, predicted - reward)
 
@@ -626,21 +630,23 @@ class LinearPolicy(Policy):
         A relative price is 0 for the cheapest offered candidate, 1 for the dearest.
         """
         cands = context.candidates
-        names = tuple([c.name for c in cands])
+        offered = tuple([(c.name, c.input_price + c.output_price) for c in cands])
         cache = self._offer_cache
-        found = cache.get(names)
+        found = cache.get(offered)
         if found is not None:
+            idx, _, relative = found
+            self._price[slice(None) if idx is None else idx] = relative
             return found
-        heads = [self._head(n) for n in names]
+        heads = [self._head(n) for n, _ in offered]
         idx = None if heads == list(range(len(self._names))) else np.array(heads, dtype=np.intp)
-        prices = np.array([c.input_price + c.output_price for c in cands])
+        prices = np.array([p for _, p in offered])
         spread = float(prices.max() - prices.min())
         relative = (prices - prices.min()) / spread if spread > 0.0 else np.zeros(len(cands))
         self._price[heads] = relative
         offset = -self._price_prior * relative
         if len(cache) >= 64:
             cache.clear()
-        cache[names] = found = (idx, offset, relative)
+        cache[offered] = found = (idx, offset, relative)
         return found
 
     def _predict(
@@ -669,8 +675,11 @@ class LinearPolicy(Policy):
         """The shared head's weights, for the current centre."""
         self._w0 = self._a0_inv @ (self._b0 - self.centre * self._s0)
 
-    def _learn(self, i: int, x: np.ndarray, reward: float, prior: float = math.nan) -> None:
-        """Learn ``reward`` for head ``i``, against the prior's value ``prior`` if not NaN."""
+    def _learn(self, i: int, x: np.ndarray, reward: float, prior: float, price: float) -> None:
+        """Learn ``reward`` for head ``i``, chosen at relative ``price``.
+
+        Against the reward prior's value ``prior`` unless it is NaN.
+        """
         g = self._gamma
         xx = x[:, None] * x  # the outer product x x^T
         with_prior = not math.isnan(prior)
@@ -702,7 +711,7 @@ class LinearPolicy(Policy):
         self._x_sum += x
         self._x_n += 1.0
         if self.shared_prior:
-            self._learn_shared(i, np.append(x, self._price[i]), reward)
+            self._learn_shared(i, np.append(x, price), reward)
 
     def _learn_shared(self, i: int, z: np.ndarray, reward: float) -> None:
         g = self._gamma

@@ -98,6 +98,15 @@ def test_spend_of_a_key_counts_only_that_key_and_reaches_its_limit_exactly() -> 
     assert total.exceeded is False
 
 
+def test_spend_of_a_key_adds_up_its_calls() -> None:
+    router = Router([A, B], policy="cheapest", clock=ManualClock(), budget_per_key_usd=1.0)
+    for cost in (0.25, 0.5):
+        router.record(router.route("q", key="k"), Feedback(cost_usd=cost))
+    router.record(router.route("q", key="other"), Feedback(cost_usd=0.125))
+    assert router.spend("k").spent_usd == 0.75
+    assert router.spend("other").spent_usd == 0.125
+
+
 def test_spend_says_when_the_period_resets() -> None:
     clock = ManualClock(1000.0)  # the first period starts at the router's creation
     router = Router([A], policy="cheapest", clock=clock, budget_usd=1.0, budget_period_s=100.0)

@@ -633,20 +633,18 @@ class LinearPolicy(Policy):
         offered = tuple([(c.name, c.input_price + c.output_price) for c in cands])
         cache = self._offer_cache
         found = cache.get(offered)
-        if found is not None:
-            idx, _, relative = found
-            self._price[slice(None) if idx is None else idx] = relative
-            return found
-        heads = [self._head(n) for n, _ in offered]
-        idx = None if heads == list(range(len(self._names))) else np.array(heads, dtype=np.intp)
-        prices = np.array([p for _, p in offered])
-        spread = float(prices.max() - prices.min())
-        relative = (prices - prices.min()) / spread if spread > 0.0 else np.zeros(len(cands))
-        self._price[heads] = relative
-        offset = -self._price_prior * relative
-        if len(cache) >= 64:
-            cache.clear()
-        cache[offered] = found = (idx, offset, relative)
+        if found is None:
+            heads = [self._head(n) for n, _ in offered]
+            all_heads = heads == list(range(len(self._names)))
+            idx = None if all_heads else np.array(heads, dtype=np.intp)
+            prices = np.array([p for _, p in offered])
+            spread = float(prices.max() - prices.min())
+            relative = (prices - prices.min()) / spread if spread > 0.0 else np.zeros(len(cands))
+            if len(cache) >= 64:
+                cache.clear()
+            cache[offered] = found = (idx, -self._price_prior * relative, relative)
+        idx, _, relative = found
+        self._price[slice(None) if idx is None else idx] = relative  # as last offered
         return found
 
     def _predict(

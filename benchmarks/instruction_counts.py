@@ -13,7 +13,9 @@ that is not counted. Prints instructions per call for:
   queries of ``benchmarks/contextual_overhead.py``, for the contextual policies given;
 * ``direct`` and ``routed``: a direct ``invoke`` of the offline fake chat model, and
   ``ChatPickLLM.invoke`` over two of them (like ``benchmarks/langchain_overhead.py``,
-  with ``--chat-policy``, Thompson sampling by default), and their ratio.
+  with ``--chat-policy``, Thompson sampling by default), and their ratio;
+* with ``--layers``, ``ChatPickLLM.invoke`` built up layer by layer (the layers of
+  ``benchmarks/langchain_overhead.py --breakdown``), each against the direct invoke.
 
 A few hundred instructions of the loop itself are included in every figure.
 """
@@ -29,6 +31,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _router_step(policy: str) -> Callable[[object, int], None]:
@@ -99,12 +102,48 @@ def _langchain_step(side: str, policy: str) -> Callable[[object, int], None]:
     return step
 
 
+# The layers of benchmarks/langchain_overhead.py --breakdown, each on top of the previous one.
+LAYERS = {
+    "pass": "inline forwarding to the child, no routing",
+    "route": "+ the translated request and Engine.route",
+    "run": "+ Engine.run (run, record, learn)",
+    "routed": "+ tagging the answer and aliasing its run ids (ChatPickLLM.invoke)",
+}
+
+
+def _layer_step(layer: str, policy: str) -> Callable[[object, int], None]:
+    from langchain_core.messages import HumanMessage
+
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from benchmarks.langchain_overhead import _EngineRun, _fakes, _Passthrough, _RouteOnly
+
+    small, large = _fakes()
+    settings: dict[str, Any] = {
+        "models": {"small": small, "large": large},
+        "prices": {"small": (0.15, 0.6), "large": (2.5, 10.0)},
+        "policy": policy,
+        "seed": 0,
+        "await_feedback": False,
+    }
+    model = {"pass": _Passthrough, "route": _RouteOnly, "run": _EngineRun}[layer](**settings)
+    messages = [HumanMessage(content="What is the capital of France?")]
+    for _ in range(300):
+        model.invoke(messages)
+
+    def step(_: object, j: int) -> None:  # noqa: ARG001 - reduce's signature
+        model.invoke(messages)
+
+    return step
+
+
 def _child(scenario: str, policy: str, calls: int) -> None:
     """The measured process: warm up, then ``calls`` steps inside one ``reduce``."""
     if scenario == "router":
         step = _router_step(policy)
     elif scenario == "contextual":
         step = _contextual_step(policy)
+    elif scenario in ("pass", "route", "run"):
+        step = _layer_step(scenario, policy)
     else:
         step = _langchain_step(scenario, policy)
     functools.reduce(step, range(calls), None)
@@ -148,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         default="thompson",
         help="the policy of the ChatPickLLM measured against a direct invoke",
     )
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="also count ChatPickLLM layer by layer (as langchain_overhead.py --breakdown)",
+    )
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--child", nargs=3, metavar=("SCENARIO", "POLICY", "CALLS"))
     args = parser.parse_args(argv)
@@ -169,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     routed = count("routed", policy, args.calls)
     print(f"direct invoke of the fake chat model: {direct:,.0f}")
     print(f"ChatPickLLM.invoke ({policy}): {routed:,.0f} ({routed / direct:.3f}x)")
+    if args.layers:
+        print(f"ChatPickLLM.invoke ({policy}) layer by layer, against the direct invoke:")
+        for layer, what in LAYERS.items():
+            per_call = routed if layer == "routed" else count(layer, policy, args.calls)
+            print(f"  {what:<70} {per_call:>11,.0f} ({per_call / direct:.3f}x)")
     return 0
 
 

@@ -326,6 +326,9 @@ def test_tool_turns_pins_and_tool_loops_are_routed_by_the_policy() -> None:
         answer = e.run(request, EchoCalls())
         assert answer.decision.kind == "single"
         assert "steps" not in answer.info()
+        # Not run by the strategy, so not named as run by it.
+        assert answer.strategy is None
+        assert "strategy" not in answer.info()
     assert strategy.sessions == []
 
 
@@ -408,7 +411,8 @@ async def test_a_cancelled_async_cascade_still_records_and_settles() -> None:
     strategy = PriceOrderCascade()
     e = make_engine(strategy, evaluator=good_if("dear"))
     task = asyncio.create_task(e.arun(Request(query="Hi"), Slow()))
-    await started.wait()
+    # Bounded: a run that fails before the slow step fails the test instead of hanging it.
+    await asyncio.wait_for(started.wait(), timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -982,3 +986,40 @@ def test_a_sync_judge_that_fails_is_logged_with_the_decision(
     with caplog.at_level(logging.WARNING, logger="pickllm"):
         answer = e.run(Request(query="Hi"), EchoCalls())
     assert f"failed for decision {answer.decision.decision_id}: RuntimeError" in caplog.text
+
+
+class Unreported(EchoCalls):
+    """Answers wrapped in an object, with no token counts reported: the engine estimates them."""
+
+    def call(self, candidate: Candidate) -> Any:
+        return {"content": super().call(candidate), "id": "x" * 40}
+
+    def usage(self, candidate: Candidate, answer: Any) -> Usage:
+        del candidate, answer
+        return Usage()
+
+    def text(self, answer: Any) -> str:
+        return str(answer["content"])
+
+
+@pytest.mark.parametrize("strategy", [None, PriceOrderCascade()], ids=["plain", "cascade"])
+def test_unreported_tokens_are_estimated_from_the_prompt_and_the_answer_text(
+    strategy: CascadeStrategy | None,
+) -> None:
+    e = make_engine(strategy, pool=(CHEAP,))
+    prompt = "system: answer in one word\nHi"
+    answer = e.run(Request(query="Hi", prompt=prompt), Unreported(query="Hi"))
+    (fb,) = answer.result.attempts
+    # The answer's text (calls.text), not its repr; the whole prompt, not the query.
+    assert fb.output_tokens == estimate_tokens("cheap: Hi")
+    assert fb.input_tokens == estimate_tokens(prompt)
+    assert fb.tokens_estimated
+
+
+def test_a_cascade_decision_is_made_with_probability_one() -> None:
+    # The strategy runs the offered models whatever the policy drew (1/3 each here).
+    router = Router([CHEAP, MID, DEAR], policy="random", seed=0)
+    e = Engine(router, strategy=PriceOrderCascade(), retry=RetryConfig(max_attempts=1))
+    decision = e.route(Request(query="Hi"))
+    assert (decision.kind, decision.probability) == ("cascade", 1.0)
+    assert router.route("Hi").probability == pytest.approx(1 / 3)

@@ -342,7 +342,8 @@ async def test_background_async_runner_uses_tasks() -> None:
     sink = Sink()
     runner = EvaluationRunner(judge, sink, background=True)
     assert await runner.asubmit("d1", "Q", "A") is None
-    await started.wait()
+    # Bounded: a judge that never starts fails the test instead of hanging it.
+    await asyncio.wait_for(started.wait(), timeout=10)
     assert runner.pending == 1
     release.set()
     await runner.ajoin()

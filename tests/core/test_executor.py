@@ -970,7 +970,8 @@ async def test_arun_cancellation_records_the_in_flight_attempt() -> None:
         return "never"
 
     task = asyncio.create_task(h.executor.arun(decide(A, B), hang, usage, prompt_text="abcd"))
-    await started.wait()
+    # Bounded: a run that fails before the call fails the test instead of hanging it.
+    await asyncio.wait_for(started.wait(), timeout=10)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -1098,7 +1099,7 @@ async def test_astream_cancellation_mid_stream() -> None:
         return got
 
     task = asyncio.create_task(consume())
-    await first.wait()
+    await asyncio.wait_for(first.wait(), timeout=10)
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

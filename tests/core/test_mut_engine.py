@@ -43,7 +43,7 @@ from pickllm.engine.settings import split_seed
 from pickllm.errors import AttemptTimeoutError, DeadlineExceededError
 from pickllm.policies.base import Choice, Policy
 from pickllm.policies.cheapest import Cheapest
-from pickllm.pricing import Usage
+from pickllm.pricing import Usage, estimate_tokens
 from pickllm.testing import EchoCalls
 from pickllm.types import Context
 
@@ -1226,3 +1226,102 @@ def test_backoff_without_jitter_draws_nothing_from_the_injected_generator() -> N
     executor = Executor(MemoryRecorder(), retry=RetryConfig(jitter_s=0.0), seed=rng)
     assert executor.backoff(1) == RetryConfig(jitter_s=0.0).initial_wait_s
     assert rng.random() == np.random.default_rng(5).random()
+
+
+# ================================================================ what Engine.route passes on
+class Seer(Policy):
+    """Picks the first offered candidate and keeps every context it was shown."""
+
+    name = "seer-stub"
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.contexts: list[Context] = []
+
+    def _select(self, context: Context) -> Choice:
+        self.contexts.append(context)
+        return Choice(index=0, probability=1.0)
+
+    def _update(self, decision: Decision, reward: float) -> None:
+        del decision, reward
+
+
+def test_engine_route_shows_the_policy_the_query_and_filters_by_the_needs() -> None:
+    plain = Candidate(name="plain", structured_output=False, tool_calling=False)
+    able = Candidate(name="able", input_price=1.0, output_price=1.0)
+    policy = Seer()
+    e = Engine(Router([plain, able], policy), retry=RetryConfig(max_attempts=1, jitter_s=0.0))
+    e.run(Request(query="What is 2+2?", prompt="system: be brief\nWhat is 2+2?"), EchoCalls())
+    for request in (
+        Request(query="Give JSON", needs_structured_output=True),
+        Request(query="Give JSON", needs_tool_calling=True),
+    ):
+        assert e.run(request, EchoCalls()).model == "able"
+    first, *needy = policy.contexts
+    prompt_tokens = estimate_tokens("system: be brief\nWhat is 2+2?")
+    assert prompt_tokens > estimate_tokens("What is 2+2?")
+    # The policy routes on the query; the token estimate is of the whole prompt.
+    assert (first.query, first.input_tokens) == ("What is 2+2?", prompt_tokens)
+    assert [c.name for c in first.candidates] == ["plain", "able"]
+    assert [[c.name for c in ctx.candidates] for ctx in needy] == [["able"], ["able"]]
+    assert [(ctx.needs_structured_output, ctx.needs_tool_calling) for ctx in needy] == [
+        (True, False),
+        (False, True),
+    ]
+
+
+def test_a_failed_attempt_carries_its_error_kind_and_spares_the_breaker() -> None:
+    # A prompt too long for a model is not the model's fault: its circuit stays closed.
+    router = Router([A, B], policy="cheapest", breaker_failures=1)
+    e = Engine(router, retry=RetryConfig(max_attempts=1, jitter_s=0.0), sleep=lambda _: None)
+    calls = EchoCalls(fail={"a": ValueError("maximum context length exceeded")})
+    answer = e.run(Request(query="Hi"), calls)
+    assert answer.model == "b"
+    failed = answer.result.attempts[0]
+    assert (failed.candidate, failed.error, failed.error_kind) == (
+        "a",
+        "ValueError",
+        "context_length",
+    )
+    assert failed.output_tokens == 0
+    assert router.admits("a")
+    # A fault of the model's own opens it.
+    e.run(Request(query="Hi"), EchoCalls(fail={"a": ValueError("boom")}))
+    assert not router.admits("a")
+
+
+# ================================================================ prices by detected identity
+def test_a_price_is_looked_up_by_the_detected_model_and_provider() -> None:
+    # This model is priced for one provider only: the lookup must pass the provider on.
+    detected = {"fast": {"model": "llama-3.1-8b-instant", "provider": "groq"}}
+    engine = RoutingSettings().build_engine(["fast"], detected)
+    fast = engine.router.candidates[0]
+    assert (fast.input_price, fast.output_price) == (0.05, 0.08)
+
+
+def test_the_missing_price_message_names_each_model_as_it_was_looked_up() -> None:
+    detected = {
+        "x": {"model": "", "provider": ""},  # empty: the pool name, no provider
+        "y": {"model": "my-local-model", "provider": "acme"},
+    }
+    with pytest.raises(ConfigError) as info:
+        RoutingSettings().build_engine(["x", "y"], detected)
+    assert (
+        "has no per-token price for 'x' (model 'x', provider None), "
+        "'y' (model 'my-local-model', provider 'acme'); add them"
+    ) in str(info.value)
+
+
+def test_cascade_settings_without_a_named_strategy_are_refused_with_the_reason() -> None:
+    with pytest.raises(ConfigError) as info:
+        RoutingSettings(prices={"a": (0.1, 0.1)}, budget_per_call_usd=0.01).build_engine(["a"], {})
+    assert str(info.value).endswith("got strategy=None; a strategy object carries its own")
+
+
+def test_an_engine_names_what_a_strategy_must_implement() -> None:
+    with pytest.raises(TypeError) as info:
+        Engine(Router([A]), strategy="cascade_routing")  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "strategy must implement pickllm.cascade.CascadeStrategy (name, start, settle) or be "
+        "None, got 'cascade_routing'"
+    )

@@ -8,6 +8,7 @@ test is deterministic: an injected clock, seeded or deterministic policies.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -637,6 +638,24 @@ def test_a_non_finite_literal_in_a_state_file_is_a_state_error(tmp_path: Path) -
     path.write_text(text.replace('"reward_sum": 0.0', '"reward_sum": NaN'))
     with pytest.raises(StateError, match="does not match its checksum"):
         Router.load(path)
+
+
+def test_a_non_finite_literal_is_refused_even_with_a_checksum_made_for_it(
+    tmp_path: Path,
+) -> None:
+    # An edit that also rewrote the checksum over the NaN literal: ``save`` never writes
+    # one, so the checksum is over text without it and the file is still refused.
+    router = Router([A], policy="cheapest", clock=ManualClock())
+    path = tmp_path / "state.json"
+    router.save(path)
+    document = json.loads(path.read_text())
+    document["router"]["stats"]["a"]["reward_sum"] = math.nan
+    document["checksum"] = hashlib.sha256(
+        json.dumps(document["router"], sort_keys=True).encode("utf-8")
+    ).hexdigest()
+    path.write_text(json.dumps(document))
+    with pytest.raises(StateError, match="does not match its checksum"):
+        read_state(path)
 
 
 def test_a_stray_that_cannot_be_deleted_is_kept_and_logged(

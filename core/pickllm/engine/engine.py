@@ -583,9 +583,13 @@ class Engine:
         ttft = max(self.executor.clock() - start, 0.0)
         return replace(result, feedback=replace(result.feedback, time_to_first_token_s=ttft))
 
-    def _answer(self, value: T, decision: Decision, result: ExecutionResult[Any]) -> Answer[T]:
-        strategy = self.strategy.name if self._cascades(decision) and self.strategy else None
-        return Answer(value=value, decision=decision, result=result, strategy=strategy)
+    def _cascade_answer(
+        self, value: T, decision: Decision, result: ExecutionResult[Any]
+    ) -> Answer[T]:
+        """The answer of a call the cascade strategy ran, named after the strategy."""
+        strategy = self.strategy
+        assert strategy is not None  # noqa: S101 - only cascade calls get here
+        return Answer(value=value, decision=decision, result=result, strategy=strategy.name)
 
     async def _aroute(self, request: Request) -> Decision:
         # A trained policy runs a model to route; off the event loop it blocks no one.
@@ -618,7 +622,7 @@ class Engine:
         job = self._job(request, decision, calls)
         if job.strategy is not None:
             result = self.executor.execute(job, calls.call, self._scorer(request, decision, calls))
-            return self._answer(result.value, decision, result)
+            return self._cascade_answer(result.value, decision, result)
         result = self.executor.execute(job, calls.call)
         answer = Answer(value=result.value, decision=decision, result=result)
         self._evaluate(answer, calls.text(result.value), request)
@@ -638,7 +642,7 @@ class Engine:
         if job.strategy is not None:
             scorer = self._ascorer(request, decision, calls)
             result = await self.executor.aexecute(job, calls.acall, scorer)
-            return self._answer(result.value, decision, result)
+            return self._cascade_answer(result.value, decision, result)
         result = await self.executor.aexecute(job, calls.acall)
         answer = Answer(value=result.value, decision=decision, result=result)
         await self._aevaluate(answer, calls.text(result.value), request)
@@ -671,7 +675,7 @@ class Engine:
             result = self._first_chunk_at(result, start)
             yield from chunks
             if on_finish is not None:
-                on_finish(self._answer(chunks, decision, result))
+                on_finish(self._cascade_answer(chunks, decision, result))
             return
         if len(decision.members) > 1:
             result = self.executor.execute(self._job(request, decision, calls), calls.call)
@@ -721,7 +725,7 @@ class Engine:
             for chunk in chunks:
                 yield chunk
             if on_finish is not None:
-                on_finish(self._answer(chunks, decision, result))
+                on_finish(self._cascade_answer(chunks, decision, result))
             return
         if len(decision.members) > 1:
             result = await self.executor.aexecute(self._job(request, decision, calls), calls.acall)

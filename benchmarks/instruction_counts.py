@@ -31,7 +31,6 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 
 def _router_step(policy: str) -> Callable[[object, int], None]:
@@ -79,17 +78,13 @@ def _contextual_step(policy: str) -> Callable[[object, int], None]:
 def _langchain_step(side: str, policy: str) -> Callable[[object, int], None]:
     from langchain_core.messages import HumanMessage
 
-    from langchain_pickllm import ChatPickLLM, FakeToolChatModel
+    from langchain_pickllm import ChatPickLLM
 
-    small = FakeToolChatModel(model="fake-small", answer="The capital of France is Paris.")
-    large = FakeToolChatModel(model="fake-large", answer="Paris is the capital of France.")
-    routed = ChatPickLLM(
-        models={"small": small, "large": large},
-        prices={"small": (0.15, 0.6), "large": (2.5, 10.0)},
-        policy=policy,
-        seed=0,
-        await_feedback=False,
-    )
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from benchmarks.langchain_overhead import _fakes, settings
+
+    small, large = _fakes()
+    routed = ChatPickLLM(**settings(policy, small, large))
     messages = [HumanMessage(content="What is the capital of France?")]
     for _ in range(300):
         routed.invoke(messages)
@@ -115,17 +110,16 @@ def _layer_step(layer: str, policy: str) -> Callable[[object, int], None]:
     from langchain_core.messages import HumanMessage
 
     sys.path.insert(0, str(Path(__file__).parent.parent))
-    from benchmarks.langchain_overhead import _EngineRun, _fakes, _Passthrough, _RouteOnly
+    from benchmarks.langchain_overhead import (
+        _EngineRun,
+        _fakes,
+        _Passthrough,
+        _RouteOnly,
+        settings,
+    )
 
-    small, large = _fakes()
-    settings: dict[str, Any] = {
-        "models": {"small": small, "large": large},
-        "prices": {"small": (0.15, 0.6), "large": (2.5, 10.0)},
-        "policy": policy,
-        "seed": 0,
-        "await_feedback": False,
-    }
-    model = {"pass": _Passthrough, "route": _RouteOnly, "run": _EngineRun}[layer](**settings)
+    chat = settings(policy, *_fakes())
+    model = {"pass": _Passthrough, "route": _RouteOnly, "run": _EngineRun}[layer](**chat)
     messages = [HumanMessage(content="What is the capital of France?")]
     for _ in range(300):
         model.invoke(messages)

@@ -47,14 +47,7 @@ def measure(
 def run(*, policy: str, batches: int, batch: int) -> dict[str, float]:
     """Measure one policy; returns the medians and the ratio."""
     fake, other = _fakes()
-    router = ChatPickLLM(
-        models={"small": fake, "large": other},
-        prices={"small": (0.15, 0.6), "large": (2.5, 10.0)},
-        policy=policy,
-        seed=0,
-        # Learn at once, as with an evaluator: no call waits in the router's pending table.
-        await_feedback=False,
-    )
+    router = ChatPickLLM(**settings(policy, fake, other))
     messages = [HumanMessage(content="What is the capital of France?")]
 
     def direct() -> object:
@@ -125,19 +118,13 @@ class _EngineRun(ChatPickLLM):
 def breakdown(*, policy: str, batches: int, batch: int) -> dict[str, float]:
     """Median per-call microseconds of each layer, measured round-robin."""
     fake, other = _fakes()
-    settings: dict[str, Any] = {
-        "models": {"small": fake, "large": other},
-        "prices": {"small": (0.15, 0.6), "large": (2.5, 10.0)},
-        "policy": policy,
-        "seed": 0,
-        "await_feedback": False,
-    }
+    chat = settings(policy, fake, other)
     layers: dict[str, Any] = {
         "direct invoke of the fake": fake,
-        "inline forwarding, no routing": _Passthrough(**settings),
-        "+ request, Engine.route": _RouteOnly(**settings),
-        "+ Engine.run (record, learn)": _EngineRun(**settings),
-        "ChatPickLLM (+ tag, alias)": ChatPickLLM(**settings),
+        "inline forwarding, no routing": _Passthrough(**chat),
+        "+ request, Engine.route": _RouteOnly(**chat),
+        "+ Engine.run (record, learn)": _EngineRun(**chat),
+        "ChatPickLLM (+ tag, alias)": ChatPickLLM(**chat),
     }
     messages = [HumanMessage(content="What is the capital of France?")]
     times: dict[str, list[float]] = {name: [] for name in layers}
@@ -151,6 +138,18 @@ def breakdown(*, policy: str, batches: int, batch: int) -> dict[str, float]:
                 model.invoke(messages)
             times[name].append((time.perf_counter() - start) / batch * 1e6)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def settings(policy: str, small: FakeToolChatModel, large: FakeToolChatModel) -> dict[str, Any]:
+    """The measured ChatPickLLM's settings: two fakes, their prices, ``policy``."""
+    return {
+        "models": {"small": small, "large": large},
+        "prices": {"small": (0.15, 0.6), "large": (2.5, 10.0)},
+        "policy": policy,
+        "seed": 0,
+        # Learn at once, as with an evaluator: no call waits in the router's pending table.
+        "await_feedback": False,
+    }
 
 
 def _fakes() -> tuple[FakeToolChatModel, FakeToolChatModel]:
